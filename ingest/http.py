@@ -1,0 +1,572 @@
+"""The one HTTP layer every listing source fetches through: polite, patient, and conditional.
+
+Pure Python + httpx, no Django: the Django side passes what it knows (``user_agent`` from
+``settings.INGEST_USER_AGENT``) when it builds a ``Fetcher``.
+
+- Politeness: requests to one host are spaced at least ``min_interval`` apart (arXiv asks for
+  one request every 3 s, hence ``DEFAULT_HOST_INTERVALS``).
+- Patience: timeouts, connection errors, HTTP 429 and 5xx are retried with exponential backoff
+  and full jitter, honouring ``Retry-After``; any other 4xx fails at once.
+- Thrift: ETag / Last-Modified are remembered per URL and sent back, so an unchanged listing
+  costs a 304 instead of a download.
+
+Failures raise ``FetchError`` subclasses whose ``transient`` flag tells a Celery task whether
+trying again later can help.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol, TypeVar
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PROJECT_URL = "https://github.com/paper-catalogue/paper-catalogue"
+DEFAULT_USER_AGENT = f"paper-catalogue/0.1 (+{PROJECT_URL})"
+# Hosts (and their subdomains) that ask for more room than the default interval.
+DEFAULT_HOST_INTERVALS: Mapping[str, float] = {"arxiv.org": 3.0}
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+# Worth another try: the network or the server hiccuped, the same request may well succeed.
+_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+def build_user_agent(contact_email: str | None = None, *, project_url: str = PROJECT_URL) -> str:
+    """A User-Agent that tells an operator who we are and how to reach us."""
+    contact = f"; mailto:{contact_email}" if contact_email else ""
+    return f"paper-catalogue/0.1 (+{project_url}{contact})"
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class FetchError(Exception):
+    """A fetch that did not produce a usable response. ``transient`` says whether to try later."""
+
+    transient: bool = False
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reason: str,
+        status: int | None = None,
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        self.url = url
+        self.reason = reason
+        self.status = status  # None when no response arrived (timeout, refused connection)
+        self.attempts = attempts
+        self.retry_after = retry_after  # the server's own wish, uncapped: a good Celery countdown
+        plural = "" if attempts == 1 else "s"
+        super().__init__(f"GET {url}: {reason} ({attempts} attempt{plural})")
+
+
+class TransientFetchError(FetchError):
+    """Gave up for now; the same request may succeed later (timeouts, 429, 5xx)."""
+
+    transient = True
+
+
+class PermanentFetchError(FetchError):
+    """Trying again will not help (404, 403, bad URL, unsupported scheme)."""
+
+    transient = False
+
+
+class _AttemptFailed(Exception):
+    """One attempt's failure, before we know whether it was the last one."""
+
+    def __init__(
+        self,
+        *,
+        transient: bool,
+        reason: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.transient = transient
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+    def as_fetch_error(self, url: str, attempts: int) -> FetchError:
+        kind = TransientFetchError if self.transient else PermanentFetchError
+        return kind(
+            url,
+            reason=self.reason,
+            status=self.status,
+            attempts=attempts,
+            retry_after=self.retry_after,
+        )
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """A response read into memory. ``url`` is the final one, after redirects."""
+
+    url: str
+    status: int
+    content: bytes = field(repr=False)  # empty when not_modified
+    etag: str | None
+    last_modified: str | None
+    not_modified: bool
+    headers: httpx.Headers = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadResult:
+    """A response streamed to a file the caller owns (and deletes); no file when not_modified."""
+
+    url: str
+    status: int
+    path: Path | None
+    size: int
+    etag: str | None
+    last_modified: str | None
+    not_modified: bool
+    headers: httpx.Headers = field(repr=False)
+
+
+# --- conditional GET validators ----------------------------------------------------------------
+
+
+class ValidatorCache(Protocol):
+    """Where ETag / Last-Modified are remembered per URL (a dict, a database table, Redis...)."""
+
+    def get(self, url: str) -> tuple[str | None, str | None]: ...
+
+    def set(self, url: str, etag: str | None, last_modified: str | None) -> None: ...
+
+
+class MemoryValidatorCache:
+    """The default: an in-process LRU dict, bounded so a long-lived worker does not grow forever."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self._entries: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        self._maxsize = maxsize
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> tuple[str | None, str | None]:
+        with self._lock:
+            if url not in self._entries:
+                return None, None
+            self._entries.move_to_end(url)
+            return self._entries[url]
+
+    def set(self, url: str, etag: str | None, last_modified: str | None) -> None:
+        with self._lock:
+            self._entries[url] = (etag, last_modified)
+            self._entries.move_to_end(url)
+            while len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
+
+
+# --- politeness --------------------------------------------------------------------------------
+
+
+class HostThrottle:
+    """Keeps requests to one host at least an interval apart.
+
+    The interval runs from the *end* of the previous request, not its start: a slow response
+    must not let the next request follow on its heels, and it guarantees the server sees the
+    spacing whatever the network latency. One lock per host also makes threads sharing a
+    fetcher take turns, since politeness means one request at a time.
+    """
+
+    def __init__(
+        self,
+        min_interval: float,
+        host_intervals: Mapping[str, float] = DEFAULT_HOST_INTERVALS,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.min_interval = min_interval
+        self.host_intervals = {domain.lower(): s for domain, s in host_intervals.items()}
+        self._sleep = sleep
+        self._clock = clock
+        self._finished_at: dict[str, float] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def interval_for(self, host: str) -> float:
+        """The most specific configured domain wins (``export.arxiv.org`` over ``arxiv.org``)."""
+        host = host.lower().rstrip(".")
+        matches = [d for d in self.host_intervals if host == d or host.endswith("." + d)]
+        if not matches:
+            return self.min_interval
+        return self.host_intervals[max(matches, key=len)]
+
+    @contextmanager
+    def turn(self, host: str) -> Iterator[None]:
+        """Wait until ``host`` may be asked again, then hold it for the request."""
+        with self._lock_for(host):
+            self._wait_for(host)
+            try:
+                yield
+            finally:
+                self._finished_at[host] = self._clock()
+
+    def _lock_for(self, host: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(host, threading.Lock())
+
+    def _wait_for(self, host: str) -> None:
+        finished_at = self._finished_at.get(host)
+        if finished_at is None:
+            return
+        remaining = finished_at + self.interval_for(host) - self._clock()
+        if remaining > 0:
+            self._sleep(remaining)
+
+
+# --- retry timing ------------------------------------------------------------------------------
+
+
+def full_jitter(cap: float) -> float:
+    """A uniform delay in [0, cap]: spreads out clients that failed together (AWS "full jitter")."""
+    return random.uniform(0, cap)
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait per a Retry-After header (delta-seconds or HTTP date); None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+", value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always GMT
+        when = when.replace(tzinfo=dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _classify_status(response: httpx.Response) -> None:
+    """Let 2xx and 304 through; turn anything else into a transient or permanent failure."""
+    status = response.status_code
+    if response.is_success or status == 304:
+        return
+    reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise _AttemptFailed(transient=True, reason=reason, status=status, retry_after=retry_after)
+    raise _AttemptFailed(transient=False, reason=reason, status=status)
+
+
+# --- the fetcher -------------------------------------------------------------------------------
+
+
+class Fetcher:
+    """An httpx.Client with timeouts, a descriptive User-Agent, politeness, retries and 304s.
+
+    Share one per process (or per task run) so its throttle and validators see every request.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_agent: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        min_interval: float = 1.0,
+        host_intervals: Mapping[str, float] = DEFAULT_HOST_INTERVALS,
+        max_attempts: int = 4,
+        backoff_base: float = 1.0,
+        max_delay: float = 60.0,
+        validators: ValidatorCache | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[float], float] = full_jitter,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.user_agent = user_agent or DEFAULT_USER_AGENT
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.max_delay = max_delay
+        # `is None`, not `or`: an empty user cache may well be falsy
+        self.validators: ValidatorCache = (
+            MemoryValidatorCache() if validators is None else validators
+        )
+        self.throttle = HostThrottle(min_interval, host_intervals, sleep=sleep, clock=clock)
+        self._sleep = sleep
+        self._jitter = jitter
+        self._client = httpx.Client(
+            headers={"User-Agent": self.user_agent},
+            # read also bounds each chunk of a streamed body, not the whole download
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # public operations
+
+    def get(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        conditional: bool = True,
+    ) -> FetchResult:
+        """GET into memory. With ``conditional``, an unchanged resource comes back not_modified."""
+        request, sent = self._prepare(url, params, headers, conditional)
+        response = self._retrying(request, self._send_and_read)
+        etag, last_modified = self._validators_after(request, response, sent, conditional)
+        not_modified = response.status_code == 304
+        return FetchResult(
+            url=str(response.url),
+            status=response.status_code,
+            content=b"" if not_modified else response.content,
+            etag=etag,
+            last_modified=last_modified,
+            not_modified=not_modified,
+            headers=response.headers,
+        )
+
+    def download(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        conditional: bool = True,
+        directory: str | os.PathLike[str] | None = None,
+        suffix: str = "",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> DownloadResult:
+        """Stream a (multi-GB) body to a temporary file in ``directory``, in constant memory.
+
+        ``progress(bytes_written, expected_total_or_None)`` is called after every chunk; it
+        restarts from 0 when an interrupted download is retried from the beginning.
+        """
+        request, sent = self._prepare(url, params, headers, conditional)
+
+        def attempt(req: httpx.Request) -> tuple[httpx.Response, Path | None, int]:
+            return self._stream_to_file(req, directory, suffix, chunk_size, progress)
+
+        response, path, size = self._retrying(request, attempt)
+        etag, last_modified = self._validators_after(request, response, sent, conditional)
+        return DownloadResult(
+            url=str(response.url),
+            status=response.status_code,
+            path=path,
+            size=size,
+            etag=etag,
+            last_modified=last_modified,
+            not_modified=response.status_code == 304,
+            headers=response.headers,
+        )
+
+    # one attempt
+
+    def _send_and_read(self, request: httpx.Request) -> httpx.Response:
+        response = self._client.send(request)
+        _classify_status(response)
+        return response
+
+    def _stream_to_file(
+        self,
+        request: httpx.Request,
+        directory: str | os.PathLike[str] | None,
+        suffix: str,
+        chunk_size: int,
+        progress: Callable[[int, int | None], None] | None,
+    ) -> tuple[httpx.Response, Path | None, int]:
+        response = self._client.send(request, stream=True)
+        try:
+            _classify_status(response)
+            if response.status_code == 304:
+                return response, None, 0
+            report = _progress_reporter(progress, _expected_size(response))
+            path, size = _write_chunks(response.iter_bytes(chunk_size), directory, suffix, report)
+            return response, path, size
+        finally:
+            response.close()
+
+    # retries
+
+    def _retrying(self, request: httpx.Request, attempt: Callable[[httpx.Request], T]) -> T:
+        url = str(request.url)
+        number = 1
+        while True:
+            try:
+                return self._attempt_once(request, attempt)
+            except _AttemptFailed as failure:
+                if not failure.transient or number >= self.max_attempts:
+                    raise failure.as_fetch_error(url, number) from failure.__cause__
+                delay = self._delay_before_retry(number, failure.retry_after)
+                log.warning("GET %s: %s; retry %d in %.1f s", url, failure.reason, number, delay)
+                self._sleep(delay)
+            number += 1
+
+    def _attempt_once(self, request: httpx.Request, attempt: Callable[[httpx.Request], T]) -> T:
+        try:
+            with self.throttle.turn(request.url.host):
+                return attempt(request)
+        except _TRANSIENT_ERRORS as error:
+            raise _AttemptFailed(transient=True, reason=_describe(error)) from error
+        except httpx.RequestError as error:  # unsupported scheme, too many redirects, bad gzip
+            raise _AttemptFailed(transient=False, reason=_describe(error)) from error
+
+    def _delay_before_retry(self, failures: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            # The server said when; jitter would only make us early. Capped so one header
+            # cannot park a worker for hours: the caller can still honour error.retry_after.
+            return min(retry_after, self.max_delay)
+        return self._jitter(min(self.max_delay, self.backoff_base * 2 ** (failures - 1)))
+
+    # conditional GET
+
+    def _prepare(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        conditional: bool,
+    ) -> tuple[httpx.Request, tuple[str | None, str | None]]:
+        """Build the request with the validators remembered for its full URL (query included)."""
+        try:
+            request = self._client.build_request("GET", url, params=params, headers=headers)
+        except httpx.InvalidURL as error:
+            raise PermanentFetchError(url, reason=_describe(error), attempts=0) from error
+        sent = self.validators.get(str(request.url)) if conditional else (None, None)
+        etag, last_modified = sent
+        if etag:
+            request.headers["If-None-Match"] = etag
+        if last_modified:
+            request.headers["If-Modified-Since"] = last_modified
+        return request, sent
+
+    def _validators_after(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        sent: tuple[str | None, str | None],
+        conditional: bool,
+    ) -> tuple[str | None, str | None]:
+        """The response's validators, or (on a 304 that omits them) the ones we sent."""
+        etag = response.headers.get("ETag") or (sent[0] if response.status_code == 304 else None)
+        last_modified = response.headers.get("Last-Modified") or (
+            sent[1] if response.status_code == 304 else None
+        )
+        # Without `conditional` the caller keeps no earlier body, so remembering is pointless.
+        # A 200 without validators clears stale ones the server no longer stands behind.
+        if conditional and (etag, last_modified) != sent:
+            self.validators.set(str(request.url), etag, last_modified)
+        return etag, last_modified
+
+
+# --- streaming helpers -------------------------------------------------------------------------
+
+
+def _expected_size(response: httpx.Response) -> int | None:
+    """Content-Length, unless a content-encoding makes it the compressed size."""
+    length = response.headers.get("Content-Length", "")
+    if response.headers.get("Content-Encoding") or not length.isdigit():
+        return None
+    return int(length)
+
+
+def _progress_reporter(
+    progress: Callable[[int, int | None], None] | None, total: int | None
+) -> Callable[[int], None]:
+    if progress is None:
+        return lambda written: None
+    return lambda written: progress(written, total)
+
+
+def _write_chunks(
+    chunks: Iterable[bytes],
+    directory: str | os.PathLike[str] | None,
+    suffix: str,
+    report: Callable[[int], None],
+) -> tuple[Path, int]:
+    with tempfile.NamedTemporaryFile(
+        delete=False, dir=directory, prefix="fetch-", suffix=suffix
+    ) as handle:
+        path = Path(handle.name)
+        try:
+            written = _copy_chunks(chunks, handle, report)
+        except BaseException:
+            # A partial file looks like a complete one to whoever finds it; a retry starts afresh.
+            handle.close()  # before unlinking, which Windows refuses on an open file
+            path.unlink()
+            raise
+    return path, written
+
+
+def _copy_chunks(chunks: Iterable[bytes], handle: IO[bytes], report: Callable[[int], None]) -> int:
+    written = 0
+    for chunk in chunks:
+        handle.write(chunk)
+        written += len(chunk)
+        report(written)
+    return written
+
+
+def _describe(error: Exception) -> str:
+    detail = str(error)
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+
+
+# --- convenience -------------------------------------------------------------------------------
+
+_default_fetcher: Fetcher | None = None
+_default_fetcher_lock = threading.Lock()
+
+
+def default_fetcher() -> Fetcher:
+    """One shared fetcher per process, so the convenience ``fetch`` stays polite across calls."""
+    global _default_fetcher
+    with _default_fetcher_lock:
+        if _default_fetcher is None:
+            _default_fetcher = Fetcher(user_agent=os.environ.get("INGEST_USER_AGENT"))
+        return _default_fetcher
+
+
+def fetch(
+    url: str, params: Mapping[str, Any] | None = None, *, fetcher: Fetcher | None = None
+) -> FetchResult:
+    """GET ``url`` through ``fetcher`` (conditionally), or through the shared default fetcher."""
+    if fetcher is not None:
+        return fetcher.get(url, params)
+    # A caller without a fetcher of its own kept no earlier body, so a 304 would leave it
+    # empty-handed: ask unconditionally.
+    return default_fetcher().get(url, params, conditional=False)

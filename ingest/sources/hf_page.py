@@ -1,0 +1,130 @@
+"""The text of a Hugging Face Papers listing page (search results, daily/weekly pages).
+
+Each card is a title line, an abstract paragraph, then three meta lines::
+
+    • 13 authors
+    ·
+    Nov 27 4          <- date without year (the listing's own year), then upvotes
+    Nov 25, 2024      <- date with year, no upvotes
+
+Some cards have no meta lines at all. Lines before the first card (navigation, the page's own
+date) are skipped. There are no arXiv ids in this format, so a card's key is its title slug.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from ingest.normalize import clean_abstract, clean_title, find_code_url
+from ingest.records import PaperRecord, ParseError, ParseResult, Rejected
+
+SOURCE = "hf_page"
+
+_AUTHORS_RE = re.compile(r"^(?:•\s*)?(\d+) authors?$")
+_SEPARATOR = "·"
+_MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
+_DATE_RE = re.compile(
+    r"^(?P<month>[A-Z][a-z]{2}) (?P<day>\d{1,2})(?:, (?P<year>\d{4}))?(?: (?P<upvotes>\d+))?$"
+)
+
+
+def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterator[ParseResult]:
+    """Yield one record per card. ``listed_on`` (default: today) gives year-less dates a year."""
+    listed_on = listed_on or dt.date.today()
+    lines = _numbered_lines(data)
+    start = _first_card_index(lines)
+    i = start
+    while i < len(lines):
+        i, result = _read_card(lines, i, listed_on)
+        yield result
+
+
+def looks_like(head: bytes) -> bool:
+    """Content sniffing for format detection: a card's meta line near the top."""
+    text = head.decode("utf-8", errors="replace")
+    return any(_AUTHORS_RE.match(line.strip()) for line in text.splitlines())
+
+
+def _numbered_lines(data: bytes | BinaryIO) -> list[tuple[int, str]]:
+    raw = data if isinstance(data, bytes) else data.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError("not UTF-8 text", f"byte {exc.start}") from None
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _first_card_index(lines: list[tuple[int, str]]) -> int:
+    """The first card is the title two lines above the first meta line."""
+    for i, (_, line) in enumerate(lines):
+        if _AUTHORS_RE.match(line):
+            return max(i - 2, 0)
+    raise ParseError("no paper cards found (no '• N authors' line)", "line 1")
+
+
+def _read_card(lines, i: int, listed_on: dt.date) -> tuple[int, ParseResult]:
+    """Read the card starting at ``lines[i]``; return the next card's index and the result."""
+    line_no, title = lines[i]
+    abstract = ""
+    i += 1
+    if i < len(lines) and not _AUTHORS_RE.match(lines[i][1]):
+        abstract = lines[i][1]
+        i += 1
+    if i >= len(lines) or not _AUTHORS_RE.match(lines[i][1]):
+        # A card without meta lines: title and abstract only.
+        return i, _record(title, abstract)
+    meta = [text for _, text in lines[i : i + 3]]
+    raw = "\n".join([title, abstract[:200], *meta])
+    if len(meta) < 3 or meta[1] != _SEPARATOR:
+        return i + 1, Rejected(
+            "meta lines are not '• N authors', '·', date", raw, f"line {line_no}"
+        )
+    match = _DATE_RE.match(meta[2])
+    if not match:
+        return i + 3, Rejected(f"unreadable date {meta[2]!r}", raw, f"line {line_no}")
+    try:
+        published_on = _card_date(match, listed_on)
+    except ValueError as exc:
+        return i + 3, Rejected(f"invalid date {meta[2]!r}: {exc}", raw, f"line {line_no}")
+    upvotes = match.group("upvotes")
+    return i + 3, _record(
+        title,
+        abstract,
+        author_count=int(_AUTHORS_RE.match(meta[0]).group(1)),
+        published_on=published_on,
+        upvotes=int(upvotes) if upvotes else 0,
+        listed_on=listed_on,
+    )
+
+
+def _card_date(match: re.Match, listed_on: dt.date) -> dt.date:
+    month = _MONTHS.get(match.group("month"))
+    if month is None:
+        raise ValueError(f"unknown month {match.group('month')!r}")
+    day = int(match.group("day"))
+    if match.group("year"):
+        return dt.date(int(match.group("year")), month, day)
+    # A year-less date is in the listing's year, unless that would put it after the listing.
+    date = dt.date(listed_on.year, month, day)
+    return date if date <= listed_on else date.replace(year=listed_on.year - 1)
+
+
+def _record(title: str, abstract: str, **fields) -> PaperRecord:
+    title = clean_title(title)
+    return PaperRecord(
+        source=SOURCE,
+        source_key=slugify_title(title),
+        title=title,
+        abstract=clean_abstract(abstract),
+        code_url=find_code_url(abstract),
+        **fields,
+    )
+
+
+def slugify_title(title: str) -> str:
+    """A stable key for an id-less card: lower-case words joined by hyphens."""
+    return "-".join(re.findall(r"[a-z0-9]+", title.lower()))[:200]

@@ -1,0 +1,96 @@
+import datetime as dt
+from dataclasses import replace
+
+import pytest
+
+from catalogue.models import Paper
+from ingest.records import PaperRecord
+from ingest.sources import hf_page
+from ingest.upsert import upsert_papers
+
+pytestmark = pytest.mark.django_db
+
+
+def record(**fields) -> PaperRecord:
+    base = {
+        "source": "hf_daily",
+        "source_key": "2401.00001",
+        "arxiv_id": "2401.00001",
+        "title": "Linear attention for everyone",
+        "abstract": "We decouple things.",
+        "authors": ("Ada Lovelace", "Alan Turing"),
+        "published_on": dt.date(2024, 1, 2),
+        "listed_on": dt.date(2024, 1, 3),
+        "upvotes": 10,
+    }
+    return PaperRecord(**{**base, **fields})
+
+
+def test_same_records_twice_create_nothing_the_second_time(seed_bytes):
+    records = list(hf_page.parse(seed_bytes, listed_on=dt.date(2025, 12, 24)))
+    first = upsert_papers(records)
+    second = upsert_papers(records)
+    assert (first.created, first.updated, first.unchanged) == (49, 0, 0)
+    assert (second.created, second.updated, second.unchanged) == (0, 0, 49)
+    assert Paper.objects.count() == 49
+
+
+def test_replaying_an_older_listing_never_lowers_upvotes():
+    upsert_papers([record(upvotes=10)])
+    counts = upsert_papers([record(upvotes=3)])
+    assert counts.unchanged == 1
+    assert Paper.objects.get().upvotes == 10
+
+
+def test_higher_upvotes_update_the_paper():
+    upsert_papers([record(upvotes=10)])
+    counts = upsert_papers([record(upvotes=12)])
+    assert (counts.created, counts.updated) == (0, 1)
+    assert Paper.objects.get().upvotes == 12
+
+
+def test_earliest_dates_are_kept():
+    upsert_papers([record(published_on=dt.date(2024, 1, 2), listed_on=dt.date(2024, 1, 5))])
+    upsert_papers([record(published_on=dt.date(2024, 3, 1), listed_on=dt.date(2024, 1, 4))])
+    paper = Paper.objects.get()
+    assert paper.published_on == dt.date(2024, 1, 2)
+    assert paper.listed_on == dt.date(2024, 1, 4)
+
+
+def test_empty_incoming_fields_do_not_erase_known_ones():
+    upsert_papers([record(code_url="https://github.com/a/b")])
+    upsert_papers([record(abstract="", authors=(), code_url="")])
+    paper = Paper.objects.get()
+    assert paper.abstract == "We decouple things."
+    assert paper.authors == ["Ada Lovelace", "Alan Turing"]
+    assert paper.code_url == "https://github.com/a/b"
+
+
+def test_curated_title_survives_reingest():
+    upsert_papers([record()])
+    Paper.objects.update(title="Curated title", curated_fields=["title"])
+    upsert_papers([record(title="Ingested title", upvotes=20)])
+    paper = Paper.objects.get()
+    assert paper.title == "Curated title"
+    assert paper.upvotes == 20
+
+
+def test_duplicates_inside_one_batch_become_one_paper():
+    counts = upsert_papers([record(upvotes=1), record(upvotes=5), record(upvotes=2)])
+    assert counts.created == 1
+    assert Paper.objects.get().upvotes == 5
+
+
+def test_records_without_arxiv_id_are_keyed_by_source_and_key():
+    card = record(arxiv_id=None, source="hf_page", source_key="some-title")
+    upsert_papers([card, replace(card, source_key="other-title")])
+    assert set(Paper.objects.values_list("source_key", flat=True)) == {
+        "hf_page:some-title",
+        "hf_page:other-title",
+    }
+
+
+def test_search_vector_is_generated_from_title_and_abstract():
+    upsert_papers([record()])
+    assert Paper.objects.search("decoupling").count() == 1
+    assert Paper.objects.search('"linear attention"').count() == 1
