@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -178,7 +179,10 @@ def stop_redis() -> bool:
     pidfile = REDIS_DIR / "redis.pid"
     if not _private_redis_answers() or not pidfile.exists():
         return False
-    os.kill(int(pidfile.read_text().strip()), 15)
+    os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _private_redis_answers() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return True
 
 

@@ -115,6 +115,8 @@ class Command(BaseCommand):
         self.stderr.write(f"A process exited ({dead[0].args[1:4]}, code {dead[0].returncode}).")
 
     def _stop(self, children: list[subprocess.Popen]) -> None:
+        # A second Ctrl-C must not abandon children or the database half-stopped.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.stdout.write("\nStopping…")
         for child in reversed(children):
             if child.poll() is None:
