@@ -58,8 +58,22 @@ class Paper(models.Model):
     )
     published_on = models.DateField(null=True, blank=True, help_text="First publication.")
     listed_on = models.DateField(null=True, blank=True, help_text="First day a listing showed it.")
+    updated_on = models.DateField(null=True, blank=True, help_text="Latest version.")
     upvotes = models.PositiveIntegerField(default=0)
+    comments = models.PositiveIntegerField(default=0)
+    github_stars = models.PositiveIntegerField(null=True, blank=True)
     code_url = models.URLField(max_length=500, blank=True)
+    project_url = models.URLField(max_length=500, blank=True)
+    primary_category = models.CharField(max_length=40, blank=True)
+    categories = ArrayField(models.CharField(max_length=40), default=list, blank=True)
+    keywords = ArrayField(models.TextField(), default=list, blank=True)
+    version = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Latest arXiv version."
+    )
+    doi = models.CharField(max_length=200, blank=True)
+    journal_ref = models.TextField(blank=True)
+    arxiv_comment = models.TextField(blank=True)
+    withdrawn = models.BooleanField(default=False)
     hidden = models.BooleanField(default=False)
     # Fields a curator edited: ingest never overwrites them (see ingest.upsert).
     curated_fields = ArrayField(models.CharField(max_length=50), default=list, blank=True)
@@ -108,3 +122,41 @@ class Paper(models.Model):
     @property
     def pdf_url(self) -> str:
         return f"https://arxiv.org/pdf/{self.arxiv_id}" if self.arxiv_id else ""
+
+
+class Sighting(models.Model):
+    """Provenance: which source listed a paper, first and last seen, and on which day."""
+
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="sightings")
+    source = models.CharField(max_length=100)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    listed_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["paper", "source"], name="sighting_once_per_source")
+        ]
+
+    def __str__(self):
+        return f"{self.paper_id} seen by {self.source}"
+
+
+class PopularitySnapshot(models.Model):
+    """Upvotes and GitHub stars as observed on a day: the history trending is computed from."""
+
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="snapshots")
+    observed_on = models.DateField()
+    upvotes = models.PositiveIntegerField(null=True, blank=True)
+    github_stars = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["paper", "observed_on"], name="snapshot_once_per_paper_and_day"
+            )
+        ]
+        indexes = [models.Index(fields=["observed_on", "paper"], name="snapshot_day_idx")]
+
+    def __str__(self):
+        return f"{self.paper_id} on {self.observed_on}: {self.upvotes}"

@@ -1,44 +1,62 @@
 """The only writer of papers: an idempotent bulk upsert on the natural key.
 
-One ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE`` per batch, inside one
-transaction, so a batch lands whole or not at all and a re-run of the same listing changes
-nothing. Merge rules, per column:
+Per batch, in one transaction: COPY the records into a temporary table, then one
+``INSERT … SELECT … ON CONFLICT DO UPDATE`` per key kind (arXiv id, or source key for listings
+without ids), then the provenance (``Sighting``) and popularity history (``PopularitySnapshot``)
+of every paper in the batch. COPY plus one statement is what makes bulk ingest fast: the
+generated search vector is computed by PostgreSQL in the same pass.
+
+Merge rules, per column (``new`` is the incoming record, ``paper`` the stored row):
 
 - popularity never goes down by replaying an old listing (``GREATEST``);
-- dates keep the earliest value seen (first published, first listed; ``LEAST`` skips NULLs);
-- text and links take the incoming value when it says something, else keep what we have;
+- dates keep the earliest first-publication/first-listing and the latest update;
+- text, links and lists take the incoming value when it says something, else keep ours;
 - a field a curator edited (``curated_fields``) is never overwritten.
 
-Rows whose merged values equal the stored ones are not touched (the ``WHERE … IS DISTINCT
-FROM`` clause), which is how a run tells "updated" from "unchanged".
+Rows whose merged values equal the stored ones are not touched (``WHERE … IS DISTINCT FROM``),
+which is how a run tells "updated" from "unchanged".
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.utils import timezone
 
-from ingest.records import PaperRecord
+from ingest.records import Deleted, PaperRecord
 
-# Column -> (SQL type of the unnest array, how to merge the incoming value ``new.col`` with
-# the stored ``paper.col``). Curated columns are wrapped in a CASE below.
-_MERGE = {
-    "title": ("text", "COALESCE(NULLIF(new.title, ''), paper.title)"),
-    "abstract": ("text", "COALESCE(NULLIF(new.abstract, ''), paper.abstract)"),
-    "authors": (
-        "text",  # passed as a JSON array string: unnest cannot take a 2-D ragged array
-        "CASE WHEN cardinality(new.authors) > 0 THEN new.authors ELSE paper.authors END",
-    ),
-    "author_count": ("int", "COALESCE(new.author_count, paper.author_count)"),
-    "published_on": ("date", "LEAST(paper.published_on, new.published_on)"),
-    "listed_on": ("date", "LEAST(paper.listed_on, new.listed_on)"),
-    "upvotes": ("int", "GREATEST(paper.upvotes, new.upvotes)"),
-    "code_url": ("text", "COALESCE(NULLIF(new.code_url, ''), paper.code_url)"),
+_KEEP_TEXT = "COALESCE(NULLIF(new.{c}, ''), paper.{c})"
+_KEEP_LIST = "CASE WHEN cardinality(new.{c}) > 0 THEN new.{c} ELSE paper.{c} END"
+
+# Column -> (SQL type in the staging table, merge expression).
+COLUMNS = {
+    "title": ("text", _KEEP_TEXT),
+    "abstract": ("text", _KEEP_TEXT),
+    "authors": ("text[]", _KEEP_LIST),
+    "author_count": ("int", "COALESCE(new.{c}, paper.{c})"),
+    "published_on": ("date", "LEAST(paper.{c}, new.{c})"),
+    "listed_on": ("date", "LEAST(paper.{c}, new.{c})"),
+    "updated_on": ("date", "GREATEST(paper.{c}, new.{c})"),
+    "upvotes": ("int", "GREATEST(paper.{c}, new.{c})"),
+    "comments": ("int", "GREATEST(paper.{c}, new.{c})"),
+    "github_stars": ("int", "GREATEST(paper.{c}, new.{c})"),
+    "code_url": ("text", _KEEP_TEXT),
+    "project_url": ("text", _KEEP_TEXT),
+    "primary_category": ("text", _KEEP_TEXT),
+    "categories": ("text[]", _KEEP_LIST),
+    "keywords": ("text[]", _KEEP_LIST),
+    "version": ("int", "GREATEST(paper.{c}, new.{c})"),
+    "doi": ("text", _KEEP_TEXT),
+    "journal_ref": ("text", _KEEP_TEXT),
+    "arxiv_comment": ("text", _KEEP_TEXT),
+    "withdrawn": ("boolean", "paper.{c} OR new.{c}"),
 }
-CURATABLE = ("title", "abstract", "authors", "code_url")
-_KEY_COLUMNS = {"arxiv_id": "text", "source_key": "text"}
+# What a new row gets when a listing does not say (the table's NOT NULL columns).
+_INSERT_DEFAULTS = {"upvotes": "0", "comments": "0"}
+CURATABLE = ("title", "abstract", "authors", "code_url", "project_url")
 
 
 @dataclass
@@ -54,20 +72,34 @@ class BatchCounts:
         return self
 
 
-def upsert_papers(records: Iterable[PaperRecord]) -> BatchCounts:
-    """Write one batch of records in one transaction; return what happened to them."""
+def upsert_papers(
+    records: Iterable[PaperRecord], *, observed_on: dt.date | None = None
+) -> BatchCounts:
+    """Write one batch of records in one transaction; return what happened to them.
+
+    ``observed_on`` is the day popularity was observed (default: today).
+    """
     merged = _merge_duplicates(records)
+    if not merged:
+        return BatchCounts()
     counts = BatchCounts()
-    with transaction.atomic():
+    with transaction.atomic(), connection.cursor() as cursor:
+        _stage(cursor.cursor, merged)
         for key_column in ("arxiv_id", "source_key"):
-            batch = [r for r in merged if _key_column(r) == key_column]
-            if batch:
-                counts += _upsert(batch, key_column)
+            counts += _upsert_staged(cursor, key_column)
+        now = timezone.now()
+        _record_sightings(cursor, now)
+        _record_snapshots(cursor, observed_on or now.date())
+    counts.unchanged = len(merged) - counts.created - counts.updated
     return counts
 
 
-def _key_column(record: PaperRecord) -> str:
-    return "arxiv_id" if record.arxiv_id else "source_key"
+def mark_deleted(deletions: Iterable[Deleted]) -> int:
+    """A source says these records are gone: keep the papers, flag them withdrawn."""
+    from catalogue.models import Paper
+
+    ids = [d.arxiv_id for d in deletions if d.arxiv_id]
+    return Paper.objects.filter(arxiv_id__in=ids, withdrawn=False).update(withdrawn=True)
 
 
 def _merge_duplicates(records: Iterable[PaperRecord]) -> list[PaperRecord]:
@@ -80,52 +112,116 @@ def _merge_duplicates(records: Iterable[PaperRecord]) -> list[PaperRecord]:
     return list(by_key.values())
 
 
-def _row(record: PaperRecord) -> dict:
-    import json
-
-    return {
-        "arxiv_id": record.arxiv_id,
-        "source_key": None if record.arxiv_id else record.natural_key,
-        "title": record.title,
-        "abstract": record.abstract,
-        "authors": json.dumps(list(record.authors)),
-        "author_count": record.author_count,
-        "published_on": record.published_on,
-        "listed_on": record.listed_on,
-        "upvotes": record.upvotes or 0,
-        "code_url": record.code_url,
-    }
-
-
-def _upsert(records: list[PaperRecord], key_column: str) -> BatchCounts:
-    columns = [key_column, *_MERGE]
-    types = {**_KEY_COLUMNS, **{c: t for c, (t, _) in _MERGE.items()}}
-    rows = [_row(r) for r in records]
-    arrays = [[row[c] for row in rows] for c in columns]
-    unnest = ", ".join(f"%s::{types[c]}[]" for c in columns)
-    select = ", ".join(
-        "ARRAY(SELECT jsonb_array_elements_text(new.authors::jsonb))" if c == "authors" else c
-        for c in columns
+def _stage(raw_cursor, records: list[PaperRecord]) -> None:
+    """COPY the batch into a temporary table that disappears at commit."""
+    columns = ", ".join(f"{name} {sql_type}" for name, (sql_type, _) in COLUMNS.items())
+    # Dropped first: two batches may share one outer transaction (and tests do).
+    raw_cursor.execute("DROP TABLE IF EXISTS pg_temp.ingest_batch")
+    raw_cursor.execute(
+        f"CREATE TEMP TABLE ingest_batch (arxiv_id text, source_key text, source text, "
+        f"{columns}) ON COMMIT DROP"
     )
-    merged = {c: _curated_guard(c, expr) for c, (_, expr) in _MERGE.items()}
-    sql = f"""
-        WITH new AS (SELECT * FROM unnest({unnest}) AS new({", ".join(columns)}))
+    names = ["arxiv_id", "source_key", "source", *COLUMNS]
+    with raw_cursor.copy(f"COPY ingest_batch ({', '.join(names)}) FROM STDIN") as copy:
+        for record in records:
+            copy.write_row(_staged_row(record))
+
+
+def _staged_row(record: PaperRecord) -> tuple:
+    return (
+        record.arxiv_id,
+        None if record.arxiv_id else record.natural_key,
+        record.source,
+        record.title,
+        record.abstract,
+        list(record.authors),
+        record.author_count,
+        record.published_on,
+        record.listed_on,
+        record.updated_on,
+        record.upvotes,
+        record.comments,
+        record.github_stars,
+        record.code_url,
+        record.project_url,
+        record.primary_category,
+        list(record.categories),
+        list(record.keywords),
+        record.version,
+        record.doi,
+        record.journal_ref,
+        record.arxiv_comment,
+        record.withdrawn,
+    )
+
+
+def _upsert_staged(cursor, key_column: str) -> BatchCounts:
+    merged = {c: _curated_guard(c, expr.format(c=c)) for c, (_, expr) in COLUMNS.items()}
+    inserted = ", ".join(
+        f"COALESCE(new.{c}, {_INSERT_DEFAULTS[c]})" if c in _INSERT_DEFAULTS else f"new.{c}"
+        for c in COLUMNS
+    )
+    on_update = ", ".join(f"{c} = {_as_excluded(e)}" for c, e in merged.items())
+    stored = ", ".join(f"paper.{c}" for c in merged)
+    incoming = ", ".join(_as_excluded(e) for e in merged.values())
+    cursor.execute(
+        f"""
         INSERT INTO catalogue_paper AS paper
-            ({", ".join(columns)}, hidden, curated_fields, created_at, updated_at)
-        SELECT {select}, false, '{{}}', now(), now() FROM new
-        ON CONFLICT ({key_column}) DO UPDATE SET
-            {", ".join(f"{c} = {_as_excluded(e)}" for c, e in merged.items())},
-            updated_at = now()
-        WHERE ({", ".join(f"paper.{c}" for c in merged)})
-            IS DISTINCT FROM ({", ".join(_as_excluded(e) for e in merged.values())})
+            ({key_column}, {", ".join(COLUMNS)}, hidden, curated_fields, created_at, updated_at)
+        SELECT new.{key_column}, {inserted}, false, '{{}}', now(), now()
+        FROM ingest_batch AS new WHERE new.{key_column} IS NOT NULL
+        ON CONFLICT ({key_column}) DO UPDATE SET {on_update}, updated_at = now()
+        WHERE ({stored}) IS DISTINCT FROM ({incoming})
         RETURNING (xmax = 0) AS inserted
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, arrays)
-        inserted = [row[0] for row in cursor.fetchall()]
-    created = sum(inserted)
-    updated = len(inserted) - created
-    return BatchCounts(created, updated, len(records) - created - updated)
+        """
+    )
+    inserted_flags = [row[0] for row in cursor.fetchall()]
+    created = sum(inserted_flags)
+    return BatchCounts(created=created, updated=len(inserted_flags) - created)
+
+
+def _record_sightings(cursor, now) -> None:
+    cursor.execute(
+        f"""
+        WITH new AS ({_BATCH_WITH_PAPER_IDS})
+        INSERT INTO catalogue_sighting AS s
+            (paper_id, source, first_seen_at, last_seen_at, listed_on)
+        SELECT new.paper_id, new.source, %s, %s, new.listed_on FROM new
+        ON CONFLICT (paper_id, source) DO UPDATE SET
+            last_seen_at = EXCLUDED.last_seen_at,
+            listed_on = LEAST(s.listed_on, EXCLUDED.listed_on)
+        """,
+        [now, now],
+    )
+
+
+def _record_snapshots(cursor, observed_on: dt.date) -> None:
+    cursor.execute(
+        f"""
+        WITH new AS ({_BATCH_WITH_PAPER_IDS})
+        INSERT INTO catalogue_popularitysnapshot AS s
+            (paper_id, observed_on, upvotes, github_stars)
+        SELECT new.paper_id, %s, new.upvotes, new.github_stars FROM new
+        WHERE new.upvotes IS NOT NULL OR new.github_stars IS NOT NULL
+        ON CONFLICT (paper_id, observed_on) DO UPDATE SET
+            upvotes = GREATEST(s.upvotes, EXCLUDED.upvotes),
+            github_stars = GREATEST(s.github_stars, EXCLUDED.github_stars)
+        WHERE (s.upvotes, s.github_stars) IS DISTINCT FROM
+            (GREATEST(s.upvotes, EXCLUDED.upvotes), GREATEST(s.github_stars, EXCLUDED.github_stars))
+        """,
+        [observed_on],
+    )
+
+
+# The staged records with the id of their paper. Two index joins, not one join on "a = b OR
+# c = d", which PostgreSQL cannot answer from the two unique indexes.
+_BATCH_WITH_PAPER_IDS = """
+    SELECT paper.id AS paper_id, new.* FROM ingest_batch AS new
+    JOIN catalogue_paper AS paper ON paper.arxiv_id = new.arxiv_id
+    UNION ALL
+    SELECT paper.id AS paper_id, new.* FROM ingest_batch AS new
+    JOIN catalogue_paper AS paper ON paper.source_key = new.source_key
+"""
 
 
 def _curated_guard(column: str, expression: str) -> str:

@@ -10,7 +10,13 @@ import importlib
 from types import ModuleType
 
 # Format name -> module. The name is also the ``source`` of the records it produces.
+# Detection tries them in this order: the most specific signatures first.
 FORMATS = {
+    "arxiv_oai": "ingest.sources.oai_pmh",
+    "arxiv_atom": "ingest.sources.arxiv_atom",
+    "arxiv_rss": "ingest.sources.arxiv_rss",
+    "hf_daily": "ingest.sources.hf_daily",
+    "arxiv_snapshot": "ingest.sources.arxiv_snapshot",
     "hf_page": "ingest.sources.hf_page",
 }
 

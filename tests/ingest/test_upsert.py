@@ -94,3 +94,39 @@ def test_search_vector_is_generated_from_title_and_abstract():
     upsert_papers([record()])
     assert Paper.objects.search("decoupling").count() == 1
     assert Paper.objects.search('"linear attention"').count() == 1
+
+
+def test_one_paper_seen_by_two_sources_is_one_row_with_two_sightings():
+    upsert_papers([record(source="hf_daily", upvotes=7, categories=())])
+    upsert_papers(
+        [record(source="arxiv_atom", upvotes=None, categories=("cs.LG", "cs.CL"), version=2)]
+    )
+    paper = Paper.objects.get()
+    assert sorted(paper.sightings.values_list("source", flat=True)) == ["arxiv_atom", "hf_daily"]
+    assert paper.upvotes == 7  # popularity from HF survives the arXiv record without it
+    assert paper.categories == ["cs.LG", "cs.CL"]
+    assert paper.version == 2
+
+
+def test_same_listing_twice_keeps_one_sighting_and_one_snapshot_per_day():
+    day = dt.date(2025, 3, 3)
+    upsert_papers([record(upvotes=7, github_stars=100)], observed_on=day)
+    upsert_papers([record(upvotes=7, github_stars=100)], observed_on=day)
+    paper = Paper.objects.get()
+    assert paper.sightings.count() == 1
+    assert list(paper.snapshots.values_list("observed_on", "upvotes", "github_stars")) == [
+        (day, 7, 100)
+    ]
+
+
+def test_snapshots_build_a_popularity_history_across_days():
+    upsert_papers([record(upvotes=3)], observed_on=dt.date(2025, 3, 3))
+    upsert_papers([record(upvotes=9)], observed_on=dt.date(2025, 3, 4))
+    upsert_papers([record(upvotes=5)], observed_on=dt.date(2025, 3, 4))  # an older replay
+    history = Paper.objects.get().snapshots.order_by("observed_on")
+    assert list(history.values_list("upvotes", flat=True)) == [3, 9]
+
+
+def test_records_without_popularity_make_no_snapshot():
+    upsert_papers([record(source="arxiv_atom", upvotes=None, github_stars=None)])
+    assert not Paper.objects.get().snapshots.exists()

@@ -1,0 +1,135 @@
+"""The arXiv metadata snapshot (Kaggle ``arxiv-metadata-oai-snapshot.json``): JSON Lines.
+
+One compact JSON object per line, every key present (``null`` when unknown), ~2.x million
+lines. The file is read line by line from a binary stream so memory stays flat, and the
+per-line work is kept small because this path loads the whole of arXiv.
+
+A line that is not a usable paper is ``Rejected`` and reading goes on. A last line that is cut
+off (no newline, not valid JSON) means the file itself is truncated: that raises ``ParseError``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from ingest.normalize import clean_abstract, clean_author, clean_title, versionless_arxiv_id
+from ingest.records import PaperRecord, ParseError, ParseResult, Rejected
+from ingest.sources._arxiv import (
+    as_stream,
+    code_url,
+    first_doi,
+    is_name,
+    is_withdrawn,
+    rfc2822_date,
+    split_authors,
+    split_categories,
+    squash,
+)
+
+SOURCE = "arxiv_snapshot"
+
+
+def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterator[ParseResult]:
+    """Yield one result per non-blank line; ``listed_on`` is passed through (the snapshot has
+    no listing day of its own)."""
+    for number, line in enumerate(as_stream(data), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            if not line.endswith(b"\n"):
+                # Only the last line of a file can lack its newline: the file was cut here.
+                raise ParseError(f"truncated last line: {exc}", f"line {number}") from None
+            yield Rejected(f"invalid JSON: {exc}", _excerpt(line), f"line {number}")
+            continue
+        yield _read_line(obj, line, number, listed_on)
+
+
+def looks_like(head: bytes) -> bool:
+    """Content sniffing for format detection: a JSON object with the snapshot's own keys."""
+    start = head.lstrip()[:4096]
+    return start.startswith(b"{") and b'"authors_parsed"' in start and b'"versions"' in start
+
+
+def _read_line(obj: object, line: bytes, number: int, listed_on: dt.date | None) -> ParseResult:
+    if not isinstance(obj, dict):
+        return Rejected("line is not a JSON object", _excerpt(line), f"line {number}")
+    try:
+        return _paper(obj, listed_on)
+    except _Unusable as exc:
+        return Rejected(str(exc), _excerpt(line), f"line {number}")
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        # A field of an unexpected type (a number for a string, a dict for a list ...).
+        return Rejected(f"unexpected field shape: {exc!r}", _excerpt(line), f"line {number}")
+
+
+class _Unusable(Exception):
+    """A line that cannot become a paper; becomes ``Rejected``."""
+
+
+def _paper(obj: dict, listed_on: dt.date | None) -> PaperRecord:
+    arxiv_id = versionless_arxiv_id(obj.get("id") or "")
+    title = clean_title(obj.get("title") or "")
+    if not arxiv_id or not title:
+        raise _Unusable("missing arXiv id or title")
+    abstract = clean_abstract(obj.get("abstract") or "")
+    comments = squash(obj.get("comments"))
+    categories = split_categories(obj.get("categories"))
+    first, latest, version = _versions(obj.get("versions") or ())
+    update_date = obj.get("update_date")
+    return PaperRecord(
+        source=SOURCE,
+        source_key=arxiv_id,
+        title=title,
+        arxiv_id=arxiv_id,
+        abstract=abstract,
+        authors=_authors(obj),
+        published_on=first,
+        # The latest version's date, as the other arXiv sources give it; ``update_date`` is
+        # the last *metadata* change (a journal ref added years later), kept as the datestamp.
+        updated_on=latest,
+        listed_on=listed_on,
+        primary_category=categories[0] if categories else "",
+        categories=categories,
+        version=version,
+        doi=first_doi(obj.get("doi")),
+        journal_ref=squash(obj.get("journal-ref")),
+        arxiv_comment=comments,
+        withdrawn=is_withdrawn(comments, abstract),
+        code_url=code_url(abstract, comments),
+        extra={"datestamp": update_date} if update_date else {},
+    )
+
+
+def _versions(versions) -> tuple[dt.date | None, dt.date | None, int | None]:
+    """(v1 date, latest version date, latest version number) from ``[{version, created}]``."""
+    if not versions:
+        return None, None, None
+    if len(versions) > 9:
+        # Ten or more versions: don't trust the order (arXiv's OAI sorted them as text).
+        versions = sorted(versions, key=lambda v: int(v["version"].lstrip("v") or 0))
+    first, latest = versions[0], versions[-1]
+    number = int(latest["version"].lstrip("v") or 0) or len(versions)
+    return rfc2822_date(first["created"]), rfc2822_date(latest["created"]), number
+
+
+def _authors(obj: dict) -> tuple[str, ...]:
+    """``authors_parsed`` entries are ``[last, first, suffix]`` (a 4th, the affiliation, is
+    ignored), accents mostly decoded already; the raw string is the fallback."""
+    parsed = obj.get("authors_parsed")
+    if not parsed:
+        return split_authors(obj.get("authors"))
+    names = []
+    for entry in parsed:
+        last, first, suffix = (list(entry) + ["", "", ""])[:3]
+        if is_name(last or ""):
+            names.append(clean_author(" ".join(part for part in (first, last, suffix) if part)))
+    return tuple(names)
+
+
+def _excerpt(line: bytes) -> str:
+    return line[:2000].decode("utf-8", errors="replace").rstrip("\n")

@@ -1,0 +1,215 @@
+"""Hugging Face Daily Papers JSON: ``/api/daily_papers?date=…`` and its relatives.
+
+Three shapes are read the same way:
+
+* ``/api/daily_papers`` and ``/api/papers/search``: a JSON array of items, each
+  ``{"paper": {...}, "title", "publishedAt", "numComments", ...}``;
+* ``/api/papers/{id}``: one bare paper object (the inner ``paper`` shape, no item around it).
+
+The arXiv facts (id, authors, arXiv date, abstract) live in ``paper``; the item adds the display
+title, the comment count and the day it entered Daily. Keys are omitted when absent, never null.
+An HTTP error body (``{"error": "…"}``) is an object too, and raises ``ParseError``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from ingest.normalize import (
+    clean_abstract,
+    clean_author,
+    clean_title,
+    collapse_whitespace,
+    find_code_url,
+    normalize_code_url,
+    parse_date,
+    parse_datetime,
+    split_arxiv_id,
+)
+from ingest.records import PaperRecord, ParseError, ParseResult, Rejected
+
+SOURCE = "hf_daily"
+
+# Since 2025 the item's top-level publishedAt is paper.publishedAt re-labelled from US-Eastern
+# wall time, i.e. exactly 4 or 5 hours earlier: a copy of the arXiv date, not a Daily date.
+_EASTERN_OFFSETS = (dt.timedelta(hours=4), dt.timedelta(hours=5))
+# Before 2025 the top-level publishedAt was the moment the paper was posted to Daily.
+_POSTING_TIMES_END = 2025
+
+
+def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterator[ParseResult]:
+    """Yield one record per item; ``listed_on`` is the ``?date=`` the payload was fetched for."""
+    for number, item in enumerate(_items(_load(data)), 1):
+        yield _read_item(item, f"item {number}", listed_on)
+
+
+def looks_like(head: bytes) -> bool:
+    """Content sniffing: JSON whose first item is ``{"paper": …}`` or a bare paper object,
+    whose authors are HF objects with an ``_id`` (the Kaggle snapshot's are a string)."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    paper_keys = b'"paper"' in head or (b'"authors"' in head and b'"_id"' in head)
+    return text[:1] in (b"[", b"{") and paper_keys
+
+
+def _load(data: bytes | BinaryIO):
+    raw = data if isinstance(data, bytes | bytearray) else data.read()
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ParseError(
+            f"invalid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ParseError("not UTF-8 JSON", f"byte {exc.start}") from None
+
+
+def _items(payload) -> list:
+    """The list of items in any of the three shapes; anything else is not this format."""
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        if "error" in payload:
+            raise ParseError(f"Hugging Face API error: {payload['error']}")
+        if "id" in payload and "authors" in payload:
+            return [payload]  # /api/papers/{id}: a bare paper object
+    raise ParseError(f"expected a JSON array of papers, got {type(payload).__name__}", "line 1")
+
+
+def _read_item(item, position: str, listed_on: dt.date | None) -> ParseResult:
+    if not isinstance(item, dict):
+        return Rejected(f"item is a {type(item).__name__}, not an object", _excerpt(item), position)
+    # A bare paper object (/api/papers/{id}) is its own item.
+    paper = item.get("paper", item)
+    if not isinstance(paper, dict):
+        return Rejected("'paper' is not an object", _excerpt(item), position)
+    try:
+        return _record(item, paper, listed_on)
+    except _Unusable as exc:
+        return Rejected(str(exc), _excerpt(item), position)
+    except (TypeError, ValueError, AttributeError) as exc:
+        # A field of an unexpected type: reject this item, keep reading the others.
+        return Rejected(f"malformed item: {exc}", _excerpt(item), position)
+
+
+class _Unusable(Exception):
+    """The item lacks what every paper needs (an id, a title)."""
+
+
+def _record(item: dict, paper: dict, listed_on: dt.date | None) -> PaperRecord:
+    paper_id = paper.get("id")
+    if not isinstance(paper_id, str) or not paper_id.strip():
+        raise _Unusable("missing paper id")
+    title = _title(paper, item)
+    if not title:
+        raise _Unusable("missing title")
+    arxiv = split_arxiv_id(paper_id)
+    abstract = clean_abstract(_text(paper.get("summary") or item.get("summary")))
+    repo = _first(paper, item, "githubRepo")
+    return PaperRecord(
+        source=SOURCE,
+        source_key=arxiv[0] if arxiv else paper_id.strip(),
+        arxiv_id=arxiv[0] if arxiv else None,
+        title=title,
+        abstract=abstract,
+        authors=_authors(paper.get("authors")),
+        published_on=parse_date(paper.get("publishedAt")),
+        listed_on=_listed_on(item, paper, listed_on),
+        upvotes=_int(paper.get("upvotes")),
+        comments=_int(item.get("numComments")),
+        github_stars=_int(_first(paper, item, "githubStars")),
+        code_url=normalize_code_url(_text(repo)) or find_code_url(abstract),
+        project_url=_text(_first(paper, item, "projectPage")).strip(),
+        keywords=_keywords(_first(paper, item, "ai_keywords")),
+        withdrawn=bool(paper.get("withdrawnAt") or item.get("withdrawnAt")),
+        extra=_extra(item, paper),
+    )
+
+
+def _title(paper: dict, item: dict) -> str:
+    """paper.title (the arXiv title), unless HF stripped LaTeX the display title still has.
+
+    HF turns ``$\\nabla^2$DFT`` into ``nabla^2DFT`` in paper.title while the top-level title
+    keeps the markup, which clean_title can render (``∇^2DFT``).
+    """
+    arxiv_title = _text(paper.get("title"))
+    display = _text(item.get("title"))
+    if display and _has_markup(display) and not _has_markup(arxiv_title):
+        return clean_title(display)
+    return clean_title(arxiv_title) or clean_title(display)
+
+
+def _has_markup(text: str) -> bool:
+    return "$" in text or "\\" in text
+
+
+def _listed_on(item: dict, paper: dict, requested: dt.date | None) -> dt.date | None:
+    """The Daily day: paper.submittedOnDailyAt, else the requested date, else (2024) the
+    posting time; a top-level publishedAt that is the shifted arXiv date is never used."""
+    submitted = parse_date(paper.get("submittedOnDailyAt"))
+    if submitted or requested:
+        return submitted or requested
+    posted = parse_datetime(item.get("publishedAt")) if "paper" in item else None
+    arxiv_time = parse_datetime(paper.get("publishedAt"))
+    if posted is None or posted.year >= _POSTING_TIMES_END:
+        return None
+    if arxiv_time is not None and arxiv_time - posted in _EASTERN_OFFSETS:
+        return None  # an old paper in search results: the arXiv date shifted, not a Daily day
+    return posted.date()
+
+
+def _authors(authors) -> tuple[str, ...]:
+    """Names in arXiv order; ``hidden`` authors are hidden on HF's page but still authors."""
+    if not isinstance(authors, list):
+        return ()
+    names = (clean_author(_text(a.get("name"))) for a in authors if isinstance(a, dict))
+    return tuple(name for name in names if name)
+
+
+def _keywords(keywords) -> tuple[str, ...]:
+    if not isinstance(keywords, list):
+        return ()
+    return tuple(k.strip() for k in keywords if isinstance(k, str) and k.strip())
+
+
+def _extra(item: dict, paper: dict) -> dict:
+    """What the catalogue may show but PaperRecord has no field for; empty values left out."""
+    extra = {
+        "ai_summary": _text(_first(paper, item, "ai_summary")).strip(),
+        "organization": _organization_name(_first(paper, item, "organization")),
+        "thumbnail": _text(item.get("thumbnail") or item.get("mediaUrl")),
+    }
+    return {key: value for key, value in extra.items() if value}
+
+
+def _organization_name(organization) -> str:
+    if not isinstance(organization, dict):
+        return ""
+    return collapse_whitespace(_text(organization.get("fullname") or organization.get("name")))
+
+
+def _first(paper: dict, item: dict, key: str):
+    """Daily items keep these inside ``paper``; PaperInfo-style payloads at the top level."""
+    value = paper.get(key)
+    return value if value is not None else item.get(key)
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value) -> int | None:
+    # bool is an int in Python; a true/false here is not a count.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _excerpt(item) -> str:
+    """The item as JSON with its id and title first, so a cut excerpt still names the paper
+    (the author objects that come first in HF's key order fill kilobytes)."""
+    if isinstance(item, dict):
+        paper = item["paper"] if isinstance(item.get("paper"), dict) else item
+        head = {key: paper.get(key) or item.get(key) for key in ("id", "title")}
+        item = {**{k: v for k, v in head.items() if v}, **item}
+    return json.dumps(item, ensure_ascii=False)[:2000]

@@ -1,0 +1,159 @@
+"""The metadata-snapshot parser against the first 200 real lines of the Kaggle snapshot."""
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import pytest
+
+from ingest.records import PaperRecord, ParseError, Rejected
+from ingest.sources import arxiv_snapshot
+
+SNAPSHOT = (
+    Path(__file__).resolve().parents[1]
+    / "data"
+    / "formats"
+    / "kaggle_arxiv_snapshot"
+    / "arxiv-metadata-oai-snapshot_head200.jsonl"
+)
+
+
+def lines() -> list[bytes]:
+    return SNAPSHOT.read_bytes().splitlines(keepends=True)
+
+
+@pytest.fixture(scope="module")
+def papers() -> dict[str, PaperRecord]:
+    with open(SNAPSHOT, "rb") as stream:
+        records = list(arxiv_snapshot.parse(stream))
+    assert all(isinstance(r, PaperRecord) for r in records)
+    return {r.arxiv_id: r for r in records}
+
+
+def test_snapshot_head_yields_200_papers(papers):
+    assert len(papers) == 200
+    assert min(papers) == "0704.0001"
+    assert max(papers) == "0704.0200"
+
+
+def test_line_maps_every_field(papers):
+    paper = papers["0704.0001"]
+    assert paper.source == "arxiv_snapshot"
+    assert paper.source_key == "0704.0001"
+    assert paper.title == (
+        "Calculation of prompt diphoton production cross sections at Tevatron and LHC energies"
+    )
+    assert paper.authors == ("C. Balázs", "E. L. Berger", "P. M. Nadolsky", "C. -P. Yuan")
+    assert paper.published_on == dt.date(2007, 4, 2)
+    assert paper.updated_on == dt.date(2007, 7, 24)  # v2, not update_date 2008-11-26
+    assert paper.extra == {"datestamp": "2008-11-26"}
+    assert paper.version == 2
+    assert paper.categories == ("hep-ph",)
+    assert paper.primary_category == "hep-ph"
+    assert paper.doi == "10.1103/PhysRevD.76.013009"
+    assert paper.journal_ref == "Phys.Rev.D76:013009,2007"
+    assert paper.arxiv_comment == "37 pages, 15 figures; published version"
+    assert paper.abstract.startswith("A fully differential calculation in perturbative")
+    assert "\n" not in paper.abstract
+    assert paper.listed_on is None
+
+
+def test_categories_are_split_with_the_primary_first(papers):
+    assert papers["0704.0002"].categories == ("math.CO", "cs.CG")
+    assert papers["0704.0002"].primary_category == "math.CO"
+    assert papers["0704.0002"].published_on == dt.date(2007, 3, 31)
+
+
+def test_authors_come_from_authors_parsed_with_suffix_and_without_affiliation(papers):
+    assert papers["0704.0009"].authors[5] == "Neal J. Evans II"
+    # [["Mishchenko", "A. S.", "", "1 and 2"], ...]: the fourth element is an affiliation
+    assert papers["0704.0025"].authors == ("A. S. Mishchenko", "N. Nagaosa")
+    assert papers["0704.0020"].authors == ("The BABAR Collaboration", "B. Aubert")
+
+
+def test_latex_in_authors_and_titles_is_decoded(papers):
+    assert papers["0704.0049"].authors == ("Mikkel Øbro",)
+    assert papers["0704.0062"].authors[0] == "Rastislav Šrámek"
+    assert papers["0704.0073"].title == "A transcendental approach to Kollár's injectivity theorem"
+
+
+def test_withdrawn_paper_is_flagged(papers):
+    assert [arxiv_id for arxiv_id, paper in papers.items() if paper.withdrawn] == ["0704.0156"]
+
+
+def test_listed_on_is_passed_through():
+    [paper] = arxiv_snapshot.parse(lines()[0], listed_on=dt.date(2023, 5, 17))
+    assert paper.listed_on == dt.date(2023, 5, 17)
+
+
+def test_invalid_json_line_is_rejected_and_the_rest_parse():
+    data = lines()
+    data[4] = b'{"id": "0704.0005", "title": broken\n'
+    results = list(arxiv_snapshot.parse(b"".join(data)))
+    assert len(results) == 200
+    rejected = results[4]
+    assert isinstance(rejected, Rejected)
+    assert rejected.reason.startswith("invalid JSON")
+    assert rejected.position == "line 5"
+    assert rejected.raw == '{"id": "0704.0005", "title": broken'
+    assert sum(isinstance(r, PaperRecord) for r in results) == 199
+
+
+def test_line_without_id_or_title_is_rejected():
+    data = b'{"id": null, "title": "Orphan"}\n{"id": "0704.0001", "title": ""}\n[1, 2]\n'
+    results = list(arxiv_snapshot.parse(data))
+    assert [r.reason for r in results] == [
+        "missing arXiv id or title",
+        "missing arXiv id or title",
+        "line is not a JSON object",
+    ]
+    assert [r.position for r in results] == ["line 1", "line 2", "line 3"]
+
+
+def test_field_of_the_wrong_type_is_rejected_not_raised():
+    data = b'{"id": "0704.0001", "title": "T", "versions": "v1"}\n'
+    [result] = arxiv_snapshot.parse(data)
+    assert isinstance(result, Rejected)
+    assert result.reason.startswith("unexpected field shape")
+
+
+def test_truncated_last_line_raises_after_yielding_earlier_records():
+    data = b"".join(lines()[:101])[:-500]  # line 101 cut off mid-abstract
+    results = []
+    with pytest.raises(ParseError) as error:
+        for result in arxiv_snapshot.parse(io.BytesIO(data)):
+            results.append(result)
+    assert len(results) == 100
+    assert results[-1].arxiv_id == "0704.0100"
+    assert error.value.position == "line 101"
+
+
+def test_complete_last_line_without_newline_parses():
+    data = b"".join(lines()[:3]).rstrip(b"\n")
+    assert [r.arxiv_id for r in arxiv_snapshot.parse(data)] == [
+        "0704.0001",
+        "0704.0002",
+        "0704.0003",
+    ]
+
+
+def test_blank_lines_are_skipped_but_counted():
+    data = lines()[0] + b"\n" + b"not json\n"
+    results = list(arxiv_snapshot.parse(data))
+    assert isinstance(results[0], PaperRecord)
+    assert results[1].position == "line 3"
+
+
+def test_stream_is_read_lazily():
+    stream = io.BytesIO(SNAPSHOT.read_bytes())
+    first = next(arxiv_snapshot.parse(stream))
+    assert first.arxiv_id == "0704.0001"
+    assert stream.tell() == len(lines()[0])
+
+
+def test_raw_author_string_is_the_fallback():
+    data = b'{"id": "hep-th/9901001", "title": "T", "authors": "A. One and B. Two (MIT)"}\n'
+    [paper] = arxiv_snapshot.parse(data)
+    assert paper.arxiv_id == "hep-th/9901001"
+    assert paper.authors == ("A. One", "B. Two")
+    assert paper.version is None
