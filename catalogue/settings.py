@@ -130,8 +130,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # ...and take one task at a time, so a long ingest does not hold others hostage.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis redelivers an unacknowledged task after this long: keep it above the longest task.
+_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600),
+    "visibility_timeout": _VISIBILITY_TIMEOUT,
+    # Workers sweep for overdue unacknowledged tasks every interval × throttle seconds
+    # (kombu's default: 100 s); sweep at least twice per visibility timeout.
+    "unacked_restore_interval": max(1, min(10, _VISIBILITY_TIMEOUT // 4)),
+    "unacked_restore_throttle": 1 if _VISIBILITY_TIMEOUT < 400 else 10,
 }
 CELERY_TASK_TIME_LIMIT = 3 * 3600
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
@@ -187,6 +192,11 @@ LOGGING = {
 
 # Ingest: how many records one upsert transaction writes.
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 2000)
+# Fetching: seconds before a read gives up, attempts per request, and the first backoff step
+# (requests back off 1, 2, 4 … s; a failed task retries after 30, 60, 120 … s).
+INGEST_FETCH_TIMEOUT = env_int("INGEST_FETCH_TIMEOUT", 60)
+INGEST_FETCH_ATTEMPTS = env_int("INGEST_FETCH_ATTEMPTS", 4)
+INGEST_RETRY_BACKOFF = float(env_str("INGEST_RETRY_BACKOFF", "30"))
 INGEST_USER_AGENT = env_str(
     "INGEST_USER_AGENT", "paper-catalogue/0.1 (research paper catalogue; admin@localhost)"
 )

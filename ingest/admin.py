@@ -12,9 +12,9 @@ class RejectedRecordInline(admin.TabularInline):
 
 @admin.register(IngestRun)
 class IngestRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "source", "status", "seen", "created", "updated", "unchanged"]
+    list_display = ["id", "source", "format", "status", "seen", "created", "updated", "unchanged"]
     list_display += ["rejected", "queued_at"]
-    list_filter = ["status", "source"]
+    list_filter = ["status", "format", "source"]
     readonly_fields = [f.name for f in IngestRun._meta.fields]
     inlines = [RejectedRecordInline]
 

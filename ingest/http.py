@@ -183,6 +183,11 @@ class MemoryValidatorCache:
             while len(self._entries) > self._maxsize:
                 self._entries.popitem(last=False)
 
+    def as_dict(self) -> dict[str, list[str | None]]:
+        """The remembered validators (JSON-ready), for storing between runs."""
+        with self._lock:
+            return {url: list(pair) for url, pair in self._entries.items() if any(pair)}
+
 
 # --- politeness --------------------------------------------------------------------------------
 

@@ -1,9 +1,100 @@
-"""What ingestion records about itself: runs and the records they rejected."""
+"""What ingestion knows about itself: the sources it reads, its runs, what they rejected."""
 
 from __future__ import annotations
 
-from django.db import models
+import json
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
 from django.utils import timezone
+
+from ingest import sources
+
+FORMAT_CHOICES = [(name, name) for name in sources.FORMATS]
+
+
+class Source(models.Model):
+    """A listing the catalogue reads on a schedule: a format, an endpoint and its parameters."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=32, choices=FORMAT_CHOICES)
+    url = models.URLField(
+        max_length=500, blank=True, help_text="Endpoint; empty means the format's usual one."
+    )
+    params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Query parameters, e.g. {"date": "yesterday"} or {"set": "cs"}.',
+    )
+    enabled = models.BooleanField(default=True)
+    crontab = models.CharField(
+        max_length=100,
+        default="15 6 * * *",
+        help_text="When beat runs it: minute hour day-of-month month day-of-week (UTC).",
+    )
+    # ETag / Last-Modified per URL from the last successful run, for conditional GETs.
+    validators = models.JSONField(default=dict, blank=True, editable=False)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        editable=False,
+        related_name="ingest_source",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            self._sync_schedule()
+
+    def clean(self):
+        if len(self.crontab.split()) != 5:
+            raise ValidationError({"crontab": "Five fields: minute hour day month weekday."})
+        if not isinstance(self.params, dict):
+            raise ValidationError({"params": "A JSON object of parameter names and values."})
+
+    def _sync_schedule(self) -> None:
+        """Keep one beat entry per source, enabled exactly when the source is."""
+        from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+        minute, hour, day_of_month, month_of_year, day_of_week = self.crontab.split()
+        schedule, _ = CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+            timezone="UTC",
+        )
+        task, _ = PeriodicTask.objects.update_or_create(
+            name=f"ingest source {self.pk}",
+            defaults={
+                "task": "ingest.tasks.ingest_source",
+                "args": json.dumps([self.pk]),
+                "crontab": schedule,
+                "enabled": self.enabled,
+                "description": f"Ingest the listing source {self.name!r}.",
+            },
+        )
+        if self.periodic_task_id != task.pk:
+            Source.objects.filter(pk=self.pk).update(periodic_task=task)
+            self.periodic_task = task
+
+    def delete(self, *args, **kwargs):
+        task = self.periodic_task
+        result = super().delete(*args, **kwargs)
+        if task is not None:
+            task.delete()
+        return result
 
 
 class IngestRun(models.Model):
@@ -16,15 +107,20 @@ class IngestRun(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.PARTIAL, Status.FAILED)
 
-    source = models.CharField(max_length=200, help_text="Format or named source that was read.")
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    format = models.CharField(max_length=32, blank=True, help_text="Detected or given format.")
     location = models.TextField(help_text="File path or URL that was read.")
     options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
     seen = models.PositiveIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
     expected = models.PositiveIntegerField(null=True, blank=True, help_text="For progress.")
     error = models.TextField(blank=True)
     queued_at = models.DateTimeField(default=timezone.now)
@@ -36,11 +132,16 @@ class IngestRun(models.Model):
         indexes = [models.Index(fields=["status", "-queued_at"], name="ingestrun_status_idx")]
 
     def __str__(self):
-        return f"{self.source} {self.location} ({self.status})"
+        return f"Run {self.pk} of {self.source or self.location} ({self.status})"
 
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def done(self) -> int:
+        """Records handled so far, for progress."""
+        return self.seen + self.rejected
 
     @property
     def duration(self):

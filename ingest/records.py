@@ -9,6 +9,7 @@ run fails loudly while the batches already written stay written.
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
 from dataclasses import dataclass, field
 
 
@@ -79,3 +80,14 @@ class ParseError(Exception):
 
 
 ParseResult = PaperRecord | Deleted | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One fetched payload of a listing, ready for the format's parse()."""
+
+    content: bytes = field(default=b"", repr=False)
+    path: pathlib.Path | None = None  # large downloads land in a temporary file the caller deletes
+    listed_on: dt.date | None = None  # pass to parse(listed_on=...)
+    expected: int | None = None  # records the source announces (totalResults...), for progress
+    url: str = ""

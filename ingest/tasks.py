@@ -1,18 +1,49 @@
-"""Celery tasks: thin wrappers whose arguments are ids and strings."""
+"""Celery tasks: thin wrappers whose arguments are ids and strings.
+
+Both are acknowledged late (a worker killed mid-run has the task redelivered, and the run
+re-executes idempotently) and retry transient fetch failures with exponential backoff.
+"""
 
 from __future__ import annotations
 
+import random
+
 from celery import shared_task
+from django.conf import settings
 
-from ingest.models import IngestRun
-from ingest.runner import execute_run
+from ingest.models import IngestRun, Source
+from ingest.runner import RetryLater, create_run, execute_run
+
+MAX_RETRIES = 4
 
 
-@shared_task(acks_late=True)
-def ingest_run(run_id: int) -> str:
+@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def ingest_run(self, run_id: int) -> str:
     """Execute a queued IngestRun; returns its final status."""
-    run = IngestRun.objects.get(pk=run_id)
+    run = IngestRun.objects.select_related("source").get(pk=run_id)
     if run.is_finished:
         # A redelivered task whose run already finished: nothing to do twice.
         return run.status
-    return execute_run(run).status
+    try:
+        return execute_run(run, final_attempt=self.request.retries >= self.max_retries).status
+    except RetryLater as exc:
+        raise self.retry(countdown=_backoff(self.request.retries, exc.error.retry_after)) from exc
+
+
+@shared_task(acks_late=True)
+def ingest_source(source_id: int) -> int | None:
+    """Beat's entry point: start a run of an enabled Source; returns the run's id."""
+    source = Source.objects.filter(pk=source_id, enabled=True).first()
+    if source is None:
+        return None
+    run = create_run(source=source)
+    ingest_run.delay(run.pk)
+    return run.pk
+
+
+def _backoff(retries: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter (30 s, 60 s, 120 s …), or the server's Retry-After."""
+    if retry_after:
+        return retry_after
+    base = settings.INGEST_RETRY_BACKOFF * 2**retries
+    return base + random.uniform(0, base / 2)

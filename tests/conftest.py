@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -47,42 +48,74 @@ def _wait_until_ready(worker: WorkerProcess, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, tmp_path_factory):
-    """A real ``celery worker`` process on a private queue, reading the test database.
-
-    Tests using it must be ``django_db(transaction=True)``: the worker only sees committed data.
-    """
-    from catalogue.celery import app
-
-    queue = f"test-{uuid.uuid4().hex[:10]}"
-    app.conf.task_default_queue = queue  # tasks sent by this test process go there
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+def start_worker(log_path: Path, queue: str, **extra_env: str) -> WorkerProcess:
+    """Start a ``celery worker`` process on ``queue`` that reads the test database."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_QUEUE": queue,
+        **extra_env,
     }
     command = [
         sys.executable, "-m", "celery", "-A", "catalogue", "worker", "-Q", queue,
-        "-n", f"{queue}@%h", "--concurrency", "1", "-l", "info",
+        "-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h", "--concurrency", "1", "-l", "info",
         "--without-mingle", "--without-gossip", "--without-heartbeat",
     ]  # fmt: skip
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     worker = WorkerProcess(process, queue, log_path)
+    _wait_until_ready(worker)
+    return worker
+
+
+def stop_worker(worker: WorkerProcess) -> None:
+    worker.process.terminate()
     try:
-        _wait_until_ready(worker)
-        yield worker
+        worker.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.process.kill()
+        worker.process.wait()
+
+
+@contextmanager
+def private_queue():
+    """Tasks sent by this test process go to a queue no other worker listens on."""
+    from catalogue.celery import app
+
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    try:
+        yield queue
     finally:
-        process.terminate()
+        app.conf.task_default_queue = previous
+
+
+# Fast retries for fault tests: 0.05 s backoff steps, 2 s read timeout, 3 attempts.
+FAST_RETRIES = {
+    "INGEST_RETRY_BACKOFF": "0.05",
+    "INGEST_FETCH_TIMEOUT": "2",
+    "INGEST_FETCH_ATTEMPTS": "3",
+}
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, tmp_path_factory):
+    """A real ``celery worker`` process on a private queue, reading the test database.
+
+    Tests using it must be ``django_db(transaction=True)``: the worker only sees committed data.
+    Its retries are fast (``FAST_RETRIES``) so fault tests finish in seconds.
+    """
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    with private_queue() as queue:
+        worker = start_worker(log_path, queue, **FAST_RETRIES)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            yield worker
+        finally:
+            stop_worker(worker)
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
+from ingest.http import Fetcher
 from ingest.normalize import (
     clean_abstract,
     clean_author,
@@ -29,10 +30,16 @@ from ingest.normalize import (
     parse_date,
     split_arxiv_id,
 )
-from ingest.records import PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
 from ingest.sources._arxiv import as_stream, code_url, first_doi, is_withdrawn
+from ingest.sources._params import check_keys, choice_param, int_param, text_param
 
 SOURCE = "arxiv_atom"
+DEFAULT_URL = "https://export.arxiv.org/api/query"
+# Limits from the API manual: 2,000 results per call, and nothing past the 30,000th.
+_MAX_PAGE_SIZE = 2000
+_MAX_TOTAL = 30000
+_PARAMS = ("search_query", "id_list", "sortBy", "sortOrder", "page_size", "max_total")
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
@@ -217,3 +224,63 @@ def _text(parent: ET.Element, name: str, namespace: str = ATOM) -> str:
 
 def _excerpt(entry: ET.Element) -> str:
     return ET.tostring(entry, encoding="unicode")[:500]
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+def fetch_pages(
+    fetcher: Fetcher,
+    url: str | None,
+    params: Mapping[str, str | int],
+    *,
+    today: dt.date | None = None,
+) -> Iterator[Page]:
+    """The pages of one search, ``start=0, page_size, …``, up to ``max_total`` results.
+
+    Params: ``search_query`` and/or ``id_list`` (at least one), ``sortBy`` (relevance,
+    lastUpdatedDate, submittedDate), ``sortOrder`` (ascending, descending), ``page_size``
+    (default 100, at most 2,000), ``max_total`` (default 1,000, at most 30,000). They are
+    checked on the call; requests start on iteration.
+    """
+    check_keys(params, _PARAMS, SOURCE)
+    query = {key: text_param(params, key) for key in ("search_query", "id_list")}
+    query = {key: value for key, value in query.items() if value}
+    if not query:
+        raise ValueError("arxiv_atom needs a search_query or an id_list param")
+    sorting = {
+        "sortBy": choice_param(params, "sortBy", ("relevance", "lastUpdatedDate", "submittedDate")),
+        "sortOrder": choice_param(params, "sortOrder", ("ascending", "descending")),
+    }
+    query.update({key: value for key, value in sorting.items() if value})
+    page_size = int_param(params, "page_size", 100, 1, _MAX_PAGE_SIZE)
+    max_total = int_param(params, "max_total", 1000, 1, _MAX_TOTAL)
+    return _search_pages(fetcher, url or DEFAULT_URL, query, page_size, max_total)
+
+
+def _search_pages(
+    fetcher: Fetcher, url: str, query: dict[str, str], page_size: int, max_total: int
+) -> Iterator[Page]:
+    start = 0
+    while start < max_total:
+        size = min(page_size, max_total - start)
+        # Unconditional: a 304 would leave this page's records and the paging count unknown.
+        result = fetcher.get(url, {**query, "start": start, "max_results": size}, conditional=False)
+        total, _, _ = page_info(result.content)
+        entries = _count_entries(result.content)
+        if entries == 0:
+            return  # past the end (or arXiv's occasional empty page: nothing to page on from)
+        yield Page(content=result.content, expected=min(total, max_total), url=result.url)
+        # Go on from what came back, not what was asked: a short page then skips nothing.
+        start += entries
+        if start >= total:
+            return
+
+
+def _count_entries(data: bytes) -> int:
+    count = 0
+    for event, elem in _events(data):
+        if event == "end" and elem.tag == f"{ATOM}entry":
+            count += 1
+            elem.clear()  # only the number matters
+    return count

@@ -18,11 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
-from ingest.normalize import clean_abstract, clean_title, split_arxiv_id
-from ingest.records import PaperRecord, ParseError, ParseResult, Rejected
+from ingest.http import Fetcher
+from ingest.normalize import clean_abstract, clean_title, is_arxiv_category, split_arxiv_id
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -33,8 +34,11 @@ from ingest.sources._arxiv import (
     split_categories,
     squash,
 )
+from ingest.sources._params import check_keys, text_param
 
 SOURCE = "arxiv_rss"
+DEFAULT_URL = "https://rss.arxiv.org/rss/cs.LG"
+_FEED_BASE = "https://rss.arxiv.org/rss/"
 
 _ARXIV = "{http://arxiv.org/schemas/atom}"
 _DC = "{http://purl.org/dc/elements/1.1/}"
@@ -155,3 +159,40 @@ def _id_order(arxiv_id: str) -> tuple[int, int]:
     """New-style ids sort by (YYMM, number); old-style ids predate RSS and sort first."""
     match = _NEW_STYLE_ID.fullmatch(arxiv_id)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+def fetch_pages(
+    fetcher: Fetcher,
+    url: str | None,
+    params: Mapping[str, str | int],
+    *,
+    today: dt.date | None = None,
+) -> Iterator[Page]:
+    """Today's feed as one page, or no page at all when it has not changed since last asked.
+
+    Params: none, or ``category`` (``cs.LG``; ``cs.AI+q-bio.NC`` combines feeds), which names
+    the feed instead of ``url``. ``listed_on`` is left to the feed's own ``pubDate``.
+    """
+    check_keys(params, ("category",), SOURCE)
+    category = text_param(params, "category")
+    if category and url:
+        raise ValueError("give arxiv_rss a url or a category param, not both")
+    if category:
+        url = _FEED_BASE + _checked_category(category)
+    return _feed(fetcher, url or DEFAULT_URL)
+
+
+def _checked_category(text: str) -> str:
+    if not all(is_arxiv_category(part) for part in text.split("+")):
+        raise ValueError(f"category must be arXiv categories joined by '+' (cs.LG), not {text!r}")
+    return text
+
+
+def _feed(fetcher: Fetcher, url: str) -> Iterator[Page]:
+    # Conditional: the feed is rebuilt once a day, so most polls cost a 304 and parse nothing.
+    result = fetcher.get(url)
+    if not result.not_modified:
+        yield Page(content=result.content, url=result.url)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
+from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_author, clean_title, versionless_arxiv_id
-from ingest.records import PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -28,8 +29,12 @@ from ingest.sources._arxiv import (
     split_categories,
     squash,
 )
+from ingest.sources._params import check_keys
 
 SOURCE = "arxiv_snapshot"
+# The snapshot has no fixed public HTTP address (Kaggle, a GCS bucket, a mirror): a Source
+# must give its url.
+DEFAULT_URL: str | None = None
 
 
 def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterator[ParseResult]:
@@ -133,3 +138,28 @@ def _authors(obj: dict) -> tuple[str, ...]:
 
 def _excerpt(line: bytes) -> str:
     return line[:2000].decode("utf-8", errors="replace").rstrip("\n")
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+def fetch_pages(
+    fetcher: Fetcher,
+    url: str | None,
+    params: Mapping[str, str | int],
+    *,
+    today: dt.date | None = None,
+) -> Iterator[Page]:
+    """The whole snapshot as one page in a temporary file (GBs: never held in memory), or no
+    page when it has not changed since last downloaded. No params; ``url`` is required."""
+    check_keys(params, (), SOURCE)
+    if not url:
+        raise ValueError("arxiv_snapshot needs a url: the snapshot has no fixed address")
+    return _download(fetcher, url)
+
+
+def _download(fetcher: Fetcher, url: str) -> Iterator[Page]:
+    # Conditional: the snapshot changes weekly, so an unchanged one costs a 304, not GBs.
+    result = fetcher.download(url, suffix=".jsonl")
+    if not result.not_modified:
+        yield Page(path=result.path, url=result.url)

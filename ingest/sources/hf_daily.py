@@ -14,10 +14,12 @@ An HTTP error body (``{"error": "…"}``) is an object too, and raises ``ParseEr
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
+from ingest.http import Fetcher
 from ingest.normalize import (
     clean_abstract,
     clean_author,
@@ -29,9 +31,12 @@ from ingest.normalize import (
     parse_datetime,
     split_arxiv_id,
 )
-from ingest.records import PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.sources._params import check_keys, date_param, int_param
 
 SOURCE = "hf_daily"
+DEFAULT_URL = "https://huggingface.co/api/daily_papers"
+_MAX_LIMIT = 100  # the API answers HTTP 400 above this
 
 # Since 2025 the item's top-level publishedAt is paper.publishedAt re-labelled from US-Eastern
 # wall time, i.e. exactly 4 or 5 hours earlier: a copy of the arXiv date, not a Daily date.
@@ -213,3 +218,42 @@ def _excerpt(item) -> str:
         head = {key: paper.get(key) or item.get(key) for key in ("id", "title")}
         item = {**{k: v for k, v in head.items() if v}, **item}
     return json.dumps(item, ensure_ascii=False)[:2000]
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+def fetch_pages(
+    fetcher: Fetcher,
+    url: str | None,
+    params: Mapping[str, str | int],
+    *,
+    today: dt.date | None = None,
+) -> Iterator[Page]:
+    """Every page of one day: ``?date=D&p=0,1,…&limit=L`` until a page comes back short.
+
+    Params: ``date`` (required; YYYY-MM-DD, "today" or "yesterday"), ``limit`` (items per page,
+    default 50, at most 100). They are checked on the call; requests start on iteration.
+    """
+    check_keys(params, ("date", "limit"), SOURCE)
+    day = date_param(params, "date", today or dt.date.today())
+    if day is None:
+        raise ValueError("hf_daily needs a date param (YYYY-MM-DD, today or yesterday)")
+    limit = int_param(params, "limit", 50, 1, _MAX_LIMIT)
+    return _daily_pages(fetcher, url or DEFAULT_URL, day, limit)
+
+
+def _daily_pages(fetcher: Fetcher, url: str, day: dt.date, limit: int) -> Iterator[Page]:
+    previous = None
+    for number in itertools.count():
+        query = {"date": day.isoformat(), "p": number, "limit": limit}
+        # Unconditional: a 304 would hide how many items the page holds, so where paging ends.
+        result = fetcher.get(url, query, conditional=False)
+        # An error object raises ParseError here: without a count there is no knowing the end.
+        count = len(_items(_load(result.content)))
+        if count == 0 or result.content == previous:
+            return  # past the end; or an API that ignores p, which would page forever
+        yield Page(content=result.content, listed_on=day, url=result.url)
+        if count != limit:
+            return  # a short page is the last; a longer one means limit was not honoured
+        previous = result.content

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
+from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_title, find_code_url
-from ingest.records import PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.sources._params import check_keys
 
 SOURCE = "hf_page"
+# Every Hugging Face listing page (search, a day, a week) is a Source of its own.
+DEFAULT_URL: str | None = None
 
 _AUTHORS_RE = re.compile(r"^(?:•\s*)?(\d+) authors?$")
 _SEPARATOR = "·"
@@ -128,3 +132,27 @@ def _record(title: str, abstract: str, **fields) -> PaperRecord:
 def slugify_title(title: str) -> str:
     """A stable key for an id-less card: lower-case words joined by hyphens."""
     return "-".join(re.findall(r"[a-z0-9]+", title.lower()))[:200]
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+def fetch_pages(
+    fetcher: Fetcher,
+    url: str | None,
+    params: Mapping[str, str | int],
+    *,
+    today: dt.date | None = None,
+) -> Iterator[Page]:
+    """The listing page as one page, dated ``today`` (its year-less dates need a year), or no
+    page when it has not changed since last asked. No params; ``url`` is required."""
+    check_keys(params, (), SOURCE)
+    if not url:
+        raise ValueError("hf_page needs a url: there is no one listing page")
+    return _listing(fetcher, url, today or dt.date.today())
+
+
+def _listing(fetcher: Fetcher, url: str, today: dt.date) -> Iterator[Page]:
+    result = fetcher.get(url)
+    if not result.not_modified:
+        yield Page(content=result.content, listed_on=today, url=result.url)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO, NamedTuple
 
+from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_author, clean_title, versionless_arxiv_id
-from ingest.records import Deleted, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Deleted, Page, PaperRecord, ParseError, ParseResult, Rejected
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -34,8 +35,10 @@ from ingest.sources._arxiv import (
     split_categories,
     squash,
 )
+from ingest.sources._params import check_keys, choice_param, date_param, text_param
 
 SOURCE = "arxiv_oai"
+DEFAULT_URL = "https://oaipmh.arxiv.org/oai"
 
 OAI = "{http://www.openarchives.org/OAI/2.0/}"
 _CONTAINERS = (f"{OAI}ListRecords", f"{OAI}GetRecord")
@@ -231,3 +234,54 @@ def _int(text: str | None) -> int | None:
 
 def _excerpt(elem: ET.Element) -> str:
     return ET.tostring(elem, encoding="unicode")[:2000]
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+def fetch_pages(
+    fetcher: Fetcher,
+    url: str | None,
+    params: Mapping[str, str | int],
+    *,
+    today: dt.date | None = None,
+) -> Iterator[Page]:
+    """A whole ``ListRecords`` harvest, following resumption tokens to the last page.
+
+    Params: ``metadataPrefix`` (arXiv or arXivRaw, default arXivRaw), ``set`` (e.g. ``cs`` or
+    ``physics:hep-th``), ``from`` and ``until`` (YYYY-MM-DD, "today" or "yesterday"). They are
+    checked on the call; requests start on iteration.
+    """
+    check_keys(params, ("metadataPrefix", "set", "from", "until"), SOURCE)
+    prefix = choice_param(params, "metadataPrefix", ("arXiv", "arXivRaw"), "arXivRaw")
+    query = {"verb": "ListRecords", "metadataPrefix": prefix}
+    if spec := text_param(params, "set"):
+        query["set"] = spec
+    query.update(_window(params, today or dt.date.today()))
+    return _harvest(fetcher, url or DEFAULT_URL, query)
+
+
+def _window(params: Mapping[str, str | int], today: dt.date) -> dict[str, str]:
+    start, end = date_param(params, "from", today), date_param(params, "until", today)
+    if start and end and start > end:
+        raise ValueError(f"from ({start}) is after until ({end})")
+    return {key: day.isoformat() for key, day in (("from", start), ("until", end)) if day}
+
+
+def _harvest(fetcher: Fetcher, url: str, query: dict[str, str]) -> Iterator[Page]:
+    expected = None
+    tokens_seen = set()
+    while True:
+        # Unconditional: a 304 would hide the page's resumption token and end the harvest.
+        result = fetcher.get(url, query, conditional=False)
+        token, size, _ = resumption_token(result.content)
+        # The legacy service states the size on every page, the new one never: keep what we know.
+        expected = size if size is not None else expected
+        yield Page(content=result.content, expected=expected, url=result.url)
+        if not token:
+            return
+        if token in tokens_seen:
+            raise ParseError(f"resumptionToken {token!r} came back again: the harvest loops")
+        tokens_seen.add(token)
+        # resumptionToken is an exclusive argument in OAI-PMH: only the verb may go with it.
+        query = {"verb": "ListRecords", "resumptionToken": token}

@@ -65,7 +65,7 @@ def ingest(path) -> IngestRun:
 def test_file_ingests_fully_and_a_second_time_creates_nothing(name, fmt, papers):
     path = FORMATS / name
     first = ingest(path)
-    assert (first.source, first.status, first.error) == (fmt, IngestRun.Status.SUCCEEDED, "")
+    assert (first.format, first.status, first.error) == (fmt, IngestRun.Status.SUCCEEDED, "")
     assert (first.seen, first.created, first.rejected) == (papers, papers, 0)
     assert Paper.objects.count() == papers
 

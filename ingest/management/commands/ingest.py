@@ -1,4 +1,4 @@
-"""``manage.py ingest FILE``: enqueue an ingest on the Celery worker, wait, print the counts."""
+"""``manage.py ingest PATH_OR_URL | --source NAME``: run an ingest on the worker and watch it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from tqdm import tqdm
 
 from ingest import sources
-from ingest.models import IngestRun
+from ingest.models import IngestRun, Source
 from ingest.runner import create_run, execute_run
 from ingest.tasks import ingest_run
 
@@ -23,10 +24,11 @@ def _date(value: str) -> dt.date:
 
 
 class Command(BaseCommand):
-    help = "Ingest a listing file through the Celery worker and print what the run did."
+    help = "Ingest a listing (file, URL or named Source) through the Celery worker."
 
     def add_arguments(self, parser):
-        parser.add_argument("path", help="listing file to ingest")
+        parser.add_argument("location", nargs="?", help="listing file or URL")
+        parser.add_argument("--source", help="name of a configured Source to run instead")
         parser.add_argument("--format", choices=sorted(sources.FORMATS), help="skip detection")
         parser.add_argument(
             "--listed-on", type=_date, help="the day the listing was captured (default: today)"
@@ -37,36 +39,62 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout", type=float, default=3600, help="seconds to wait for the worker"
         )
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    def handle(self, *args, path, format, listed_on, inline, timeout, **options):
-        location = Path(path).resolve()
-        if not location.is_file():
-            raise CommandError(f"no such file: {path}")
-        run = create_run(str(location), fmt=format, listed_on=listed_on)
+    def handle(self, *args, location, source, format, listed_on, inline, timeout, **options):
+        run = self._create_run(location, source, format, listed_on)
         if inline:
             run = execute_run(run)
         else:
             transaction.on_commit(lambda: ingest_run.delay(run.pk))
-            run = self._wait(run, timeout)
+            run = self._wait(run, timeout, progress=not options["no_progress"])
         self._report(run)
 
-    def _wait(self, run: IngestRun, timeout: float) -> IngestRun:
+    def _create_run(self, location, source_name, fmt, listed_on) -> IngestRun:
+        if source_name:
+            source = Source.objects.filter(name=source_name).first()
+            if source is None:
+                names = ", ".join(Source.objects.values_list("name", flat=True)) or "none yet"
+                raise CommandError(f"no source named {source_name!r} (configured: {names})")
+            return create_run(source=source, fmt=fmt, listed_on=listed_on)
+        if not location:
+            raise CommandError("give a file or URL to ingest, or --source NAME")
+        if not location.startswith(("http://", "https://")):
+            path = Path(location).resolve()
+            if not path.is_file():
+                raise CommandError(f"no such file: {location}")
+            location = str(path)
+        return create_run(location, fmt=fmt, listed_on=listed_on)
+
+    def _wait(self, run: IngestRun, timeout: float, progress: bool) -> IngestRun:
         self.stdout.write(f"Run {run.pk} queued; waiting for a worker…")
         deadline = time.monotonic() + timeout
-        while not run.is_finished:
-            if time.monotonic() > deadline:
-                raise CommandError(
-                    f"run {run.pk} still {run.status} after {timeout:.0f}s: is a worker running? "
-                    "(make run starts one; or: celery -A catalogue worker)"
-                )
-            time.sleep(0.2)
-            run.refresh_from_db()
+        bar = tqdm(total=None, unit=" records", disable=not progress, file=self.stderr._out)
+        with bar:
+            while not run.is_finished:
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"run {run.pk} still {run.status} after {timeout:.0f}s: is a worker "
+                        "running? (make run starts one; or: celery -A catalogue worker)"
+                    )
+                time.sleep(0.2)
+                run.refresh_from_db()
+                self._advance(bar, run)
+            self._advance(bar, run)
         return run
 
+    @staticmethod
+    def _advance(bar, run: IngestRun) -> None:
+        if run.expected and bar.total != run.expected:
+            bar.total = run.expected
+        bar.update(run.done - bar.n)
+
     def _report(self, run: IngestRun) -> None:
-        line = f"Run {run.pk} {run.status} ({run.source}): {run.counts_line()}"
+        line = f"Run {run.pk} {run.status} ({run.format}): {run.counts_line()}"
         if run.status == IngestRun.Status.FAILED:
             raise CommandError(f"{line}\n{run.error}")
         self.stdout.write(self.style.SUCCESS(line))
         for rejection in run.rejections.all()[:20]:
             self.stdout.write(f"  rejected {rejection.position}: {rejection.reason}")
+        if run.rejected > 20:
+            self.stdout.write(f"  … and {run.rejected - 20} more (see the run in the admin)")
