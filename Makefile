@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format services-stop clean-venv
+.PHONY: run test lint format services-stop clean-venv bench-ingest bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,12 @@ services-stop: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Benchmarks print a table; they are not part of `make test`.
+bench-ingest: $(STAMP)
+	$(BIN)/python manage.py bench_ingest $(BENCH_ARGS)
+
+# Site latency, SQL floors and throughput at 10k, 100k and 1M papers; writes docs/benchmarks.md.
+# Tens of minutes at 1M. Example: make bench BENCH_ARGS='--sizes 10000 100000'
+bench: $(STAMP)
+	$(BIN)/python manage.py bench_site $(BENCH_ARGS)

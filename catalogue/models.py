@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Q
+from django.db.models import Func, Q
 from django.urls import reverse
 
 from catalogue import search
@@ -15,6 +18,16 @@ from catalogue import search
 SEARCH_VECTOR = SearchVector("title", weight="A", config=search.CONFIG) + SearchVector(
     "abstract", weight="B", config=search.CONFIG
 )
+# The same text unstemmed ("simple"), plus author names as weight C.
+EXACT_VECTOR = (
+    SearchVector("title", weight="A", config=search.EXACT_CONFIG)
+    + SearchVector("abstract", weight="B", config=search.EXACT_CONFIG)
+    + SearchVector(
+        Func("authors", function="catalogue_authors_text", output_field=models.TextField()),
+        weight="C",
+        config=search.EXACT_CONFIG,
+    )
+)
 
 
 class PaperQuerySet(models.QuerySet):
@@ -22,8 +35,20 @@ class PaperQuerySet(models.QuerySet):
         return self.filter(hidden=False)
 
     def search(self, query: str):
-        """Papers matching a reader's query (websearch syntax), best match first."""
+        """Papers matching a reader's query, annotated with their ``rank``."""
         return search.apply(self, query)
+
+    def matching(self, query: str):
+        """Papers matching a query, without ranking (for filters such as author)."""
+        parsed = search.parse(query)
+        return self if parsed.is_empty else self.filter(search.condition(parsed))
+
+    def in_topic(self, topic):
+        """Papers tagged with ``topic`` by its rule or pinned by staff (not excluded)."""
+        return self.filter(
+            papertopic__topic=topic,
+            papertopic__reason__in=[PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED],
+        )
 
     def published_between(self, since=None, until=None):
         qs = self
@@ -36,12 +61,32 @@ class PaperQuerySet(models.QuerySet):
     def with_min_upvotes(self, minimum: int | None):
         return self if minimum is None else self.filter(upvotes__gte=minimum)
 
+    def similar_to(self, paper, limit: int = 5):
+        """Papers sharing the most title words with ``paper`` (ranked over title and abstract)."""
+        lexemes = search.title_lexemes_query(paper.title)
+        if not lexemes:
+            return self.none()
+        query = search.RawTsQuery(lexemes)
+        return (
+            self.filter(search_vector=query)
+            .exclude(pk=paper.pk)
+            .annotate(similarity=search.rank(query))
+            .order_by("-similarity", "-id")[:limit]
+        )
+
     def newest_first(self):
         # NULL dates last: a card without a date is less useful than any dated one.
         return self.order_by(models.F("published_on").desc(nulls_last=True), "-id")
 
+    def oldest_first(self):
+        return self.order_by(models.F("published_on").asc(nulls_last=True), "id")
+
     def most_upvoted(self):
         return self.order_by("-upvotes", models.F("published_on").desc(nulls_last=True), "-id")
+
+    def trending(self):
+        """By ``trending_score`` (kept current by catalogue.trending), then upvotes."""
+        return self.order_by("-trending_score", "-upvotes", "-id")
 
 
 class Paper(models.Model):
@@ -74,7 +119,12 @@ class Paper(models.Model):
     journal_ref = models.TextField(blank=True)
     arxiv_comment = models.TextField(blank=True)
     withdrawn = models.BooleanField(default=False)
-    hidden = models.BooleanField(default=False)
+    # Database defaults too: the bulk upsert writes rows with SQL, not through the ORM.
+    hidden = models.BooleanField(default=False, db_default=False)
+    featured = models.BooleanField(default=False, db_default=False)
+    trending_score = models.FloatField(
+        default=0, db_default=0, help_text="Recent upvote gain with time decay; see trending.py."
+    )
     # Fields a curator edited: ingest never overwrites them (see ingest.upsert).
     curated_fields = ArrayField(models.CharField(max_length=50), default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -82,12 +132,22 @@ class Paper(models.Model):
     search_vector = models.GeneratedField(
         expression=SEARCH_VECTOR, output_field=SearchVectorField(), db_persist=True
     )
+    # Unstemmed words, for "exact phrases" and author: searches.
+    exact_vector = models.GeneratedField(
+        expression=EXACT_VECTOR, output_field=SearchVectorField(), db_persist=True
+    )
 
     objects = PaperQuerySet.as_manager()
 
     class Meta:
         indexes = [
             GinIndex(fields=["search_vector"], name="paper_search_gin"),
+            GinIndex(fields=["exact_vector"], name="paper_exact_gin"),
+            models.Index(fields=["-trending_score"], name="paper_trending_idx"),
+            # Digests look for papers ingested since a saved search was made; tagging for
+            # papers an ingest run changed.
+            models.Index(fields=["created_at"], name="paper_created_idx"),
+            models.Index(fields=["updated_at"], name="paper_updated_idx"),
             models.Index(
                 models.F("published_on").desc(nulls_last=True), "id", name="paper_published_idx"
             ),
@@ -160,3 +220,109 @@ class PopularitySnapshot(models.Model):
 
     def __str__(self):
         return f"{self.paper_id} on {self.observed_on}: {self.upvotes}"
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Topic(models.Model):
+    """A named, curated query: papers matching ``query`` are tagged with the topic.
+
+    Staff can pin a paper to a topic or exclude it; those choices survive re-tagging.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    query = models.CharField(
+        max_length=500, help_text='Same syntax as the search box, e.g. "linear attention" OR mamba'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    papers = models.ManyToManyField(Paper, through="PaperTopic", related_name="topic_links")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("topic-detail", args=[self.slug])
+
+
+class PaperTopic(models.Model):
+    """Why a paper has (or explicitly has not) a topic."""
+
+    class Reason(models.TextChoices):
+        RULE = "rule", "matched the topic's query"
+        PINNED = "pinned", "pinned by staff"
+        EXCLUDED = "excluded", "excluded by staff"
+
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE)
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE)
+    reason = models.CharField(max_length=10, choices=Reason.choices, default=Reason.RULE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["paper", "topic"], name="papertopic_once"),
+        ]
+        indexes = [models.Index(fields=["topic", "reason", "paper"], name="papertopic_topic_idx")]
+
+    def __str__(self):
+        return f"{self.paper_id} · {self.topic_id} ({self.reason})"
+
+
+class PaperAlias(models.Model):
+    """A natural key (arXiv id or source key) of a paper merged into another one.
+
+    Ingest maps these keys to the canonical paper, and the merged paper's URL redirects there.
+    """
+
+    key = models.CharField(max_length=300, unique=True)
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.key} → {self.paper_id}"
+
+
+class SavedSearch(models.Model):
+    """A reader's bookmarked search (its canonical query string), optionally with alerts."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_searches"
+    )
+    name = models.CharField(max_length=200)
+    query = models.CharField(max_length=2000, help_text="Canonical query string of the list page.")
+    alerts = models.BooleanField(default=True, help_text="Email a daily digest of new matches.")
+    unsubscribe_token = models.CharField(max_length=64, unique=True, default=_new_token)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="savedsearch_name_per_user"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class AlertDelivery(models.Model):
+    """A paper already sent for a saved search: each new match is emailed once."""
+
+    saved_search = models.ForeignKey(SavedSearch, on_delete=models.CASCADE, related_name="sent")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["saved_search", "paper"], name="alert_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.paper_id} sent for {self.saved_search_id}"

@@ -6,9 +6,9 @@ DATABASE_URL and REDIS_URL.
 """
 
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from catalogue import embedded
+from catalogue.dburl import database_from_url
 from catalogue.env import ConfigError, env_bool, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -71,30 +71,6 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 
 
-def database_from_url(url: str) -> dict:
-    """``postgresql://user:pass@host:port/name?host=/socket/dir`` -> a DATABASES entry."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise ConfigError("DATABASE_URL must be a postgresql:// URL")
-    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    name = unquote(parts.path.lstrip("/"))
-    if not name:
-        raise ConfigError("DATABASE_URL must name a database: postgresql://…/NAME")
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": name,
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": query.pop("host", None) or parts.hostname or "",
-        "PORT": str(query.pop("port", None) or parts.port or ""),
-        # Persistent connections: a page costs a few sub-millisecond queries, a connect ~2 ms.
-        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
-        "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": query,
-        "TEST": {"NAME": f"test_{name}"},
-    }
-
-
 DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql")) or embedded.postgres_url()
 DATABASES = {"default": database_from_url(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -143,6 +119,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Task modules outside the apps' tasks.py files.
+CELERY_IMPORTS = ["catalogue.digest", "catalogue.trending"]
 CELERY_TIMEZONE = "UTC"
 
 
@@ -175,7 +153,17 @@ STORAGES = {
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Used by the SMTP backend (EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend).
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "catalogue@localhost")
+# A hung SMTP server must not stall the digest task.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+# Absolute links in emails (digests have no request to take the host from).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -192,6 +180,9 @@ LOGGING = {
 
 # Ingest: how many records one upsert transaction writes.
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 2000)
+# Parallel batch writers (connections): search vectors are computed by PostgreSQL, one core
+# per connection.
+INGEST_WRITERS = env_int("INGEST_WRITERS", 2)
 # Fetching: seconds before a read gives up, attempts per request, and the first backoff step
 # (requests back off 1, 2, 4 … s; a failed task retries after 30, 60, 120 … s).
 INGEST_FETCH_TIMEOUT = env_int("INGEST_FETCH_TIMEOUT", 60)

@@ -1,38 +1,253 @@
-"""Server-rendered pages: the filtered list and the paper page."""
+"""Server-rendered pages: the filtered list, topics, day/week/month pages and the paper page."""
 
 from __future__ import annotations
 
-from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
+import datetime as dt
+from urllib.parse import urlencode
 
-from catalogue import search
-from catalogue.filters import PaperFilter
-from catalogue.models import Paper
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.db.models.functions import TruncMonth
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from catalogue import charts, merging, search
+from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
+from catalogue.models import Paper, PaperTopic, Topic
 
 PAGE_SIZE = 25
+FACET_TOPICS = 12
+LISTED = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
 
 
 def paper_list(request):
     """The catalogue, filtered by the GET parameters of ``PaperFilter``."""
-    paper_filter = PaperFilter(request.GET, queryset=Paper.objects.visible())
-    papers = paper_filter.qs if paper_filter.is_valid() else Paper.objects.none()
-    page = Paginator(papers, PAGE_SIZE).get_page(request.GET.get("page"))
+    return _listing(request, Paper.objects.visible(), {"heading": "Papers"})
+
+
+def topic_list(request):
+    topics = Topic.objects.annotate(
+        paper_count=Count("papertopic", filter=Q(papertopic__reason__in=LISTED))
+    )
+    return render(request, "catalogue/topic_list.html", {"topics": topics})
+
+
+def topic_detail(request, slug: str):
+    topic = get_object_or_404(Topic, slug=slug)
+    papers = Paper.objects.visible().in_topic(topic)
+    return _listing(request, papers, {"heading": topic.name, "topic": topic})
+
+
+# --- day, week and month pages, like Hugging Face's --------------------------------------
+
+
+def day_page(request, day: str):
+    start = _parse_or_404(dt.date.fromisoformat, day)
+    nav = _nav(
+        "day-page", start - dt.timedelta(days=1), start + dt.timedelta(days=1), dt.date.isoformat
+    )
+    return _window(request, start, start, f"Papers of {start:%A, %B %-d, %Y}", nav)
+
+
+def week_page(request, week: str):
+    year, _, number = week.partition("-W")
+    start = _parse_or_404(lambda _: dt.date.fromisocalendar(int(year), int(number), 1), week)
+    step = dt.timedelta(days=7)
+    nav = _nav("week-page", start - step, start + step, _iso_week)
+    return _window(request, start, start + dt.timedelta(days=6), f"Papers of week {week}", nav)
+
+
+def month_page(request, month: str):
+    start = _parse_or_404(lambda m: dt.date.fromisoformat(f"{m}-01"), month)
+    end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    previous = (start - dt.timedelta(days=1)).replace(day=1)
+    nav = _nav("month-page", previous, end + dt.timedelta(days=1), lambda d: f"{d:%Y-%m}")
+    return _window(request, start, end, f"Papers of {start:%B %Y}", nav)
+
+
+def _parse_or_404(parse, text: str) -> dt.date:
+    try:
+        return parse(text)
+    except ValueError:
+        raise Http404("No such date.") from None
+
+
+def _iso_week(day: dt.date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _nav(url_name: str, previous: dt.date, following: dt.date, fmt) -> dict:
+    return {
+        "previous": reverse(url_name, args=[fmt(previous)]),
+        "next": reverse(url_name, args=[fmt(following)]),
+        "previous_label": fmt(previous),
+        "next_label": fmt(following),
+    }
+
+
+def _window(request, start: dt.date, end: dt.date, heading: str, nav: dict):
+    """Papers published in [start, end], most upvoted first unless the reader sorts."""
+    data = request.GET.copy()
+    data.setdefault("sort", Sort.UPVOTES)
+    papers = Paper.objects.visible().published_between(start, end)
+    return _listing(request, papers, {"heading": heading, "nav": nav}, data=data)
+
+
+# --- the shared list rendering -----------------------------------------------------------
+
+
+def _listing(request, papers, context: dict, data=None):
+    paper_filter = PaperFilter(request.GET if data is None else data, queryset=papers)
+    if not paper_filter.is_valid():
+        context = {**context, "filter": paper_filter, "page": None}
+        return render(request, "catalogue/paper_list.html", context, status=400)
+    results = paper_filter.qs
+    page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
     query = paper_filter.query_text
     if query:
-        # Highlights cost a re-parse of each document: only for the rows on this page.
-        ids = [paper.pk for paper in page.object_list]
-        highlighted = {p.pk: p for p in search.highlight(Paper.objects.filter(pk__in=ids), query)}
-        page.object_list = [highlighted.get(p.pk, p) for p in page.object_list]
-    status = 200 if paper_filter.is_valid() else 400
-    context = {"filter": paper_filter, "page": page, "query": query}
-    return render(request, "catalogue/paper_list.html", context, status=status)
+        _highlight(page, query)
+    _attach_topics(page)
+    timeline = charts.timeline(_matches_per_month(results))
+    context = {
+        **context,
+        "timeline": timeline,
+        "timeline_end": timeline[-1].month if timeline else None,
+        "filter": paper_filter,
+        "page": page,
+        "query": query,
+        "canonical_query": paper_filter.canonical_query(),
+        "active_filters": _active_filters(paper_filter),
+        "topic_facets": _topic_facets(results, paper_filter),
+        "year_facets": _year_facets(results, paper_filter),
+        "trending_explained": TRENDING_EXPLAINED
+        if paper_filter.sort_order == Sort.TRENDING
+        else "",
+    }
+    return render(request, "catalogue/paper_list.html", context)
+
+
+def _highlight(page, query: str) -> None:
+    """Highlights cost a re-parse of each document: only for the rows on this page."""
+    ids = [paper.pk for paper in page.object_list]
+    marked = {p.pk: p for p in search.highlight(Paper.objects.filter(pk__in=ids), query)}
+    page.object_list = [marked.get(p.pk, p) for p in page.object_list]
+
+
+def _attach_topics(page) -> None:
+    """``paper.topic_chips`` for every card on the page, in one query."""
+    chips: dict[int, list] = {}
+    links = PaperTopic.objects.filter(
+        paper__in=[p.pk for p in page.object_list], reason__in=LISTED
+    ).select_related("topic")
+    for link in links.order_by("topic__name"):
+        chips.setdefault(link.paper_id, []).append(link.topic)
+    for paper in page.object_list:
+        paper.topic_chips = chips.get(paper.pk, [])
+
+
+_FILTER_LABELS = {
+    "q": lambda v: v if '"' in v else f"“{v}”",
+    "author": lambda v: f"by {v}",
+    "since": lambda v: f"since {v}",
+    "until": lambda v: f"until {v}",
+    "period": lambda v: f"past {v}",
+    "min_upvotes": lambda v: f"≥ {v} upvotes",
+    "has_code": lambda v: "with code",
+    "topic": lambda v: f"topic {v}",
+}
+
+
+def _active_filters(paper_filter: PaperFilter) -> list[dict]:
+    """Each active filter with a link to the same search without it."""
+    pairs = paper_filter.canonical_params()
+    return [
+        {"label": _FILTER_LABELS[name](value), "remove": _without(pairs, i)}
+        for i, (name, value) in enumerate(pairs)
+        if name in _FILTER_LABELS
+    ]
+
+
+def _without(pairs: list[tuple[str, str]], index: int) -> str:
+    return "?" + urlencode(pairs[:index] + pairs[index + 1 :])
+
+
+def _matches_per_month(results) -> dict:
+    rows = (
+        results.order_by()
+        .exclude(published_on=None)
+        .annotate(month=TruncMonth("published_on"))
+        .values_list("month")
+        .annotate(n=Count("id"))
+    )
+    return dict(rows)
+
+
+def _topic_facets(results, paper_filter: PaperFilter) -> list[dict]:
+    """Topics of the matches with counts; each links to the search narrowed to it."""
+    facets = list(
+        PaperTopic.objects.filter(paper__in=results.order_by().values("pk"), reason__in=LISTED)
+        .values("topic__slug", "topic__name")
+        .annotate(n=Count("paper"))
+        .order_by("-n", "topic__name")[:FACET_TOPICS]
+    )
+    pairs = paper_filter.canonical_params()
+    for facet in facets:
+        facet["href"] = _href(pairs, topic=facet["topic__slug"], add=True)
+    return facets
+
+
+def _year_facets(results, paper_filter: PaperFilter) -> list[dict]:
+    rows = (
+        results.order_by()
+        .exclude(published_on=None)
+        .values_list("published_on__year")
+        .annotate(n=Count("id"))
+        .order_by("-published_on__year")
+    )
+    pairs = [(k, v) for k, v in paper_filter.canonical_params() if k != "period"]
+    return [
+        {"year": year, "n": n, "href": _href(pairs, since=f"{year}-01-01", until=f"{year}-12-31")}
+        for year, n in rows
+    ]
+
+
+def _href(pairs: list[tuple[str, str]], add: bool = False, **changes: str) -> str:
+    """A list URL: ``pairs`` with ``changes`` set (or, with ``add``, appended)."""
+    kept = pairs if add else [(k, v) for k, v in pairs if k not in changes]
+    new = [(k, v) for k, v in changes.items() if (k, v) not in kept]
+    return "?" + urlencode(kept + new)
+
+
+# --- the paper page ----------------------------------------------------------------------
 
 
 def paper_detail(request, slug: str):
     """A paper by arXiv id (``2401.01234``, ``hep-th/9901001``) or catalogue number."""
     papers = Paper.objects.visible()
-    if slug.isdigit():
-        paper = get_object_or_404(papers, pk=int(slug), arxiv_id__isnull=True)
-    else:
-        paper = get_object_or_404(papers, arxiv_id=slug)
-    return render(request, "catalogue/paper_detail.html", {"paper": paper})
+    try:
+        if slug.isdigit():
+            paper = get_object_or_404(papers, pk=int(slug), arxiv_id__isnull=True)
+        else:
+            paper = get_object_or_404(papers, arxiv_id=slug)
+    except Http404:
+        # A paper merged into another one: its old URL now points there for good.
+        canonical = merging.canonical_paper(slug, papers)
+        if canonical is None:
+            raise
+        return redirect(canonical, permanent=True)
+    history = list(
+        paper.snapshots.exclude(upvotes=None)
+        .order_by("observed_on")
+        .values_list("observed_on", "upvotes")
+    )
+    context = {
+        "paper": paper,
+        "history": history,
+        "sparkline": charts.sparkline([upvotes for _, upvotes in history]),
+        "topics": Topic.objects.filter(papertopic__paper=paper, papertopic__reason__in=LISTED),
+        "sightings": paper.sightings.order_by("first_seen_at"),
+        "similar": Paper.objects.visible().similar_to(paper)[:5],
+    }
+    return render(request, "catalogue/paper_detail.html", context)

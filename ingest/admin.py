@@ -1,22 +1,320 @@
-from django.contrib import admin
+"""Steering ingestion from the admin: sources and their schedules, runs and what they rejected.
 
-from ingest.models import IngestRun, RejectedRecord
+Sources are for whoever may change them (not curators); runs are read-only history, apart from
+retrying a failed one. Every action writes admin history like the change form does.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Prefetch
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+from django_celery_beat import validators as cron
+
+from ingest import sources
+from ingest.http import Fetcher
+from ingest.models import IngestRun, RejectedRecord, Source
+from ingest.runner import create_run
+from ingest.tasks import ingest_run
+
+REJECTIONS_SHOWN = 100
+_CRON_FIELDS = [
+    ("minute", cron.minute_validator),
+    ("hour", cron.hour_validator),
+    ("day of month", cron.day_of_month_validator),
+    ("month", cron.month_of_year_validator),
+    ("day of week", cron.day_of_week_validator),
+]
 
 
-class RejectedRecordInline(admin.TabularInline):
-    model = RejectedRecord
-    extra = 0
-    can_delete = False
-    readonly_fields = ["position", "reason", "raw"]
+def log_changes(request, objects, message, flag=CHANGE) -> None:
+    objects = list(objects)
+    if objects:
+        LogEntry.objects.log_actions(request.user.pk, objects, flag, change_message=message)
+
+
+def enqueue(run: IngestRun) -> None:
+    """Start the run on a worker once the transaction that created it commits."""
+    transaction.on_commit(lambda: ingest_run.delay(run.pk))
+
+
+def _run_link(run: IngestRun) -> str:
+    url = reverse("admin:ingest_ingestrun_change", args=[run.pk])
+    return format_html('<a href="{}">run {}</a>', url, run.pk)
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+class SourceForm(forms.ModelForm):
+    """Checks what an admin typed the way a run would read it, before it is saved."""
+
+    def clean_crontab(self):
+        crontab = " ".join(self.cleaned_data["crontab"].split())
+        parts = crontab.split(" ")
+        if len(parts) != len(_CRON_FIELDS):
+            raise ValidationError("Five fields: minute hour day-of-month month day-of-week.")
+        for value, (name, validator) in zip(parts, _CRON_FIELDS, strict=True):
+            try:
+                validator(value)
+            except ValidationError:
+                raise ValidationError(f"{value!r} is not a valid {name}.") from None
+        return crontab
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, params = cleaned.get("kind"), cleaned.get("params")
+        if kind and isinstance(params, dict):
+            problem = params_problem(kind, cleaned.get("url") or None, params)
+            if problem:
+                self.add_error("params", problem)
+        return cleaned
+
+
+def params_problem(kind: str, url: str | None, params: dict) -> str | None:
+    """What the format's ``fetch_pages`` says about these params; no request is made.
+
+    ``fetch_pages`` checks its params when called and fetches only when iterated.
+    """
+    with Fetcher() as fetcher:
+        try:
+            sources.get_parser(kind).fetch_pages(fetcher, url, params)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ["name", "kind", "enabled", "crontab", "last_run", "last_run_counts"]
+    list_filter = ["enabled", "kind"]
+    list_editable = ["enabled"]
+    search_fields = ["name", "url"]
+    fields = ["name", "kind", "url", "params", "crontab", "enabled", "periodic_task", "recent"]
+    readonly_fields = ["periodic_task", "recent"]
+    actions = ["run_now", "enable", "disable"]
+
+    def get_queryset(self, request):
+        # The newest run of every source in one query (DISTINCT ON), whatever the page size.
+        newest = IngestRun.objects.order_by("source_id", "-queued_at").distinct("source_id")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch(
+                    "runs",
+                    queryset=IngestRun.objects.filter(pk__in=newest.values("pk")),
+                    to_attr="newest_runs",
+                )
+            )
+        )
+
+    @admin.display(description="last run")
+    def last_run(self, source):
+        run = _newest(source)
+        if run is None:
+            return "never"
+        when = run.finished_at or run.started_at or run.queued_at
+        return format_html("{} {} · {}", _run_link(run), run.status, _ago(when))
+
+    @admin.display(description="last run counts")
+    def last_run_counts(self, source):
+        run = _newest(source)
+        return run.counts_line() if run else "—"
+
+    @admin.display(description="recent runs")
+    def recent(self, source):
+        runs = source.runs.order_by("-queued_at")[:10] if source.pk else []
+        if not runs:
+            return "No runs yet."
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li>{} {} · {} · {}</li>",
+                ((_run_link(r), r.status, _ago(r.queued_at), r.counts_line()) for r in runs),
+            ),
+        )
+
+    @admin.action(description="Run selected sources now", permissions=["change"])
+    def run_now(self, request, queryset):
+        runs = []
+        for source in queryset:
+            run = create_run(source=source)
+            enqueue(run)
+            runs.append(run)
+        log_changes(request, runs, "Queued by “Run now”.", ADDITION)
+        links = format_html_join(", ", "{}", ((_run_link(run),) for run in runs))
+        self.message_user(request, format_html("Queued {}.", links), messages.SUCCESS)
+
+    @admin.action(
+        description="Enable selected sources (and their schedules)", permissions=["change"]
+    )
+    def enable(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(
+        description="Disable selected sources (pause their schedules)", permissions=["change"]
+    )
+    def disable(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request, queryset, enabled: bool):
+        changed = [source for source in queryset if source.enabled != enabled]
+        for source in changed:
+            source.enabled = enabled
+            source.save()  # save(), not update(): it keeps the beat entry in step
+        log_changes(request, changed, [{"changed": {"fields": ["enabled"]}}])
+        state = "enabled" if enabled else "disabled"
+        self.message_user(request, f"{len(changed)} source(s) {state}.", messages.SUCCESS)
+
+
+def _newest(source: Source) -> IngestRun | None:
+    return source.newest_runs[0] if source.newest_runs else None
+
+
+def _ago(when) -> str:
+    return f"{timesince(when)} ago" if when else ""
+
+
+# --- runs ----------------------------------------------------------------------------------
 
 
 @admin.register(IngestRun)
 class IngestRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "source", "format", "status", "seen", "created", "updated", "unchanged"]
-    list_display += ["rejected", "queued_at"]
+    """Read-only history; a failed run can be retried (as a new run with the same inputs)."""
+
+    list_display = ["id", "source", "format", "status", "progress", "seen", "created", "updated"]
+    list_display += ["unchanged", "rejected", "duration_shown", "queued_at"]
     list_filter = ["status", "format", "source"]
+    list_select_related = ["source"]
+    date_hierarchy = "queued_at"
+    fieldsets = [
+        (None, {"fields": ["source", "format", "location", "options", "status", "attempts"]}),
+        ("Error", {"fields": ["error"]}),
+        (
+            "Counts",
+            {
+                "fields": [
+                    "progress",
+                    "expected",
+                    "seen",
+                    "created",
+                    "updated",
+                    "unchanged",
+                    "rejected",
+                    "deleted",
+                ]
+            },
+        ),
+        ("Times", {"fields": ["queued_at", "started_at", "finished_at", "duration_shown"]}),
+        ("Rejected records", {"fields": ["rejections_shown"]}),
+    ]
     readonly_fields = [f.name for f in IngestRun._meta.fields]
-    inlines = [RejectedRecordInline]
+    readonly_fields += ["progress", "duration_shown", "rejections_shown"]
+    actions = ["retry"]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_retry_permission(self, request):
+        # Retrying creates a run: whoever may add runs (not curators, who only watch).
+        return request.user.has_perm("ingest.add_ingestrun")
+
+    @admin.display(description="progress")
+    def progress(self, run):
+        """A bar while running: records handled of those the source announced (if it did)."""
+        if run.status != IngestRun.Status.RUNNING:
+            return "—"
+        if run.expected:
+            return format_html(
+                '<progress value="{done}" max="{expected}">{done} of {expected}</progress> '
+                "{done} / {expected}",
+                done=run.done,
+                expected=run.expected,
+            )
+        return format_html("<progress></progress> {} so far", run.done)
+
+    @admin.display(description="duration")
+    def duration_shown(self, run):
+        if run.duration is not None:
+            return _short(run.duration)
+        if run.status == IngestRun.Status.RUNNING and run.started_at:
+            return f"{_short(timezone.now() - run.started_at)} so far"
+        return "—"
+
+    @admin.display(description="rejected records")
+    def rejections_shown(self, run):
+        """The first rejections with their reasons; all of them in the rejected-records list."""
+        rejections = run.rejections.order_by("pk")[:REJECTIONS_SHOWN]
+        if not rejections:
+            return "None."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            ((r.position, r.reason, r.raw[:200]) for r in rejections),
+        )
+        url = reverse("admin:ingest_rejectedrecord_changelist") + f"?run__id__exact={run.pk}"
+        return format_html(
+            "<table><tr><th>where</th><th>reason</th><th>record</th></tr>{}</table>"
+            '<p><a href="{}">All {} rejected records of this run</a></p>',
+            rows,
+            url,
+            run.rejected,
+        )
+
+    @admin.action(description="Retry selected failed runs", permissions=["retry"])
+    def retry(self, request, queryset):
+        failed = list(queryset.filter(status=IngestRun.Status.FAILED))
+        retries = [_retry(run) for run in failed]
+        log_changes(request, retries, "Retry of a failed run.", ADDITION)
+        if retries:
+            links = format_html_join(", ", "{}", ((_run_link(run),) for run in retries))
+            self.message_user(request, format_html("Queued {}.", links), messages.SUCCESS)
+        skipped = len(queryset) - len(failed)
+        if skipped:
+            self.message_user(
+                request, f"Skipped {skipped} run(s) that did not fail.", messages.WARNING
+            )
+
+
+def _retry(run: IngestRun) -> IngestRun:
+    """A new run with the same inputs: the failed one stays as it was, for the record."""
+    retry = IngestRun.objects.create(
+        source=run.source, format=run.format, location=run.location, options=run.options
+    )
+    enqueue(retry)
+    return retry
+
+
+def _short(duration) -> str:
+    seconds = int(duration.total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
+
+
+@admin.register(RejectedRecord)
+class RejectedRecordAdmin(admin.ModelAdmin):
+    list_display = ["run", "position", "reason"]
+    list_select_related = ["run", "run__source"]
+    search_fields = ["reason"]
+    readonly_fields = ["run", "position", "reason", "raw"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

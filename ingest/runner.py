@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,12 @@ from typing import BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
+from catalogue.tasks import tag_recent_papers
+from catalogue.trending import refresh_trending
 from ingest import sources
 from ingest.http import Fetcher, FetchError, MemoryValidatorCache
 from ingest.models import IngestRun, RejectedRecord, Source
@@ -35,6 +39,7 @@ from ingest.upsert import mark_deleted, upsert_papers
 
 log = logging.getLogger(__name__)
 _SNIFF_BYTES = 64 * 1024
+_CLOCK_MARGIN = dt.timedelta(minutes=5)
 
 
 class RetryLater(Exception):
@@ -83,7 +88,24 @@ def execute_run(run: IngestRun, *, final_attempt: bool = True) -> IngestRun:
         log.warning("ingest run %s failed: %s", run.pk, exc)
         return _finish(run, IngestRun.Status.FAILED, error=_describe(exc))
     status = IngestRun.Status.PARTIAL if run.rejected else IngestRun.Status.SUCCEEDED
-    return _finish(run, status)
+    _finish(run, status)
+    _after_changes(run)
+    return run
+
+
+def _after_changes(run: IngestRun) -> None:
+    """Once committed, on a worker: topics for the papers this run created or changed, and
+    fresh trending scores (new upvotes)."""
+    if not (run.created or run.updated):
+        return
+    # A margin before the start: papers are stamped by the database's clock, not ours.
+    since = (run.started_at - _CLOCK_MARGIN).isoformat()
+
+    def enqueue():
+        tag_recent_papers.delay(since)
+        refresh_trending.delay()
+
+    transaction.on_commit(enqueue)
 
 
 def _describe(exc: Exception) -> str:
@@ -194,9 +216,42 @@ def _listed_on(run: IngestRun) -> dt.date | None:
 
 
 def _consume(run: IngestRun, results: Iterable) -> None:
-    """Upsert parsed results batch by batch; each batch commits with the run's counts."""
-    for batch in _batches_parsed_ahead(results, settings.INGEST_BATCH_SIZE):
-        _write_batch(run, batch)
+    """Upsert parsed results batch by batch; each batch commits with the run's counts.
+
+    Batches are written by ``INGEST_WRITERS`` threads, each on its own connection, so that
+    PostgreSQL computes search vectors on several cores. Inside a caller's transaction (tests,
+    a shell) everything is written on the caller's connection instead.
+    """
+    batches = _batches_parsed_ahead(results, settings.INGEST_BATCH_SIZE)
+    writers = 1 if transaction.get_connection().in_atomic_block else settings.INGEST_WRITERS
+    if writers <= 1:
+        for batch in batches:
+            _write_batch(run, batch)
+        return
+    with ThreadPoolExecutor(writers, thread_name_prefix="ingest-writer") as pool:
+        pending: set[Future] = set()
+        try:
+            for batch in batches:
+                pending.add(pool.submit(_write_batch_in_thread, run.pk, batch))
+                if len(pending) >= writers:  # back-pressure: parse no further ahead
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    _raise_first_error(done)
+        finally:
+            done, _ = wait(pending)  # what was handed out is written before any error rises
+        _raise_first_error(done)
+    run.refresh_from_db(fields=_COUNTS)
+
+
+def _raise_first_error(futures) -> None:
+    for future in futures:
+        future.result()
+
+
+def _write_batch_in_thread(run_id: int, batch: list) -> None:
+    try:
+        _write_batch(IngestRun(pk=run_id), batch)
+    finally:
+        connections.close_all()  # this thread's connection; the pool's threads are short-lived
 
 
 def _write_batch(run: IngestRun, batch: list) -> None:
@@ -205,17 +260,25 @@ def _write_batch(run: IngestRun, batch: list) -> None:
     rejected = [r for r in batch if isinstance(r, Rejected)]
     with transaction.atomic():
         counts = upsert_papers(papers)
-        run.deleted += mark_deleted(deletions) if deletions else 0
+        deleted = mark_deleted(deletions) if deletions else 0
         RejectedRecord.objects.bulk_create(
-            RejectedRecord(run=run, reason=r.reason, raw=r.raw, position=r.position)
+            RejectedRecord(run_id=run.pk, reason=r.reason, raw=r.raw, position=r.position)
             for r in rejected
         )
-        run.seen += len(papers) + len(deletions)
-        run.created += counts.created
-        run.updated += counts.updated
-        run.unchanged += counts.unchanged
-        run.rejected += len(rejected)
-        run.save(update_fields=[*_COUNTS])
+        # Increments, not assignments: several writers report into the same run row.
+        increments = {
+            "seen": len(papers) + len(deletions),
+            "created": counts.created,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "rejected": len(rejected),
+            "deleted": deleted,
+        }
+        IngestRun.objects.filter(pk=run.pk).update(
+            **{name: F(name) + value for name, value in increments.items()}
+        )
+    for name, value in increments.items():
+        setattr(run, name, getattr(run, name) + value)
 
 
 _COUNTS = ["seen", "created", "updated", "unchanged", "rejected", "deleted"]

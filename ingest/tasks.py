@@ -7,14 +7,18 @@ re-executes idempotently) and retry transient fetch failures with exponential ba
 from __future__ import annotations
 
 import random
+from urllib.parse import urlencode
 
 from celery import shared_task
 from django.conf import settings
 
 from ingest.models import IngestRun, Source
 from ingest.runner import RetryLater, create_run, execute_run
+from ingest.sources import arxiv_atom
 
 MAX_RETRIES = 4
+# arXiv ids per API request when re-fetching: a short URL, one polite request per run.
+REFETCH_BATCH = 100
 
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
@@ -39,6 +43,25 @@ def ingest_source(source_id: int) -> int | None:
     run = create_run(source=source)
     ingest_run.delay(run.pk)
     return run.pk
+
+
+@shared_task(acks_late=True)
+def refetch_arxiv(arxiv_ids: list[str], api_url: str | None = None) -> list[int]:
+    """Fetch papers again from the arXiv API; returns the ids of the runs it queued.
+
+    The paper admin sends this by name (the catalogue does not import ingest). Each run reads
+    one ``id_list`` query URL as an arxiv_atom payload, so it is an ordinary URL run: listed in
+    the runs admin, retried like any other. ``api_url`` points elsewhere (a mirror, a test).
+    """
+    base = api_url or arxiv_atom.DEFAULT_URL
+    run_ids = []
+    for start in range(0, len(arxiv_ids), REFETCH_BATCH):
+        batch = arxiv_ids[start : start + REFETCH_BATCH]
+        query = urlencode({"id_list": ",".join(batch), "max_results": len(batch)})
+        run = create_run(f"{base}?{query}", fmt=arxiv_atom.SOURCE)
+        ingest_run.delay(run.pk)
+        run_ids.append(run.pk)
+    return run_ids
 
 
 def _backoff(retries: int, retry_after: float | None) -> float:

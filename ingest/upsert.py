@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -79,7 +79,7 @@ def upsert_papers(
 
     ``observed_on`` is the day popularity was observed (default: today).
     """
-    merged = _merge_duplicates(records)
+    merged = _merge_duplicates(_resolve_aliases(records))
     if not merged:
         return BatchCounts()
     counts = BatchCounts()
@@ -102,6 +102,40 @@ def mark_deleted(deletions: Iterable[Deleted]) -> int:
     return Paper.objects.filter(arxiv_id__in=ids, withdrawn=False).update(withdrawn=True)
 
 
+def _resolve_aliases(records: Iterable[PaperRecord]) -> list[PaperRecord]:
+    """Records of a paper staff merged into another one update that one instead.
+
+    A merge leaves the merged-away paper's natural keys as ``PaperAlias`` rows (see
+    ``catalogue.merging``); one indexed query per batch finds which keys of the batch are
+    aliases, with the keys of the papers they point to.
+    """
+    from catalogue.models import PaperAlias
+
+    records = list(records)
+    aliases = PaperAlias.objects.filter(key__in={record.natural_key for record in records})
+    targets = {
+        key: (arxiv_id, source_key)
+        for key, arxiv_id, source_key in aliases.values_list(
+            "key", "paper__arxiv_id", "paper__source_key"
+        )
+    }
+    if not targets:
+        return records
+    return [
+        _rekeyed(r, *targets[r.natural_key]) if r.natural_key in targets else r for r in records
+    ]
+
+
+def _rekeyed(record: PaperRecord, arxiv_id: str | None, source_key: str | None) -> PaperRecord:
+    if arxiv_id:
+        return replace(record, arxiv_id=arxiv_id)
+    # The canonical paper is known by "<source>:<key>" only. A merge gives it any arXiv id a
+    # duplicate had, so this is an id-less record; its sighting is then counted under the
+    # canonical paper's source (the same one, in practice: only HF pages lack arXiv ids).
+    source, _, key = source_key.partition(":")
+    return replace(record, arxiv_id=None, source=source, source_key=key)
+
+
 def _merge_duplicates(records: Iterable[PaperRecord]) -> list[PaperRecord]:
     """One record per natural key: a statement may not update the same row twice."""
     by_key: dict[str, PaperRecord] = {}
@@ -109,7 +143,8 @@ def _merge_duplicates(records: Iterable[PaperRecord]) -> list[PaperRecord]:
         seen = by_key.get(record.natural_key)
         if seen is None or (record.upvotes or 0) >= (seen.upvotes or 0):
             by_key[record.natural_key] = record
-    return list(by_key.values())
+    # Sorted, so concurrent batches lock rows in one order and cannot deadlock each other.
+    return [by_key[key] for key in sorted(by_key)]
 
 
 def _stage(raw_cursor, records: list[PaperRecord]) -> None:

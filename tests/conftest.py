@@ -9,25 +9,14 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 
+from catalogue.dburl import url_from_settings
+
 DATA_DIR = Path(__file__).parent / "data"
 SEED = DATA_DIR / "seed" / "hf-papers-search-listing.txt"
-
-
-def database_url(settings_dict: dict) -> str:
-    """A libpq URL for a Django DATABASES entry (socket directories included)."""
-    user = quote(settings_dict["USER"] or "")
-    password = f":{quote(settings_dict['PASSWORD'])}" if settings_dict["PASSWORD"] else ""
-    host = settings_dict["HOST"] or ""
-    port = settings_dict["PORT"] or ""
-    name = quote(settings_dict["NAME"])
-    if host.startswith("/"):
-        return f"postgresql://{user}{password}@/{name}?host={quote(host)}&port={port or 5432}"
-    return f"postgresql://{user}{password}@{host}{':' + port if port else ''}/{name}"
 
 
 class WorkerProcess:
@@ -52,7 +41,7 @@ def start_worker(log_path: Path, queue: str, **extra_env: str) -> WorkerProcess:
     """Start a ``celery worker`` process on ``queue`` that reads the test database."""
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(settings.DATABASES["default"]),
+        "DATABASE_URL": url_from_settings(settings.DATABASES["default"]),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_QUEUE": queue,
         **extra_env,

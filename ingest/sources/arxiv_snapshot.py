@@ -106,8 +106,19 @@ def _paper(obj: dict, listed_on: dt.date | None) -> PaperRecord:
         arxiv_comment=comments,
         withdrawn=is_withdrawn(comments, abstract),
         code_url=code_url(abstract, comments),
+        # Not in arXiv's own snapshot: generated corpora (ingest.corpus) and merged dumps
+        # carry popularity in these optional keys.
+        upvotes=_count(obj.get("upvotes")),
+        github_stars=_count(obj.get("github_stars")),
         extra={"datestamp": update_date} if update_date else {},
     )
+
+
+def _count(value) -> int | None:
+    """A non-negative integer, or None when absent or not a count."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 def _versions(versions) -> tuple[dt.date | None, dt.date | None, int | None]:

@@ -24,7 +24,7 @@ def test_search_narrow_bookmark_and_open_a_paper(live_server, page, seeded):
     assert page.locator(".summary").inner_text() == "49 papers"
 
     page.get_by_label("Search papers").fill('"linear attention"')
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Search", exact=True).click()
     page.wait_for_url("**/?q=*")
     phrase_results = result_titles(page)
     assert phrase_results and len(phrase_results) < 49

@@ -7,8 +7,8 @@ import sys
 import pytest
 from django.conf import settings
 
+from catalogue.dburl import database_from_url
 from catalogue.env import ConfigError, env_bool, env_int, env_url
-from catalogue.settings import database_from_url
 
 
 def run_check(**env) -> subprocess.CompletedProcess:

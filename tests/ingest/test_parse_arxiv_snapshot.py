@@ -157,3 +157,19 @@ def test_raw_author_string_is_the_fallback():
     assert paper.arxiv_id == "hep-th/9901001"
     assert paper.authors == ("A. One", "B. Two")
     assert paper.version is None
+
+
+def test_optional_popularity_keys_are_read_when_they_are_counts():
+    import json
+
+    from ingest.sources import arxiv_snapshot
+
+    base = {"id": "2401.00001", "title": "T", "abstract": "A", "authors": "A. B."}
+    lines = [
+        {**base, "upvotes": 7, "github_stars": 120},
+        {**base, "id": "2401.00002", "upvotes": "7", "github_stars": -1},
+        {**base, "id": "2401.00003"},
+    ]
+    data = "\n".join(json.dumps(line) for line in lines).encode() + b"\n"
+    records = list(arxiv_snapshot.parse(data))
+    assert [(r.upvotes, r.github_stars) for r in records] == [(7, 120), (None, None), (None, None)]

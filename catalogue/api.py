@@ -1,0 +1,104 @@
+"""``/api/papers``: the list page's search as JSON, paginated with next/previous links.
+
+It takes the list page's parameters (``catalogue.filters.PaperFilter``) plus ``page`` and
+``page_size``; results come in the list page's order. Errors are ``400 {"errors": {...}}``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django import forms
+from django.core.paginator import Paginator
+from django.db.models import Prefetch, QuerySet
+from django.http import JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from catalogue.filters import PaperFilter
+from catalogue.models import Paper, PaperTopic
+
+DEFAULT_PAGE_SIZE = 25
+MAX_PAGE_SIZE = 100
+
+
+def with_topics(papers: QuerySet) -> QuerySet:
+    """Prefetch each paper's shown topics (by rule or pinned) as ``shown_topics``: one query."""
+    shown = PaperTopic.objects.filter(
+        reason__in=[PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
+    ).select_related("topic")
+    return papers.prefetch_related(
+        Prefetch("papertopic_set", queryset=shown.order_by("topic__name"), to_attr="shown_topics")
+    )
+
+
+class PageForm(forms.Form):
+    page = forms.IntegerField(min_value=1, required=False)
+    page_size = forms.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False)
+
+
+@require_GET
+def papers(request):
+    paper_filter = PaperFilter(request.GET, queryset=Paper.objects.visible())
+    paging = PageForm(request.GET)
+    errors = {**_errors(paper_filter.form), **_errors(paging)}
+    if errors:
+        return _bad_request(errors)
+    size = paging.cleaned_data["page_size"] or DEFAULT_PAGE_SIZE
+    paginator = Paginator(with_topics(paper_filter.qs), size)
+    number = paging.cleaned_data["page"] or 1
+    if number > paginator.num_pages:
+        return _bad_request({"page": [f"There are {paginator.num_pages} pages."]})
+    page = paginator.page(number)
+    return JsonResponse(
+        {
+            "count": paginator.count,
+            **_neighbour_links(request, paper_filter.canonical_params(), page, size),
+            "results": [paper_json(request, paper) for paper in page.object_list],
+        }
+    )
+
+
+def paper_json(request, paper: Paper) -> dict:
+    return {
+        "id": paper.pk,
+        "arxiv_id": paper.arxiv_id,
+        "title": paper.title,
+        "authors": paper.authors,
+        "abstract": paper.abstract,
+        "published_on": _iso(paper.published_on),
+        "listed_on": _iso(paper.listed_on),
+        "upvotes": paper.upvotes,
+        "code_url": paper.code_url or None,
+        "project_url": paper.project_url or None,
+        "url": request.build_absolute_uri(paper.get_absolute_url()),
+        "topics": [link.topic.slug for link in paper.shown_topics],
+    }
+
+
+def _iso(day) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _neighbour_links(request, params: list[tuple[str, str]], page, size: int) -> dict:
+    """``next`` and ``previous`` page URLs, with the canonical parameters: stable, cacheable."""
+
+    def url(number: int) -> str:
+        paging = [("page", str(number))]
+        if size != DEFAULT_PAGE_SIZE:
+            paging.append(("page_size", str(size)))
+        query = urlencode(params + paging)
+        return request.build_absolute_uri(f"{reverse('api-papers')}?{query}")
+
+    return {
+        "next": url(page.next_page_number()) if page.has_next() else None,
+        "previous": url(page.previous_page_number()) if page.has_previous() else None,
+    }
+
+
+def _errors(form: forms.Form) -> dict[str, list[str]]:
+    return {field: list(messages) for field, messages in form.errors.items()}
+
+
+def _bad_request(errors: dict[str, list[str]]) -> JsonResponse:
+    return JsonResponse({"errors": errors}, status=400)

@@ -1,0 +1,122 @@
+"""``/feed/?<list page parameters>``: an Atom feed of any search, so every bookmark is followable.
+
+The feed takes the list page's parameters (``catalogue.filters.PaperFilter``) and lists the 50
+newest matches, or the first 50 in the order ``sort`` asks for. Bad parameters are a plain-text
+400: a feed reader shows that message, and a 500 would hide it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.contrib.syndication.views import Feed
+from django.http import HttpResponseBadRequest
+from django.urls import reverse
+from django.utils.feedgenerator import Atom1Feed
+from django.utils.html import escape
+
+from catalogue.api import with_topics
+from catalogue.filters import PaperFilter
+from catalogue.models import Paper
+
+FEED_SIZE = 50
+
+
+class InvalidParameters(Exception):
+    pass
+
+
+@dataclass
+class Search:
+    """A valid search and its canonical parameters, computed once per request."""
+
+    filter: PaperFilter
+    params: list[tuple[str, str]]
+
+    def url(self, path: str) -> str:
+        return f"{path}?{urlencode(self.params)}" if self.params else path
+
+
+class PapersAtomFeed(Atom1Feed):
+    """Atom with every author of a paper (Django's Atom1Feed writes at most one)."""
+
+    def add_item_elements(self, handler, item):
+        super().add_item_elements(handler, item)
+        for name in item["authors"]:
+            handler.startElement("author", {})
+            handler.addQuickElement("name", name)
+            handler.endElement("author")
+
+
+class PaperFeed(Feed):
+    feed_type = PapersAtomFeed
+    # Entries without author names (listings that only give a count) fall back to this.
+    author_name = "Paper catalogue"
+
+    def __call__(self, request, *args, **kwargs):
+        try:
+            return super().__call__(request, *args, **kwargs)
+        except InvalidParameters as error:
+            return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+
+    def get_object(self, request):
+        paper_filter = PaperFilter(request.GET, queryset=Paper.objects.visible())
+        if not paper_filter.is_valid():
+            problems = "\n".join(
+                f"{field}: {' '.join(messages)}" for field, messages in paper_filter.errors.items()
+            )
+            raise InvalidParameters(f"Invalid feed parameters.\n{problems}\n")
+        return Search(paper_filter, paper_filter.canonical_params())
+
+    # --- the feed ----------------------------------------------------------------------------
+
+    def title(self, search: Search) -> str:
+        parts = [
+            f"“{value}”" if name == "q" else f"{name} {value}" for name, value in search.params
+        ]
+        return f"Paper catalogue: {', '.join(parts)}" if parts else "Paper catalogue: all papers"
+
+    def subtitle(self, search: Search) -> str:
+        return f"The {FEED_SIZE} newest papers matching this search."
+
+    def link(self, search: Search) -> str:
+        return search.url(reverse("paper-list"))
+
+    def feed_url(self, search: Search) -> str:
+        return search.url(reverse("feed"))
+
+    def items(self, search: Search):
+        papers = search.filter.qs
+        # Without an explicit sort, a feed shows what is new, even for a relevance-ranked query.
+        if not search.filter.cleaned.get("sort"):
+            papers = papers.newest_first()
+        return with_topics(papers)[:FEED_SIZE]
+
+    # --- its entries -------------------------------------------------------------------------
+
+    def item_title(self, paper: Paper) -> str:
+        return paper.title  # Atom titles are text: the XML writer escapes them
+
+    def item_description(self, paper: Paper) -> str:
+        return escape(paper.abstract)  # the summary is type="html"
+
+    def item_pubdate(self, paper: Paper) -> dt.datetime:
+        return _midnight(paper.published_on or paper.listed_on) or paper.created_at
+
+    def item_updateddate(self, paper: Paper) -> dt.datetime:
+        # Atom requires <updated>: a new arXiv version is an update, new upvotes are not.
+        return _midnight(paper.updated_on) or self.item_pubdate(paper)
+
+    def item_categories(self, paper: Paper) -> list[str]:
+        terms = [paper.primary_category, *paper.categories]
+        terms += [link.topic.slug for link in paper.shown_topics]
+        return list(dict.fromkeys(term for term in terms if term))
+
+    def item_extra_kwargs(self, paper: Paper) -> dict:
+        return {"authors": paper.authors}
+
+
+def _midnight(day: dt.date | None) -> dt.datetime | None:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC) if day else None

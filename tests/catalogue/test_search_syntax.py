@@ -1,0 +1,99 @@
+"""The query language: stemmed words, exact phrases, OR, exclusions, title: and author:."""
+
+import pytest
+
+from catalogue import search
+from catalogue.models import Paper
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def papers():
+    def make(key, title, abstract="", authors=()):
+        return Paper.objects.create(
+            arxiv_id=key, title=title, abstract=abstract, authors=list(authors)
+        )
+
+    return {
+        "objectivity": make("2501.00001", "On the objectivity of reviews", "Reviews matter."),
+        "objects": make("2501.00002", "Counting objects in images", "We count objects."),
+        "phrase": make(
+            "2501.00003", "Fast models", "We study linear attention at scale.", ["Ada Lovelace"]
+        ),
+        "apart": make(
+            "2501.00004", "Attention everywhere", "A linear probe of the attention heads."
+        ),
+        "stemmed": make("2501.00005", "Linearly attentive nets", "Nets that are attentive."),
+        "decoupled": make(
+            "2501.00006", "A decoupled design", "It decouples parts.", ["Alan Turing"]
+        ),
+        "title_only": make("2501.00007", "Decoupling in title", "Nothing about it here."),
+    }
+
+
+def found(query: str) -> set[str]:
+    return set(Paper.objects.search(query).values_list("arxiv_id", flat=True))
+
+
+def keys(papers, *names) -> set[str]:
+    return {papers[n].arxiv_id for n in names}
+
+
+def test_a_word_matches_all_its_inflections(papers):
+    assert found("decoupling") == keys(papers, "decoupled", "title_only")
+
+
+def test_phrase_query_does_not_match_split_words(papers):
+    assert found('"linear attention"') == keys(papers, "phrase")
+
+
+def test_phrase_query_does_not_match_stemmed_variants(papers):
+    # arXiv's own search gets this wrong: quoted "objectivity" must not find "objects".
+    assert found('"objectivity"') == keys(papers, "objectivity")
+    assert found('"linearly attentive"') == keys(papers, "stemmed")
+
+
+def test_unquoted_words_are_all_required_anywhere(papers):
+    assert found("linear attention") == keys(papers, "phrase", "apart", "stemmed")
+
+
+def test_or_and_exclusion(papers):
+    # Unquoted words are stemmed: objectivity -> object, so "objects" matches too.
+    assert found("objectivity OR decoupled") == keys(
+        papers, "objectivity", "objects", "decoupled", "title_only"
+    )
+    assert found("decoupling -title") == keys(papers, "decoupled")
+    assert found('attention -"linear attention"') == keys(papers, "apart", "stemmed")
+
+
+def test_title_prefix_only_matches_titles(papers):
+    assert found("title:decoupling") == keys(papers, "decoupled", "title_only")
+    assert found("title:attention") == keys(papers, "apart", "stemmed")  # attentive: stemmed
+    assert found('title:"attention"') == keys(papers, "apart")
+
+
+def test_author_prefix_matches_names(papers):
+    assert found("author:lovelace") == keys(papers, "phrase")
+    assert found('author:"alan turing" decoupled') == keys(papers, "decoupled")
+
+
+def test_title_matches_rank_above_abstract_matches(papers):
+    ranked = list(
+        Paper.objects.search("decoupling").order_by("-rank").values_list("arxiv_id", flat=True)
+    )
+    assert ranked[0] in keys(papers, "decoupled", "title_only")
+
+
+@pytest.mark.parametrize(
+    "query", ["", "   ", "the and of", '"', '""', "-", "OR OR", 'title:""', "\x00", "-the"]
+)
+def test_queries_that_say_nothing_filter_nothing(papers, query):
+    assert found(query) == {p.arxiv_id for p in papers.values()}
+
+
+def test_tokenize_groups_or_terms_and_keeps_fields():
+    groups = search.tokenize('a OR "b c" -d title:e author:"F G"')
+    assert [[t.text for t in g] for g in groups] == [["a", "b c"], ["d"], ["e"], ["F G"]]
+    assert groups[1][0].negated and groups[2][0].field == "title"
+    assert groups[3][0].phrase and groups[3][0].field == "author"
