@@ -45,7 +45,8 @@ def timeline(counts: dict[dt.date, int]) -> list[Bar]:
         months = months[-MAX_MONTHS:]
         counts = {**counts, months[0]: counts.get(months[0], 0) + older}
     tallest = max(counts.get(m, 0) for m in months) or 1
-    width = TIMELINE_WIDTH / len(months)
+    # Few months would make slabs, not bars: at most 1/12 of the width each.
+    width = min(TIMELINE_WIDTH / len(months), TIMELINE_WIDTH / 12)
     bars = []
     for i, month in enumerate(months):
         count = counts.get(month, 0)

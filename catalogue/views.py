@@ -118,6 +118,7 @@ def _listing(request, papers, context: dict, data=None):
         "page": page,
         "query": query,
         "canonical_query": paper_filter.canonical_query(),
+        "feed_url": _with_query(reverse("feed"), paper_filter.canonical_query()),
         "active_filters": _active_filters(paper_filter),
         "topic_facets": _topic_facets(results, paper_filter),
         "year_facets": _year_facets(results, paper_filter),
@@ -126,6 +127,10 @@ def _listing(request, papers, context: dict, data=None):
         else "",
     }
     return render(request, "catalogue/paper_list.html", context)
+
+
+def _with_query(path: str, query: str) -> str:
+    return f"{path}?{query}" if query else path
 
 
 def _highlight(page, query: str) -> None:

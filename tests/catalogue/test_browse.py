@@ -194,3 +194,14 @@ def test_abstract_is_escaped(client):
     html = client.get(paper.get_absolute_url()).content.decode()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_every_list_page_advertises_the_feed_of_its_search(client, papers):
+    html = client.get("/", {"min_upvotes": "3", "q": "attention", "sort": "relevance"}).content
+    html = html.decode()
+    feed = "/feed/?q=attention&amp;min_upvotes=3"
+    alternate = '<link rel="alternate" type="application/atom+xml" title="Feed of this search"'
+    assert f'{alternate} href="{feed}">' in html
+    assert f'<a class="feed" href="{feed}">' in html
+    day = client.get(reverse("day-page", args=[TODAY.isoformat()])).content.decode()
+    assert 'rel="alternate" type="application/atom+xml"' in day
