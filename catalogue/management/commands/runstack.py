@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import time
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from catalogue import embedded
 
@@ -38,6 +39,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="skip the demo ingest")
 
     def handle(self, *args, addr, port, no_demo, **options):
+        self._stop_on_signals()
+        if not _port_is_free(addr, int(port)):
+            raise CommandError(
+                f"{addr}:{port} is in use (another make run?). Stop it, or choose a port: "
+                "make run PORT=8001"
+            )
         # Children get the resolved URLs, so they attach to the same services directly.
         env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL}
         call_command("migrate", interactive=False, verbosity=1)
@@ -73,6 +80,15 @@ class Command(BaseCommand):
             pass
         finally:
             self._stop(children)  # fmt: skip
+
+    @staticmethod
+    def _stop_on_signals() -> None:
+        """Ctrl-C and SIGTERM both stop everything cleanly.
+
+        SIGINT is reset explicitly: a shell starting us in the background leaves it ignored.
+        """
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     def _spawn(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
         self.stdout.write(f"Starting {name}…")
@@ -132,3 +148,13 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Stopped{' ' + ', '.join(stopped) if stopped else ''}. Data kept in .data/."
         )
+
+
+def _port_is_free(addr: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((addr, port))
+        except OSError:
+            return False
+    return True
