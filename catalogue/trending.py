@@ -19,7 +19,13 @@ DECAY = 1.5
 
 _SCORES = """
 CREATE TEMP TABLE trending_scores ON COMMIT DROP AS
-WITH candidates AS (
+WITH candidate_ids AS (
+    -- A UNION, not "id IN (…) OR listed_on > …": PostgreSQL cannot hash a sub-select under an
+    -- OR, and re-scans it for every paper (minutes at a million papers).
+    SELECT paper_id AS id FROM catalogue_popularitysnapshot WHERE observed_on > %(cutoff)s
+    UNION
+    SELECT id FROM catalogue_paper WHERE listed_on > %(cutoff)s
+), candidates AS (
     SELECT p.id, p.upvotes, COALESCE(p.listed_on, p.published_on, p.created_at::date) AS since_day,
         (SELECT s.upvotes FROM catalogue_popularitysnapshot s
           WHERE s.paper_id = p.id AND s.observed_on <= %(cutoff)s AND s.upvotes IS NOT NULL
@@ -27,9 +33,7 @@ WITH candidates AS (
         (SELECT s.upvotes FROM catalogue_popularitysnapshot s
           WHERE s.paper_id = p.id AND s.observed_on > %(cutoff)s AND s.upvotes IS NOT NULL
           ORDER BY s.observed_on LIMIT 1) AS first_in_window
-    FROM catalogue_paper p
-    WHERE p.id IN (SELECT paper_id FROM catalogue_popularitysnapshot WHERE observed_on > %(cutoff)s)
-       OR p.listed_on > %(cutoff)s
+    FROM candidate_ids JOIN catalogue_paper p USING (id)
 )
 SELECT id,
     GREATEST(upvotes - CASE WHEN since_day > %(cutoff)s THEN 0
