@@ -51,3 +51,26 @@ def test_bad_filter_value_shows_its_error_next_to_the_field(live_server, page, s
     response = page.goto(f"{live_server.url}/?min_upvotes=lots")
     assert response.status == 400
     assert page.locator("#id_min_upvotes_error").inner_text() == "Enter a whole number."
+
+
+def test_daily_weekly_and_monthly_pages_follow_their_neighbours(live_server, page, seeded):
+    card = "Architecture Decoupling Is Not All You Need For Unified Multimodal Model"
+    page.goto(f"{live_server.url}/papers/daily/2025-11-27/")
+    assert page.locator("h1").inner_text() == "Papers of Thursday, November 27, 2025"
+    assert card in result_titles(page)
+    page.locator(".window-nav a[rel=next]").click()
+    page.wait_for_url("**/papers/daily/2025-11-28/")
+    assert card not in result_titles(page)
+
+    page.goto(f"{live_server.url}/papers/week/2025-W48/")
+    assert card in result_titles(page)
+    page.locator(".window-nav a[rel=prev]").click()
+    page.wait_for_url("**/papers/week/2025-W47/")
+
+    page.goto(f"{live_server.url}/papers/month/2025-11/")
+    titles = result_titles(page)
+    assert card in titles
+    upvotes = [int(t.split()[-1]) for t in page.locator(".upvotes").all_inner_texts()]
+    assert upvotes == sorted(upvotes, reverse=True)  # most upvoted first
+    page.locator(".window-nav a[rel=next]").click()
+    page.wait_for_url("**/papers/month/2025-12/")
