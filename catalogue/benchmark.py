@@ -1,0 +1,582 @@
+"""The site benchmark's parts: the query mix, the bench database, gunicorn, timing, the report.
+
+``manage.py bench_site`` strings these together. Work on the bench database runs in child
+processes (``DATABASE_URL`` pointing at it), so the command never touches the catalogue's own
+database, and its figures include what a real deployment pays (its own processes, its own
+connections).
+
+Definitions used in the report:
+
+- *latency*: wall time of one full GET (status, headers, body) from a keep-alive-less httpx
+  client on 127.0.0.1 to ``gunicorn -w 4`` (sync workers), sequential requests after warm-ups;
+- *floor*: the page's main query alone, i.e. ``PaperFilter(params).qs[offset:offset + 25]``
+  evaluated through the ORM in a child process on the bench database (median of 5 runs after
+  one warm-up; the query text is built before timing). Pages run more SQL than that (counts,
+  facets, timeline, highlights): the *SQL* columns give all of it, measured by running the
+  page once in-process with a timing execute wrapper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import psycopg
+
+MIN_SAMPLES = 5
+SLOW_WARMUP = 2.0  # seconds
+WORKER_TIMEOUT = 180  # seconds
+PAGE_SIZE = 25  # catalogue.views.PAGE_SIZE and the API's default page size
+DEEP_PAGE = 50
+
+# Topics the benchmark creates and tags (name, slug, query in the search syntax).
+TOPICS = [
+    ("Linear attention", "linear-attention", '"linear attention" OR "linear transformer"'),
+    ("Diffusion", "diffusion", "diffusion"),
+    ("Reinforcement learning", "reinforcement-learning", '"reinforcement learning"'),
+]
+TOPIC_FILTERED = "diffusion"
+
+
+# --- the query mix ----------------------------------------------------------------------------
+
+
+@dataclass
+class QueryClass:
+    name: str
+    path: str
+    params: dict = field(default_factory=dict)
+    scope: str = "list"  # list | api | month:YYYY-MM (what the floor query starts from)
+
+    @property
+    def url(self) -> str:
+        return f"{self.path}?{urlencode(self.params, doseq=True)}" if self.params else self.path
+
+    @property
+    def page(self) -> int:
+        return int(self.params.get("page", 1))
+
+
+def query_mix(stats: dict) -> list[QueryClass]:
+    """The fixed mix, with words chosen from the generated corpus's own statistics."""
+    common = stats["top_terms"][0][0]  # the most frequent term (in >= 10 % of papers)
+    rare = stats["rare_terms"][0] if stats["rare_terms"] else "accompaniment"
+    phrase = "linear attention" if stats.get("linear_attention") else _first_phrase(stats)
+    common_phrase = _first_phrase(stats)
+    year, month, _ = stats["months"][-1]
+    surname = stats["top_surnames"][0][0]
+    last = f"{year}-{month:02d}"
+    return [
+        QueryClass("rare word", "/", {"q": rare}),
+        QueryClass("common word", "/", {"q": common}),
+        QueryClass("phrase", "/", {"q": f'"{phrase}"'}),
+        QueryClass("common phrase", "/", {"q": f'"{common_phrase}"'}),
+        QueryClass(
+            "phrase + dates",
+            "/",
+            {"q": f'"{phrase}"', "since": f"{year - 1}-01-01", "until": f"{year}-06-30"},
+        ),
+        QueryClass("top of a month", f"/papers/month/{last}/", {}, f"month:{last}"),
+        QueryClass("trending", "/", {"sort": "trending"}),
+        QueryClass("topic", "/", {"topic": TOPIC_FILTERED}),
+        QueryClass("author", "/", {"author": surname}),
+        QueryClass("page 50, common word", "/", {"q": common, "page": DEEP_PAGE}),
+        QueryClass("JSON API, common word", "/api/papers", {"q": common}, "api"),
+    ]
+
+
+def _first_phrase(stats: dict) -> str:
+    """The most frequent bigram that is not a piece of a URL."""
+    for phrase, _ in stats["top_phrases"]:
+        if not {"https", "http", "github", "com", "www"} & set(phrase.split()):
+            return phrase
+    return "language models"
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (with 30 samples, p99 is the slowest)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Latency:
+    samples: list[float]  # seconds
+    errors: int
+
+    def ms(self, pct: float) -> float:
+        return percentile(self.samples, pct) * 1000 if self.samples else float("nan")
+
+
+def measure_latency(
+    client: httpx.Client, url: str, requests: int, warmups: int, budget: float = math.inf
+) -> Latency:
+    """Sequential GETs: ``warmups`` untimed, then ``requests`` timed (errors are non-200s).
+
+    A class whose timed requests have taken ``budget`` seconds stops early once it has
+    ``MIN_SAMPLES``: at a million papers a seconds-slow page would otherwise take the
+    benchmark hours, and its percentiles say "slow" with five samples as well as with 30.
+    """
+    errors = 0
+    for _ in range(warmups):
+        started = time.perf_counter()
+        errors += _get(client, url) is None
+        if time.perf_counter() - started > SLOW_WARMUP:
+            break  # caches are warm after one such request; more would only cost minutes
+    samples: list[float] = []
+    spent = 0.0
+    for _ in range(requests):
+        started = time.perf_counter()
+        ok = _get(client, url)
+        elapsed = time.perf_counter() - started
+        spent += elapsed
+        if ok is None:
+            errors += 1
+        else:
+            samples.append(elapsed)
+        if spent > budget and len(samples) >= MIN_SAMPLES:
+            break
+    return Latency(samples, errors)
+
+
+def warm_up(client: httpx.Client, url: str, workers: int) -> None:
+    """A worker's first list page pays for imports, URL and template loading: pay it here
+    (``url``: a cheap list page, so this stays short at any size)."""
+    for _ in range(3 * workers):
+        _get(client, url)
+
+
+def _get(client: httpx.Client, url: str) -> bytes | None:
+    try:
+        response = client.get(url)
+    except httpx.HTTPError:
+        return None
+    return response.content if response.status_code == 200 else None
+
+
+@dataclass
+class Throughput:
+    concurrency: int
+    seconds: float
+    completed: int
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.seconds if self.seconds else 0.0
+
+
+def measure_throughput(base_url: str, urls: list[str], concurrency: int, duration: float):
+    """``concurrency`` threads, each looping over the mix until ``duration`` has passed."""
+    deadline = time.monotonic() + duration
+    counts = [[0, 0] for _ in range(concurrency)]
+
+    def worker(index: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            turn = index
+            while time.monotonic() < deadline:
+                ok = _get(client, urls[turn % len(urls)])
+                counts[index][0 if ok is not None else 1] += 1
+                turn += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    return Throughput(concurrency, elapsed, sum(c[0] for c in counts), sum(c[1] for c in counts))
+
+
+# --- the bench database and child processes -------------------------------------------------
+
+
+def recreate_database(server_url: str, name: str) -> None:
+    drop_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def server_version(server_url: str) -> str:
+    with psycopg.connect(server_url) as conn:
+        return conn.execute("SELECT version()").fetchone()[0]
+
+
+def site_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of a production-like process on the bench database."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-" + "x" * 44,  # 50 characters; nothing here is secret
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def manage(arguments: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Run ``manage.py ARGUMENTS`` in a child; its wall time in seconds. Fails loudly."""
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "manage.py", *arguments], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if child.returncode != 0:
+        raise RuntimeError(
+            f"manage.py {' '.join(arguments)} failed ({child.returncode}):\n"
+            f"{child.stdout[-3000:]}\n{child.stderr[-3000:]}"
+        )
+    return time.perf_counter() - started
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], cwd: Path, log: Path, workers: int = 4) -> Iterator[str]:
+    """``gunicorn catalogue.wsgi`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "catalogue.wsgi", "-w", str(workers),
+        "-b", f"127.0.0.1:{port}", "--error-logfile", str(log),
+        # Above gunicorn's default 30 s: a page slower than that is measured, not killed.
+        "--timeout", str(WORKER_TIMEOUT),
+    ]  # fmt: skip
+    server = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(server, base_url, log)
+        yield base_url
+    finally:
+        server.terminate()  # gunicorn's graceful stop: workers finish their request
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _wait_until_serving(server: subprocess.Popen, base_url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited:\n{log.read_text(errors='replace')[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            # The login page: served by every worker without touching the papers.
+            if httpx.get(f"{base_url}/admin/login/", timeout=5).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not answer within 60 s:\n{log.read_text()[-3000:]}")
+
+
+# --- machine ----------------------------------------------------------------------------------
+
+
+def machine(server_url: str) -> dict[str, str]:
+    return {
+        "cores": str(os.cpu_count()),
+        "memory": _memory(),
+        "cpu": _cpu_model(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": server_version(server_url).split(" on ")[0],
+        # The machine is shared: other work running during the benchmark shows here.
+        "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def _memory() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return "unknown"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+# --- results and the report -------------------------------------------------------------------
+
+
+@dataclass
+class ClassResult:
+    query: QueryClass
+    latency: Latency
+    floor_ms: float
+    matches: int
+    sql_queries: int
+    sql_ms: float
+    slowest_ms: float
+    slowest_sql: str = ""
+    plan: str = ""
+    statements: list = field(default_factory=list)  # [ms, gist] of every statement of the page
+
+    @property
+    def ratio(self) -> float:
+        return self.latency.ms(50) / self.floor_ms if self.floor_ms else float("nan")
+
+
+@dataclass
+class SizeResult:
+    papers: int
+    generate_seconds: float | None  # None: the corpus came from the cache
+    ingest_seconds: float
+    prepare: dict
+    classes: list[ClassResult]
+    throughput: list[Throughput]
+    corpus_check: str
+
+    @property
+    def ingest_rate(self) -> float:
+        return self.papers / self.ingest_seconds
+
+
+def markdown_table(result: SizeResult) -> str:
+    lines = [
+        f"### {result.papers:,} papers",
+        "",
+        f"Ingest (`manage.py ingest FILE --inline`, child process): {result.ingest_seconds:.1f} s, "
+        f"**{result.ingest_rate:,.0f} papers/s**. {_prepare_line(result.prepare)}",
+        "",
+        "| query class | URL | matches | n | p50 ms | p95 ms | p99 ms | floor ms | p50/floor "
+        "| page SQL (queries, ms) | slowest query ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result.classes:
+        lines.append(
+            f"| {row.query.name} | `{row.query.url}` | {row.matches:,} "
+            f"| {len(row.latency.samples)} | {row.latency.ms(50):.1f} "
+            f"| {row.latency.ms(95):.1f} | {row.latency.ms(99):.1f} | {row.floor_ms:.1f} "
+            f"| {row.ratio:.1f}x | {row.sql_queries}, {row.sql_ms:.1f} | {row.slowest_ms:.1f} "
+            f"| {row.latency.errors} |"
+        )
+    if result.throughput:
+        lines += ["", "| concurrency | seconds | requests | requests/s | errors |"]
+        lines.append("|---:|---:|---:|---:|---:|")
+        for t in result.throughput:
+            figures = f"{t.seconds:.1f} | {t.completed:,} | {t.rate:.1f} | {t.errors}"
+            lines.append(f"| {t.concurrency} | {figures} |")
+    return "\n".join(lines)
+
+
+def _prepare_line(prepare: dict) -> str:
+    topics = ", ".join(f"{slug} {count:,}" for slug, count in prepare.get("topics", {}).items())
+    tagging = f"Topics tagged (papers): {topics}." if topics else prepare.get("note", "")
+    return (
+        f"VACUUM ANALYZE {prepare['analyze_seconds']:.1f} s; {tagging} Trending scores refreshed "
+        f"for {prepare['trending_changed']:,} papers in {prepare['trending_seconds']:.1f} s."
+    )
+
+
+def plans_section(result: SizeResult) -> str:
+    """EXPLAIN ANALYZE of each class's slowest statement, for whoever optimises them."""
+    parts = [f"### Slowest statement of each page at {result.papers:,} papers", ""]
+    for row in result.classes:
+        parts += [
+            f"**{row.query.name}** (`{row.query.url}`): its statements, in order:",
+            "",
+            *[f"- {ms:.1f} ms: `{gist}`" for ms, gist in row.statements],
+            "",
+            f"The slowest ({row.slowest_ms:.1f} ms) with its plan:",
+            "",
+            "```",
+            row.slowest_sql[:1500],
+            "",
+            row.plan,
+            "```",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def throughput_urls(classes: list[QueryClass]) -> list[str]:
+    return [q.url for q in classes]
+
+
+def to_json(classes: list[QueryClass]) -> str:
+    return json.dumps([asdict(q) for q in classes])
+
+
+def from_json(text: str) -> list[QueryClass]:
+    return [QueryClass(**item) for item in json.loads(text)]
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+# --- inside the bench database (run by ``bench_site --stage`` in a child process) -------------
+
+
+def prepare(today) -> dict:
+    """Topics tagged by their rules, trending scores, then VACUUM ANALYZE: a settled catalogue."""
+    from catalogue import trending
+
+    result = {"topics": {}, "note": ""}
+    try:
+        from catalogue import tagging
+    except ImportError:
+        tagging = None
+        result["note"] = "catalogue.tagging is missing: topics were not tagged."
+    if tagging is not None:
+        result["topics"] = _tag_topics(tagging)
+    started = time.perf_counter()
+    result["trending_changed"] = trending.refresh_scores(today)
+    result["trending_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        # Vacuum too: a live catalogue's visibility map is set (autovacuum), so index-only scans
+        # work; a freshly loaded one's is not.
+        cursor.execute("VACUUM ANALYZE")
+    result["analyze_seconds"] = time.perf_counter() - started
+    return result
+
+
+def _tag_topics(tagging) -> dict[str, int]:
+    from catalogue.models import PaperTopic, Topic
+
+    counts = {}
+    for name, slug, query in TOPICS:
+        defaults = {"name": name, "query": query}
+        topic, _ = Topic.objects.update_or_create(slug=slug, defaults=defaults)
+        tagging.retag(topic)
+        counts[slug] = PaperTopic.objects.filter(topic=topic).count()
+    return counts
+
+
+def floors(classes: list[QueryClass], runs: int = 5) -> list[dict]:
+    """Per class: the floor (main query alone), the match count and the page's SQL."""
+    rows = []
+    for query in classes:
+        queryset = main_queryset(query)
+        offset = (query.page - 1) * PAGE_SIZE
+        started = time.perf_counter()
+        list(queryset[offset : offset + PAGE_SIZE])  # warm-up: caches, plans
+        slow = time.perf_counter() - started > SLOW_WARMUP
+        samples = []
+        for _ in range(3 if slow else runs):  # seconds-slow queries: fewer runs say as much
+            started = time.perf_counter()
+            list(queryset[offset : offset + PAGE_SIZE])
+            samples.append(time.perf_counter() - started)
+        floor = {"floor_ms": median_ms(samples), "matches": queryset.count()}
+        rows.append({**floor, **page_sql(query)})
+    return rows
+
+
+def main_queryset(query: QueryClass):
+    """The filtered, ordered QuerySet whose slice the page shows."""
+    from django.http import QueryDict
+
+    from catalogue.filters import PaperFilter, Sort
+    from catalogue.models import Paper
+
+    params = {k: v for k, v in query.params.items() if k != "page"}
+    data = QueryDict(urlencode(params, doseq=True), mutable=True)
+    papers = Paper.objects.visible()
+    if query.scope.startswith("month:"):
+        start, end = _month_bounds(query.scope.removeprefix("month:"))
+        papers = papers.published_between(start, end)
+        data.setdefault("sort", Sort.UPVOTES)  # as catalogue.views._window does
+    return PaperFilter(data, queryset=papers).qs
+
+
+def _month_bounds(month: str):
+    import datetime as dt
+
+    start = dt.date.fromisoformat(f"{month}-01")
+    end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    return start, end
+
+
+def page_sql(query: QueryClass) -> dict:
+    """Run the page once in-process (after a warm-up), timing every SQL statement."""
+    from django.db import connection
+    from django.test import Client
+
+    client = Client()
+    client.get(query.url, HTTP_HOST="127.0.0.1")
+    statements: list[tuple[float, str, object]] = []
+
+    def timed(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            statements.append((time.perf_counter() - started, sql, params))
+
+    with connection.execute_wrapper(timed):
+        status = client.get(query.url, HTTP_HOST="127.0.0.1").status_code
+    seconds, sql, params = max(statements, key=lambda s: s[0], default=(0.0, "", None))
+    return {
+        "statements": [[s[0] * 1000, _shorten(s[1])] for s in statements],
+        "status": status,
+        "sql_queries": len(statements),
+        "sql_ms": sum(s[0] for s in statements) * 1000,
+        "slowest_ms": seconds * 1000,
+        "slowest_sql": _compose(sql, params),
+        "plan": explain(sql, params) if sql else "",
+    }
+
+
+def _shorten(sql: str, length: int = 150) -> str:
+    """A statement's gist: a long column list is noise, the rest tells."""
+    head, _, rest = sql.partition(" FROM ")
+    if head.count(",") > 5:
+        head = "SELECT <columns>"
+    text = f"{head} FROM {rest}" if rest else head
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _compose(sql: str, params) -> str:
+    from django.db import connection
+
+    try:
+        return connection.ops.compose_sql(sql, params)
+    except Exception:  # noqa: BLE001 - only for display
+        return f"{sql}  -- params: {params!r}"
+
+
+def explain(sql: str, params, max_lines: int = 40) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+        lines = [row[0] for row in cursor.fetchall()]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + [f"… {len(lines) - max_lines} more lines"]
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""``manage.py bench_site``: a smoke run on a tiny corpus, and the percentile it reports."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from django.core.management import call_command
+
+from catalogue import benchmark
+
+
+def test_percentile_is_nearest_rank():
+    samples = [float(i) for i in range(1, 31)]
+    assert benchmark.percentile(samples, 50) == 15
+    assert benchmark.percentile(samples, 95) == 29
+    assert benchmark.percentile(samples, 99) == 30
+    assert benchmark.percentile([7.0], 99) == 7
+
+
+def test_a_small_benchmark_runs_every_query_class_without_errors(tmp_path):
+    out, report = io.StringIO(), tmp_path / "benchmarks.md"
+    call_command(
+        "bench_site",
+        "--sizes", "300", "--requests", "2", "--warmups", "1", "--duration", "1",
+        "--workers", "2", "--db-name", f"catalogue_benchtest_{os.getpid()}",
+        "--cache-dir", str(tmp_path), "--output", str(report),
+        stdout=out, stderr=io.StringIO(),
+    )  # fmt: skip
+    printed = out.getvalue()
+    rows = [line for line in printed.splitlines() if line.startswith("| ")]
+    names = ["rare word", "common word", "phrase", "common phrase", "phrase + dates",
+             "top of a month", "trending", "topic", "author", "page 50, common word",
+             "JSON API, common word"]  # fmt: skip
+    for name in names:
+        row = next(r for r in rows if r.startswith(f"| {name} |"))
+        assert row.rstrip().endswith("| 0 |"), row  # the errors column
+    throughput = [r for r in rows if r.startswith(("| 8 |", "| 32 |"))]
+    assert len(throughput) == 2 and all(r.rstrip().endswith("| 0 |") for r in throughput)
+    text = report.read_text()
+    assert "## Machine" in text and "PostgreSQL" in text and "### 300 papers" in text
