@@ -104,12 +104,16 @@ def _listing(request, papers, context: dict, data=None):
         context = {**context, "filter": paper_filter, "page": None}
         return render(request, "catalogue/paper_list.html", context, status=400)
     results = paper_filter.qs
-    page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
+    # One pass over the matches gives the count, the timeline and the year facets.
+    per_month = _matches_per_month(results)
+    paginator = KnownCountPaginator(results, PAGE_SIZE, count=sum(per_month.values()))
+    page = paginator.get_page(request.GET.get("page"))
     query = paper_filter.query_text
     if query:
         _highlight(page, query)
     _attach_topics(page)
-    timeline = charts.timeline(_matches_per_month(results))
+    dated = {month: n for month, n in per_month.items() if month is not None}
+    timeline = charts.timeline(dated)
     context = {
         **context,
         "timeline": timeline,
@@ -121,7 +125,7 @@ def _listing(request, papers, context: dict, data=None):
         "feed_url": _with_query(reverse("feed"), paper_filter.canonical_query()),
         "active_filters": _active_filters(paper_filter),
         "topic_facets": _topic_facets(results, paper_filter),
-        "year_facets": _year_facets(results, paper_filter),
+        "year_facets": _year_facets(dated, paper_filter),
         "trending_explained": TRENDING_EXPLAINED
         if paper_filter.sort_order == Sort.TRENDING
         else "",
@@ -179,14 +183,22 @@ def _without(pairs: list[tuple[str, str]], index: int) -> str:
 
 
 def _matches_per_month(results) -> dict:
+    """Matches per month of publication; the ``None`` month counts undated papers."""
     rows = (
         results.order_by()
-        .exclude(published_on=None)
         .annotate(month=TruncMonth("published_on"))
         .values_list("month")
         .annotate(n=Count("id"))
     )
     return dict(rows)
+
+
+class KnownCountPaginator(Paginator):
+    """A paginator told its count, so it does not run its own count(*) over the matches."""
+
+    def __init__(self, object_list, per_page, *, count: int):
+        super().__init__(object_list, per_page)
+        self.__dict__["count"] = count  # Paginator.count is a cached_property
 
 
 def _topic_facets(results, paper_filter: PaperFilter) -> list[dict]:
@@ -203,18 +215,15 @@ def _topic_facets(results, paper_filter: PaperFilter) -> list[dict]:
     return facets
 
 
-def _year_facets(results, paper_filter: PaperFilter) -> list[dict]:
-    rows = (
-        results.order_by()
-        .exclude(published_on=None)
-        .values_list("published_on__year")
-        .annotate(n=Count("id"))
-        .order_by("-published_on__year")
-    )
+def _year_facets(per_month: dict, paper_filter: PaperFilter) -> list[dict]:
+    """Matches per year (newest first), summed from the monthly counts."""
+    per_year: dict[int, int] = {}
+    for month, n in per_month.items():
+        per_year[month.year] = per_year.get(month.year, 0) + n
     pairs = [(k, v) for k, v in paper_filter.canonical_params() if k != "period"]
     return [
         {"year": year, "n": n, "href": _href(pairs, since=f"{year}-01-01", until=f"{year}-12-31")}
-        for year, n in rows
+        for year, n in sorted(per_year.items(), reverse=True)
     ]
 
 

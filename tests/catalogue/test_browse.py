@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+from collections import Counter
 from urllib.parse import parse_qsl
 
 import pytest
@@ -205,3 +206,18 @@ def test_every_list_page_advertises_the_feed_of_its_search(client, papers):
     assert f'<a class="feed" href="{feed}">' in html
     day = client.get(reverse("day-page", args=[TODAY.isoformat()])).content.decode()
     assert 'rel="alternate" type="application/atom+xml"' in day
+
+
+def test_list_page_scans_the_matches_once_for_count_timeline_and_years(client, papers):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/", {"q": "attention"})
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert response.context["page"].paginator.count == 3
+    expected_years = Counter(papers[k].published_on.year for k in ("today", "month", "old"))
+    assert {y["year"]: y["n"] for y in response.context["year_facets"]} == expected_years
+    assert not [s for s in sqls if "COUNT(*)" in s], "the count comes from the month histogram"
+    assert sum("DATE_TRUNC" in s for s in sqls) == 1
+    assert len(sqls) <= 8, sqls
