@@ -58,7 +58,6 @@ END = dt.date(2026, 10, 31)
 GROWTH = 0.10  # papers a year grow ~10 % (arXiv: ~59k in 2008, ~285k in 2024)
 CROSSOVER = 0.35
 CODE_SHARE = 0.15
-CODE_IN_ABSTRACT = 0.75  # the rest put the link in the comments
 MAX_AUTHORS = 30
 TOP_TERMS = 500
 TOLERANCE = 2.0
@@ -245,6 +244,9 @@ class Pool:
     page_links: list[str]  # ... that held another link (project pages, demos)
     frequencies: Frequencies  # of the real titles and abstracts, as they are
     directory: Path
+    # Share of real abstracts with a repository-link sentence: generated abstracts get one as
+    # often, so words like "code" and "available" keep their real frequency.
+    code_in_abstract: float = 0.0
 
 
 def build_pool(records: list[PaperRecord], directory: Path) -> Pool:
@@ -269,6 +271,7 @@ def build_pool(records: list[PaperRecord], directory: Path) -> Pool:
         page_links=links[False] or ["Project page: {url}."],
         frequencies=real,
         directory=directory,
+        code_in_abstract=len(links[True]) / max(len(records), 1),
     )
 
 
@@ -474,7 +477,7 @@ class Generator:
         chance = rnd()
         if chance < CODE_SHARE:
             code = f"https://github.com/{authors[0].slug}{int(rnd() * 999)}/{'-'.join(base.words)}"
-            if chance < CODE_SHARE * CODE_IN_ABSTRACT:
+            if chance < min(CODE_SHARE, self.pool.code_in_abstract):
                 abstract += " " + self._pick(self.pool.code_links).format(url=code)
             else:
                 comments = _with_code(comments, code)
