@@ -74,6 +74,7 @@ class Command(BaseCommand):
             if not no_demo:
                 self._ingest_demo()
             children.append(self._spawn("web", ["manage.py", "runserver", f"{addr}:{port}"], env))
+            _wait_for_port(addr, int(port))
             self._announce(addr, port, password)
             self._wait(children)
         except KeyboardInterrupt:
@@ -158,3 +159,14 @@ def _port_is_free(addr: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _wait_for_port(addr: str, port: int, timeout: float = 30) -> None:
+    """Announce the URL only once the web server answers on it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((addr, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
