@@ -197,9 +197,14 @@ def _records_of(path: Path) -> Iterator[PaperRecord]:
     yield from (r for r in results if isinstance(r, PaperRecord))
 
 
+# Bump when generated lines or their stats change: cached corpora are keyed by it.
+FORMAT_VERSION = 3
+
+
 def fingerprint(directory: Path) -> str:
-    """Short hash of the pool's file names and sizes: corpora built from it can be cached."""
-    digest = hashlib.sha256()
+    """Short hash of the pool's file names and sizes and of ``FORMAT_VERSION``: corpora built
+    from it can be cached."""
+    digest = hashlib.sha256(f"v{FORMAT_VERSION}\n".encode())
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         digest.update(f"{path.relative_to(directory)}:{path.stat().st_size}\n".encode())
     return digest.hexdigest()[:10]
@@ -244,9 +249,10 @@ class Pool:
     page_links: list[str]  # ... that held another link (project pages, demos)
     frequencies: Frequencies  # of the real titles and abstracts, as they are
     directory: Path
-    # Share of real abstracts with a repository-link sentence: generated abstracts get one as
-    # often, so words like "code" and "available" keep their real frequency.
+    # Shares of real abstracts with a repository-link (other link) sentence: generated
+    # abstracts get one as often, so words like "code" and "available" keep their frequency.
     code_in_abstract: float = 0.0
+    page_in_abstract: float = 0.0
 
 
 def build_pool(records: list[PaperRecord], directory: Path) -> Pool:
@@ -272,6 +278,7 @@ def build_pool(records: list[PaperRecord], directory: Path) -> Pool:
         frequencies=real,
         directory=directory,
         code_in_abstract=len(links[True]) / max(len(records), 1),
+        page_in_abstract=len(links[False]) / max(len(records), 1),
     )
 
 
@@ -424,7 +431,6 @@ _CLOCK = [f"{m // 60:02d}:{m % 60:02d}" for m in range(24 * 60)]
 # --- generation ---------------------------------------------------------------------------
 
 _LICENSE = "http://arxiv.org/licenses/nonexclusive-distrib/1.0/"
-PAGE_LINK_SHARE = 0.06  # papers linking a project page (not code), as many HF abstracts do
 
 
 class Generator:
@@ -481,7 +487,7 @@ class Generator:
                 abstract += " " + self._pick(self.pool.code_links).format(url=code)
             else:
                 comments = _with_code(comments, code)
-        elif chance < CODE_SHARE + PAGE_LINK_SHARE:
+        elif chance < CODE_SHARE + self.pool.page_in_abstract:
             page = f"https://{authors[0].slug}.github.io/{'-'.join(base.words)}/"
             abstract += " " + self._pick(self.pool.page_links).format(url=page)
         versions, updated = self._versions(day)
@@ -604,13 +610,19 @@ class Summary:
 
 
 _ENGLISH_SUFFIX = re.compile(r"(?:tion|ment|ness|ity|ally|ive|ing)$")
+STEM_PREFIX = 6  # letters that stemmed forms of one word share ("ablating", "ablation")
 
 
 def rare_terms(sample: Frequencies, count: int = 20) -> list[str]:
-    """Words seen in exactly one sampled paper, alphabetically; English suffixes keep out
-    names and identifiers."""
+    """Words seen in exactly one sampled paper, alphabetically. English suffixes keep out names
+    and identifiers; a word whose first letters start a common word is left out, because
+    search stems it ("ablating" finds "ablation", in 2 % of papers)."""
+    by_prefix: Counter = Counter()
+    for term, n in sample.counts.items():
+        by_prefix[term[:STEM_PREFIX]] += n
     rare = (t for t, n in sample.counts.items() if n == 1 and 8 <= len(t) <= 14)
-    return sorted(t for t in rare if _ENGLISH_SUFFIX.search(t))[:count]
+    kept = (t for t in rare if _ENGLISH_SUFFIX.search(t) and by_prefix[t[:STEM_PREFIX]] <= 2)
+    return sorted(kept)[:count]
 
 
 class _Sampler:
