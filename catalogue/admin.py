@@ -22,6 +22,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from catalogue import merging, search, tagging
@@ -328,7 +329,10 @@ class PaperAdmin(admin.ModelAdmin):
 
     def _set_flag(self, request, queryset, field, value, done):
         papers = list(_plain(queryset).exclude(**{field: value}).only("id", "title"))
-        Paper.objects.filter(pk__in=[p.pk for p in papers]).update(**{field: value})
+        # updated_at too: list pages' cached counts are keyed by the latest change.
+        Paper.objects.filter(pk__in=[p.pk for p in papers]).update(
+            **{field: value, "updated_at": timezone.now()}
+        )
         log_changes(request, papers, changed_fields_message(field))
         self.message_user(request, done.format(n=len(papers), s=_s(papers)), messages.SUCCESS)
 

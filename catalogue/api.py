@@ -2,6 +2,9 @@
 
 It takes the list page's parameters (``catalogue.filters.PaperFilter``) plus ``page`` and
 ``page_size``; results come in the list page's order. Errors are ``400 {"errors": {...}}``.
+``count`` is estimated for huge result sets (``count_is_estimate``, see catalogue.summary);
+``pages`` stops where the list page's do (the newest candidates for relevance, else the first
+``LIST_MAX_RESULTS``).
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django import forms
-from django.core.paginator import Paginator
 from django.db.models import Prefetch, QuerySet
 from django.http import JsonResponse
 from django.urls import reverse
@@ -17,6 +19,7 @@ from django.views.decorators.http import require_GET
 
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperTopic
+from catalogue.summary import KnownCountPaginator, summarise
 
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
@@ -45,14 +48,18 @@ def papers(request):
     if errors:
         return _bad_request(errors)
     size = paging.cleaned_data["page_size"] or DEFAULT_PAGE_SIZE
-    paginator = Paginator(with_topics(paper_filter.qs), size)
+    summary = summarise(paper_filter.matches)
+    reachable = min(summary.count, paper_filter.reachable)
+    paginator = KnownCountPaginator(with_topics(paper_filter.qs), size, count=reachable)
     number = paging.cleaned_data["page"] or 1
     if number > paginator.num_pages:
         return _bad_request({"page": [f"There are {paginator.num_pages} pages."]})
     page = paginator.page(number)
     return JsonResponse(
         {
-            "count": paginator.count,
+            "count": summary.count,
+            "count_is_estimate": not summary.exact,
+            "pages": paginator.num_pages,
             **_neighbour_links(request, paper_filter.canonical_params(), page, size),
             "results": [paper_json(request, paper) for paper in page.object_list],
         }

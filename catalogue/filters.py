@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import django_filters
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
 from catalogue import search
@@ -200,10 +201,22 @@ class PaperFilter(django_filters.FilterSet):
         return queryset  # ordering is applied in ``qs``, after every filter
 
     @property
+    def matches(self):
+        """Every matching paper, unordered: what counts and facets summarise."""
+        return super().qs.order_by()
+
+    @property
+    def reachable(self) -> int:
+        """How many results pages can reach in this order (see ``qs``)."""
+        if self.sort_order == Sort.RELEVANCE:
+            return settings.SEARCH_RANK_CANDIDATES
+        return settings.LIST_MAX_RESULTS
+
+    @property
     def qs(self):
         queryset = super().qs
         return {
-            Sort.RELEVANCE: lambda: queryset.order_by("-rank", "-id"),
+            Sort.RELEVANCE: lambda: queryset.by_relevance(settings.SEARCH_RANK_CANDIDATES),
             Sort.NEWEST: queryset.newest_first,
             Sort.OLDEST: queryset.oldest_first,
             Sort.UPVOTES: queryset.most_upvoted,

@@ -90,6 +90,18 @@ CACHES = {
     }
 }
 
+# List pages' counts and facets (catalogue.summary): estimated from a sample of this many rows
+# once the catalogue has SUMMARY_EXACT_BELOW papers, exact when the sample finds fewer than
+# SUMMARY_MIN_SAMPLE_HITS matches; cached this long.
+SUMMARY_EXACT_BELOW = env_int("SUMMARY_EXACT_BELOW", 100_000)
+SUMMARY_SAMPLE_ROWS = env_int("SUMMARY_SAMPLE_ROWS", 20_000)
+SUMMARY_MIN_SAMPLE_HITS = env_int("SUMMARY_MIN_SAMPLE_HITS", 300)
+SUMMARY_CACHE_SECONDS = env_int("SUMMARY_CACHE_SECONDS", 120)
+# Relevance ranks the newest SEARCH_RANK_CANDIDATES matches; other orders can be paged
+# through their first LIST_MAX_RESULTS papers (crawlers, not readers, go deeper).
+SEARCH_RANK_CANDIDATES = env_int("SEARCH_RANK_CANDIDATES", 2_000)
+LIST_MAX_RESULTS = env_int("LIST_MAX_RESULTS", 10_000)
+
 CELERY_BROKER_URL = REDIS_URL
 # Tests and parallel checkouts sharing one Redis use their own queue so no other worker
 # steals their tasks.

@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlencode
 
-from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.db.models.functions import TruncMonth
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,9 +13,9 @@ from django.urls import reverse
 from catalogue import charts, merging, search
 from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
 from catalogue.models import Paper, PaperTopic, Topic
+from catalogue.summary import KnownCountPaginator, summarise
 
 PAGE_SIZE = 25
-FACET_TOPICS = 12
 LISTED = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
 
 
@@ -104,18 +102,21 @@ def _listing(request, papers, context: dict, data=None):
         context = {**context, "filter": paper_filter, "page": None}
         return render(request, "catalogue/paper_list.html", context, status=400)
     results = paper_filter.qs
-    # One pass over the matches gives the count, the timeline and the year facets.
-    per_month = _matches_per_month(results)
-    paginator = KnownCountPaginator(results, PAGE_SIZE, count=sum(per_month.values()))
+    # Count, timeline and facets: one summary of the matches (estimated for huge sets).
+    summary = summarise(paper_filter.matches)
+    reachable = min(summary.count, paper_filter.reachable)
+    paginator = KnownCountPaginator(results, PAGE_SIZE, count=reachable)
     page = paginator.get_page(request.GET.get("page"))
     query = paper_filter.query_text
     if query:
         _highlight(page, query)
     _attach_topics(page)
-    dated = {month: n for month, n in per_month.items() if month is not None}
+    dated = {month: n for month, n in summary.per_month.items() if month is not None}
     timeline = charts.timeline(dated)
     context = {
         **context,
+        "summary": summary,
+        "truncated": _truncation_note(summary, reachable, paper_filter),
         "timeline": timeline,
         "timeline_end": timeline[-1].month if timeline else None,
         "filter": paper_filter,
@@ -124,7 +125,7 @@ def _listing(request, papers, context: dict, data=None):
         "canonical_query": paper_filter.canonical_query(),
         "feed_url": _with_query(reverse("feed"), paper_filter.canonical_query()),
         "active_filters": _active_filters(paper_filter),
-        "topic_facets": _topic_facets(results, paper_filter),
+        "topic_facets": _topic_facets(summary, paper_filter),
         "year_facets": _year_facets(dated, paper_filter),
         "trending_explained": TRENDING_EXPLAINED
         if paper_filter.sort_order == Sort.TRENDING
@@ -182,37 +183,22 @@ def _without(pairs: list[tuple[str, str]], index: int) -> str:
     return "?" + urlencode(pairs[:index] + pairs[index + 1 :])
 
 
-def _matches_per_month(results) -> dict:
-    """Matches per month of publication; the ``None`` month counts undated papers."""
-    rows = (
-        results.order_by()
-        .annotate(month=TruncMonth("published_on"))
-        .values_list("month")
-        .annotate(n=Count("id"))
-    )
-    return dict(rows)
+def _truncation_note(summary, reachable: int, paper_filter: PaperFilter) -> str:
+    """Why the pages stop before the last match, when they do."""
+    if summary.count <= reachable:
+        return ""
+    if paper_filter.sort_order == Sort.RELEVANCE:
+        return (
+            f"Ranked by relevance among the {reachable:,} newest matches. "
+            "Narrow the search by date to rank older papers."
+        )
+    return f"Pages show the first {reachable:,} papers: narrow the search to see the rest."
 
 
-class KnownCountPaginator(Paginator):
-    """A paginator told its count, so it does not run its own count(*) over the matches."""
-
-    def __init__(self, object_list, per_page, *, count: int):
-        super().__init__(object_list, per_page)
-        self.__dict__["count"] = count  # Paginator.count is a cached_property
-
-
-def _topic_facets(results, paper_filter: PaperFilter) -> list[dict]:
+def _topic_facets(summary, paper_filter: PaperFilter) -> list[dict]:
     """Topics of the matches with counts; each links to the search narrowed to it."""
-    facets = list(
-        PaperTopic.objects.filter(paper__in=results.order_by().values("pk"), reason__in=LISTED)
-        .values("topic__slug", "topic__name")
-        .annotate(n=Count("paper"))
-        .order_by("-n", "topic__name")[:FACET_TOPICS]
-    )
     pairs = paper_filter.canonical_params()
-    for facet in facets:
-        facet["href"] = _href(pairs, topic=facet["topic__slug"], add=True)
-    return facets
+    return [{**t, "href": _href(pairs, topic=t["slug"], add=True)} for t in summary.topics]
 
 
 def _year_facets(per_month: dict, paper_filter: PaperFilter) -> list[dict]:

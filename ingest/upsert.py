@@ -99,7 +99,8 @@ def mark_deleted(deletions: Iterable[Deleted]) -> int:
     from catalogue.models import Paper
 
     ids = [d.arxiv_id for d in deletions if d.arxiv_id]
-    return Paper.objects.filter(arxiv_id__in=ids, withdrawn=False).update(withdrawn=True)
+    withdrawn = Paper.objects.filter(arxiv_id__in=ids, withdrawn=False)
+    return withdrawn.update(withdrawn=True, updated_at=timezone.now())
 
 
 def _resolve_aliases(records: Iterable[PaperRecord]) -> list[PaperRecord]:

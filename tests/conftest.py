@@ -110,3 +110,10 @@ def celery_worker(django_db_setup, tmp_path_factory):
 @pytest.fixture
 def seed_bytes() -> bytes:
     return SEED.read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _summaries_not_cached(settings):
+    """List pages cache their counts for minutes (catalogue.summary); tests that change papers
+    between two requests must see the change. tests/catalogue/test_summary.py turns it on."""
+    settings.SUMMARY_CACHE_SECONDS = 0

@@ -81,7 +81,14 @@ def test_default_page_size_is_25_and_the_last_page_has_no_next(client, seed):
 
 def test_an_empty_result_is_a_page_with_count_zero(client, seed):
     body = api(client, q="xylophonic").json()
-    assert body == {"count": 0, "next": None, "previous": None, "results": []}
+    assert body == {
+        "count": 0,
+        "count_is_estimate": False,
+        "pages": 1,
+        "next": None,
+        "previous": None,
+        "results": [],
+    }
 
 
 def test_topics_are_the_shown_topics_slugs(client, seed):

@@ -1,0 +1,134 @@
+"""What a list page says about all of its matches: how many, per month, per topic.
+
+At a million papers a common word matches most of the catalogue, and counting, grouping by
+month and joining topics over every match cost seconds. So above a size the figures are
+*estimated* from a fixed sample of the table (``TABLESAMPLE SYSTEM ... REPEATABLE``: the same
+blocks every time, so the figures are stable and those blocks stay in PostgreSQL's cache):
+
+- small catalogues, or a sample with fewer than ``MIN_SAMPLE_HITS`` matches (so the matches are
+  few enough to count): exact figures, one pass over the matches;
+- otherwise: the sample's figures scaled up, rounded to two significant digits and flagged
+  ``exact=False`` so pages say "about".
+
+Summaries are cached in Redis for ``CACHE_SECONDS``, keyed by the query's SQL and the
+catalogue's last change (``max(updated_at)``), so a hot page computes them once. Only these
+figures are cached: the results themselves are always read live.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Count, Max, QuerySet
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncMonth
+
+from catalogue.models import Paper, PaperTopic
+
+LISTED = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
+FACET_TOPICS = 12
+
+
+@dataclass
+class Summary:
+    count: int
+    exact: bool
+    per_month: dict[dt.date | None, int] = field(default_factory=dict)  # None: undated papers
+    topics: list[dict] = field(default_factory=list)  # {"slug", "name", "n"}, most first
+
+
+def summarise(matches: QuerySet) -> Summary:
+    """The (cached) summary of an unordered queryset of papers."""
+    matches = matches.order_by()
+    key = _cache_key(matches)
+    summary = cache.get(key)
+    if summary is None:
+        summary = _estimated(matches) or _exact(matches)
+        cache.set(key, summary, settings.SUMMARY_CACHE_SECONDS)
+    return summary
+
+
+def _cache_key(matches: QuerySet) -> str:
+    sql, params = matches.values("pk").query.sql_with_params()
+    changed = Paper.objects.aggregate(last=Max("updated_at"))["last"]
+    text = f"{sql}\x00{params!r}\x00{changed}"
+    return "summary:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _exact(matches: QuerySet) -> Summary:
+    per_month = _per_month(matches)
+    return Summary(
+        count=sum(per_month.values()), exact=True, per_month=per_month, topics=_topics(matches)
+    )
+
+
+def _estimated(matches: QuerySet) -> Summary | None:
+    """Figures scaled up from a sample of the table; None when an exact count is cheap."""
+    table_rows = _table_rows()
+    if table_rows < max(settings.SUMMARY_EXACT_BELOW, 1):
+        return None  # a small catalogue: counting everything is as cheap as a sample
+    percent = min(100.0, 100.0 * settings.SUMMARY_SAMPLE_ROWS / table_rows)
+    sampled = matches.filter(pk__in=RawSQL(_SAMPLE_SQL, [percent]))
+    per_month = _per_month(sampled)
+    if sum(per_month.values()) < settings.SUMMARY_MIN_SAMPLE_HITS:
+        return None  # few matches: the exact pass is cheap, and a sample would be noisy
+    scale = 100.0 / percent
+    return Summary(
+        count=_about(sum(per_month.values()) * scale),
+        exact=False,
+        per_month={month: _about(n * scale) for month, n in per_month.items()},
+        topics=[{**t, "n": _about(t["n"] * scale)} for t in _topics(sampled)],
+    )
+
+
+# The same blocks each time (REPEATABLE): stable figures, and the sample stays cached.
+_SAMPLE_SQL = f"SELECT id FROM {Paper._meta.db_table} TABLESAMPLE SYSTEM (%s) REPEATABLE (0)"
+
+
+def _table_rows() -> int:
+    """PostgreSQL's estimate of the papers table's rows (kept by ANALYZE and autovacuum)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            [Paper._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return max(row[0], 0) if row else 0
+
+
+def _per_month(matches: QuerySet) -> dict[dt.date | None, int]:
+    rows = matches.annotate(month=TruncMonth("published_on")).values_list("month")
+    return dict(rows.annotate(n=Count("id")))
+
+
+def _topics(matches: QuerySet) -> list[dict]:
+    rows = (
+        PaperTopic.objects.filter(paper__in=matches.values("pk"), reason__in=LISTED)
+        .values("topic__slug", "topic__name")
+        .annotate(n=Count("paper"))
+        .order_by("-n", "topic__name")[:FACET_TOPICS]
+    )
+    return [{"slug": r["topic__slug"], "name": r["topic__name"], "n": r["n"]} for r in rows]
+
+
+def _about(value: float) -> int:
+    """Two significant digits: an estimate should not look more precise than it is."""
+    if value < 1:
+        return 0
+    digits = int(math.floor(math.log10(value))) - 1
+    return int(round(value, -digits)) if digits > 0 else int(round(value))
+
+
+class KnownCountPaginator(Paginator):
+    """A paginator told its count, so it does not run its own count(*) over the matches."""
+
+    def __init__(self, object_list, per_page, *, count: int):
+        super().__init__(object_list, per_page)
+        self.__dict__["count"] = count  # Paginator.count is a cached_property

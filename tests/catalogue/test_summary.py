@@ -1,0 +1,148 @@
+"""Counts and facets of huge result sets: estimated from a sample, cached; bounded ranking."""
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from catalogue import summary
+from catalogue.models import Paper, PaperTopic, Topic
+
+pytestmark = pytest.mark.django_db
+
+START = dt.date(2024, 1, 1)
+
+
+@pytest.fixture
+def corpus():
+    """120 papers, one a day; every third mentions attention; half are in a topic."""
+    topic = Topic.objects.create(name="Attention", slug="attention", query="attention")
+    papers = [
+        Paper(
+            arxiv_id=f"2401.{i:05d}",
+            title=f"Paper {i}" + (" on attention" if i % 3 == 0 else ""),
+            abstract="We study models." + (" Attention helps." if i % 3 == 0 else ""),
+            published_on=START + dt.timedelta(days=i),
+        )
+        for i in range(120)
+    ]
+    Paper.objects.bulk_create(papers)
+    PaperTopic.objects.bulk_create(
+        PaperTopic(paper=p, topic=topic) for p in Paper.objects.all() if "attention" in p.title
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalogue_paper")  # reltuples: what the sample is sized by
+    return papers
+
+
+def sample_everything(settings, min_hits=1):
+    """A sample as large as the table: the estimate must then equal the exact figures."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    settings.SUMMARY_SAMPLE_ROWS = 10_000
+    settings.SUMMARY_MIN_SAMPLE_HITS = min_hits
+
+
+def test_small_catalogues_get_exact_figures(corpus):
+    result = summary.summarise(Paper.objects.search("attention"))
+    assert result.exact
+    assert result.count == 40
+    assert result.topics == [{"slug": "attention", "name": "Attention", "n": 40}]
+    assert sum(result.per_month.values()) == 40
+    assert result.per_month[dt.date(2024, 1, 1)] == 11  # days 0, 3, …, 30
+
+
+def test_large_catalogues_get_figures_scaled_from_a_sample(corpus, settings):
+    sample_everything(settings)
+    result = summary.summarise(Paper.objects.search("attention"))
+    assert not result.exact
+    assert result.count == 40  # a 100 % sample scales by 1
+    assert result.per_month[dt.date(2024, 1, 1)] == 11
+    assert result.topics[0]["n"] == 40
+
+
+def test_a_sample_with_too_few_matches_falls_back_to_counting(corpus, settings):
+    sample_everything(settings, min_hits=41)
+    result = summary.summarise(Paper.objects.search("attention"))
+    assert result.exact and result.count == 40
+
+
+def test_a_partial_sample_scales_up(corpus, settings):
+    settings.SUMMARY_EXACT_BELOW = 1
+    settings.SUMMARY_SAMPLE_ROWS = 60  # half the table
+    settings.SUMMARY_MIN_SAMPLE_HITS = 1
+    result = summary.summarise(Paper.objects.all())
+    assert not result.exact
+    # SYSTEM sampling takes whole blocks: the figure is an estimate of 120, scaled by 2.
+    assert result.count % 2 == 0 and 0 < result.count <= 240
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(0.4, 0), (7, 7), (42, 42), (123, 120), (755_123, 760_000), (1_049_999, 1_000_000)],
+)
+def test_estimates_keep_two_significant_digits(value, shown):
+    assert summary._about(value) == shown
+
+
+def test_the_list_page_says_about_for_estimates(client, corpus, settings):
+    sample_everything(settings)
+    html = client.get(reverse("paper-list"), {"q": "attention"}).content.decode()
+    assert "about</span> <strong>40</strong> papers" in html
+    assert "≈40" in html  # the topic and year facets
+
+
+def test_the_api_flags_estimated_counts(client, corpus, settings):
+    sample_everything(settings)
+    body = client.get(reverse("api-papers"), {"q": "attention"}).json()
+    assert body["count"] == 40 and body["count_is_estimate"] is True
+
+
+def test_summaries_are_cached_until_a_paper_changes(client, corpus, settings):
+    settings.SUMMARY_CACHE_SECONDS = 60
+    url = reverse("paper-list")
+    params = {"q": "attention", "since": "2024-01-02"}  # a query no other test caches
+    first = client.get(url, params)
+    with CaptureQueriesContext(connection) as queries:
+        second = client.get(url, params)
+    assert second.context["summary"].count == first.context["summary"].count == 39
+    assert not [q for q in queries.captured_queries if "DATE_TRUNC" in q["sql"]]
+    # Hiding a paper (as the admin's action does) changes updated_at: the count follows.
+    paper = Paper.objects.get(arxiv_id="2401.00003")
+    paper.hidden = True
+    paper.save()
+    assert client.get(url, params).context["summary"].count == 38
+
+
+def test_relevance_ranks_only_the_newest_candidates(client, corpus, settings):
+    settings.SEARCH_RANK_CANDIDATES = 5
+    # The oldest match is by far the most relevant: it is not among the 5 newest.
+    Paper.objects.filter(arxiv_id="2401.00000").update(
+        title="Attention attention attention", abstract="Attention, attention."
+    )
+    response = client.get(reverse("paper-list"), {"q": "attention"})
+    page = response.context["page"]
+    newest = [f"2401.{i:05d}" for i in (117, 114, 111, 108, 105)]
+    assert sorted(p.arxiv_id for p in page.object_list) == sorted(newest)
+    assert page.paginator.count == 5
+    html = response.content.decode()
+    assert "Ranked by relevance among the 5 newest matches" in html
+    # Within the candidates, rank decides: make the oldest candidate the most relevant.
+    Paper.objects.filter(arxiv_id="2401.00105").update(title="Attention attention attention")
+    page = client.get(reverse("paper-list"), {"q": "attention"}).context["page"]
+    assert page.object_list[0].arxiv_id == "2401.00105"
+    # Sorting by date reaches every match.
+    newest_sort = client.get(reverse("paper-list"), {"q": "attention", "sort": "newest"})
+    assert newest_sort.context["page"].paginator.count == 40
+
+
+def test_other_orders_page_through_the_first_results_only(client, corpus, settings):
+    settings.LIST_MAX_RESULTS = 30
+    response = client.get(reverse("paper-list"), {"page": 2})
+    page = response.context["page"]
+    assert page.paginator.num_pages == 2 and len(page.object_list) == 5
+    assert response.context["summary"].count == 120
+    assert "Pages show the first 30 papers" in response.content.decode()
+    # A page past the reachable ones shows the last reachable page, as for any page past the end.
+    assert client.get(reverse("paper-list"), {"page": 9}).context["page"].number == 2
