@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperTopic
 from catalogue.summary import KnownCountPaginator, summarise
+from catalogue.summary import reachable as reachable_count
 
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
@@ -48,9 +49,12 @@ def papers(request):
     if errors:
         return _bad_request(errors)
     size = paging.cleaned_data["page_size"] or DEFAULT_PAGE_SIZE
-    summary = summarise(paper_filter.matches)
-    reachable = min(summary.count, paper_filter.reachable)
-    paginator = KnownCountPaginator(with_topics(paper_filter.qs), size, count=reachable)
+    summary = summarise(paper_filter.matches, topics=False)
+    results = paper_filter.results(loader=with_topics(Paper.objects.all()))
+    if isinstance(results, QuerySet):
+        results = with_topics(results)
+    reachable = reachable_count(results, summary.count, paper_filter.reachable)
+    paginator = KnownCountPaginator(results, size, count=reachable)
     number = paging.cleaned_data["page"] or 1
     if number > paginator.num_pages:
         return _bad_request({"page": [f"There are {paginator.num_pages} pages."]})

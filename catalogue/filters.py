@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from catalogue import search
 from catalogue.models import Paper, Topic
+from catalogue.summary import CachedRanking
 
 # The order of parameters in canonical URLs: equal searches have equal URLs.
 PUBLIC_PARAMS = [
@@ -204,6 +205,13 @@ class PaperFilter(django_filters.FilterSet):
     def matches(self):
         """Every matching paper, unordered: what counts and facets summarise."""
         return super().qs.order_by()
+
+    def results(self, loader):
+        """What pages slice: ``qs``, except that a relevance ranking comes from the cache
+        (``CachedRanking``), its papers loaded through ``loader``."""
+        if self.sort_order == Sort.RELEVANCE:
+            return CachedRanking(self.qs, loader)
+        return self.qs
 
     @property
     def reachable(self) -> int:

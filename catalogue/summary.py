@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -44,32 +45,37 @@ class Summary:
     topics: list[dict] = field(default_factory=list)  # {"slug", "name", "n"}, most first
 
 
-def summarise(matches: QuerySet) -> Summary:
-    """The (cached) summary of an unordered queryset of papers."""
+def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
+    """The (cached) summary of an unordered queryset of papers; ``topics``: with facets."""
     matches = matches.order_by()
-    key = _cache_key(matches)
+    key = _cache_key("summary" if topics else "count", matches)
     summary = cache.get(key)
     if summary is None:
-        summary = _estimated(matches) or _exact(matches)
+        summary = _estimated(matches, topics) or _exact(matches, topics)
         cache.set(key, summary, settings.SUMMARY_CACHE_SECONDS)
     return summary
 
 
-def _cache_key(matches: QuerySet) -> str:
-    sql, params = matches.values("pk").query.sql_with_params()
+def _cache_key(kind: str, queryset: QuerySet) -> str:
+    """The query's SQL and the catalogue's latest change: a change to any paper (ingest, a
+    curator's edit or action) starts new keys, and the old ones expire."""
+    sql, params = queryset.values("pk").query.sql_with_params()
     changed = Paper.objects.aggregate(last=Max("updated_at"))["last"]
     text = f"{sql}\x00{params!r}\x00{changed}"
-    return "summary:" + hashlib.sha256(text.encode()).hexdigest()
+    return f"{kind}:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def _exact(matches: QuerySet) -> Summary:
+def _exact(matches: QuerySet, topics: bool) -> Summary:
     per_month = _per_month(matches)
     return Summary(
-        count=sum(per_month.values()), exact=True, per_month=per_month, topics=_topics(matches)
+        count=sum(per_month.values()),
+        exact=True,
+        per_month=per_month,
+        topics=_topics(matches) if topics else [],
     )
 
 
-def _estimated(matches: QuerySet) -> Summary | None:
+def _estimated(matches: QuerySet, topics: bool) -> Summary | None:
     """Figures scaled up from a sample of the table; None when an exact count is cheap."""
     table_rows = _table_rows()
     if table_rows < max(settings.SUMMARY_EXACT_BELOW, 1):
@@ -84,7 +90,7 @@ def _estimated(matches: QuerySet) -> Summary | None:
         count=_about(sum(per_month.values()) * scale),
         exact=False,
         per_month={month: _about(n * scale) for month, n in per_month.items()},
-        topics=[{**t, "n": _about(t["n"] * scale)} for t in _topics(sampled)],
+        topics=[{**t, "n": _about(t["n"] * scale)} for t in _topics(sampled)] if topics else [],
     )
 
 
@@ -124,6 +130,46 @@ def _about(value: float) -> int:
         return 0
     digits = int(math.floor(math.log10(value))) - 1
     return int(round(value, -digits)) if digits > 0 else int(round(value))
+
+
+class CachedRanking(Sequence):
+    """A ranked queryset's ids, computed once and cached like summaries; a slice loads just
+    those papers (through ``loader``), in rank order.
+
+    Relevance is the one order that cannot come from an index: the candidates' vectors are all
+    read and ranked, which for a phrase costs hundreds of milliseconds at a million papers. A
+    hot search pays it once per change of the catalogue.
+    """
+
+    def __init__(self, ranked: QuerySet, loader: QuerySet):
+        key = _cache_key("ranking", ranked)
+        ids = cache.get(key)
+        if ids is None:
+            ids = list(ranked.values_list("pk", flat=True))
+            cache.set(key, ids, settings.SUMMARY_CACHE_SECONDS)
+        self.ids = ids
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self):
+        for start in range(0, len(self.ids), 500):
+            yield from self[start : start + 500]
+
+    def __getitem__(self, index):
+        if isinstance(index, int):
+            return self[index : index + 1][0]
+        ids = self.ids[index]
+        by_id = {paper.pk: paper for paper in self.loader.filter(pk__in=ids)}
+        return [by_id[pk] for pk in ids if pk in by_id]
+
+
+def reachable(results, count: int, limit: int) -> int:
+    """How many of ``count`` matches pages can reach: at most ``limit``, and a cached
+    ranking's own length (its candidates)."""
+    reachable = min(count, limit)
+    return min(reachable, len(results)) if isinstance(results, CachedRanking) else reachable
 
 
 class KnownCountPaginator(Paginator):

@@ -14,6 +14,7 @@ from catalogue import charts, merging, search
 from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
 from catalogue.models import Paper, PaperTopic, Topic
 from catalogue.summary import KnownCountPaginator, summarise
+from catalogue.summary import reachable as reachable_count
 
 PAGE_SIZE = 25
 LISTED = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
@@ -101,10 +102,10 @@ def _listing(request, papers, context: dict, data=None):
     if not paper_filter.is_valid():
         context = {**context, "filter": paper_filter, "page": None}
         return render(request, "catalogue/paper_list.html", context, status=400)
-    results = paper_filter.qs
+    results = paper_filter.results(loader=Paper.objects.all())
     # Count, timeline and facets: one summary of the matches (estimated for huge sets).
     summary = summarise(paper_filter.matches)
-    reachable = min(summary.count, paper_filter.reachable)
+    reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, PAGE_SIZE, count=reachable)
     page = paginator.get_page(request.GET.get("page"))
     query = paper_filter.query_text

@@ -70,3 +70,25 @@ def test_embedded_postgres_url_reaches_a_postgresql_18_server_with_the_catalogue
         database = conn.execute("SELECT current_database()").fetchone()[0]
     assert version.startswith("18.")
     assert database == "catalogue"
+
+
+def test_embedded_postgres_runs_with_the_catalogues_settings():
+    with psycopg.connect(embedded.postgres_url()) as conn:
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0] for name in embedded.tuned_settings()
+        }
+        pending = conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone()
+    expected = embedded.tuned_settings()
+    # SHOW prints sizes in the largest whole unit (1024MB is 1GB): compare in megabytes.
+    assert {k: _megabytes(v) for k, v in shown.items()} == {
+        k: _megabytes(v) for k, v in expected.items()
+    }
+    assert pending[0] == 0
+
+
+def _megabytes(value: str) -> str:
+    units = {"kB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024 * 1024}
+    for unit, factor in units.items():
+        if value.endswith(unit) and value[: -len(unit)].isdigit():
+            return f"{int(value[: -len(unit)]) * factor:g}MB"
+    return value

@@ -146,3 +146,19 @@ def test_other_orders_page_through_the_first_results_only(client, corpus, settin
     assert "Pages show the first 30 papers" in response.content.decode()
     # A page past the reachable ones shows the last reachable page, as for any page past the end.
     assert client.get(reverse("paper-list"), {"page": 9}).context["page"].number == 2
+
+
+def test_a_relevance_ranking_is_cached_until_a_paper_changes(client, corpus, settings):
+    settings.SUMMARY_CACHE_SECONDS = 60
+    params = {"q": "attention", "until": "2024-04-01"}  # a query no other test caches
+    first = client.get(reverse("paper-list"), params).context["page"]
+    with CaptureQueriesContext(connection) as queries:
+        second = client.get(reverse("paper-list"), params).context["page"]
+    assert [p.pk for p in second.object_list] == [p.pk for p in first.object_list]
+    assert not [q for q in queries.captured_queries if "ts_rank" in q["sql"]]
+    # A paper's new title ranks it first at once: the change starts a new cache key.
+    paper = Paper.objects.get(arxiv_id="2401.00042")
+    paper.title = "Attention attention attention"
+    paper.save()
+    third = client.get(reverse("paper-list"), params).context["page"]
+    assert third.object_list[0].arxiv_id == "2401.00042"

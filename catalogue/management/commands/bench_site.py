@@ -236,12 +236,15 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
         f"{options['warmups']} warm-ups (nearest rank: with 30 samples p99 is the slowest); "
         f"a class stops after {options['class_budget']:g} s of timed requests once it has "
         f"{benchmark.MIN_SAMPLES} samples (n: samples taken).",
+        "- first: the first request of the class, before its counts and facets were cached "
+        "(catalogue.summary caches them in Redis for two minutes): what a new query costs.",
         "- floor: the page's main query alone, `PaperFilter(params).qs[offset:offset + 25]` "
         "evaluated through the ORM on the bench database (median of 5, after a warm-up); "
         "p50/floor is how much the page costs beyond it.",
         "- page SQL: every statement the page runs (count, facets, timeline, highlights, "
         "topics), timed in-process; the slowest one is listed with its plan below.",
-        "- matches: papers the class's filter matches (`qs.count()`).",
+        "- matches: papers the class's filter matches, counted exactly (pages estimate counts "
+        "over 100,000-paper catalogues from a sample; see catalogue.summary).",
         f"- throughput: {options['duration']:g} s per concurrency level, threads looping over "
         "the whole mix; errors are non-200 answers and timeouts.",
         "- corpus: `ingest.corpus` (see its docstring), built from the real listing samples; "
@@ -257,5 +260,6 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
             "**Not measured at 1,000,000 papers in this run**: `make bench` gives the full table.",
             "",
         ]
+    lines += benchmark.before_after(results)
     lines += ["## Query plans", "", benchmark.plans_section(largest), ""]
     return "\n".join(lines)
