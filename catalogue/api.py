@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET
 
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperTopic
+from catalogue.pagecache import cached_for_anonymous_readers
 from catalogue.summary import KnownCountPaginator, summarise
 from catalogue.summary import reachable as reachable_count
 
@@ -42,6 +43,7 @@ class PageForm(forms.Form):
 
 
 @require_GET
+@cached_for_anonymous_readers
 def papers(request):
     paper_filter = PaperFilter(request.GET, queryset=Paper.objects.visible())
     paging = PageForm(request.GET)

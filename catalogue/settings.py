@@ -97,6 +97,8 @@ SUMMARY_EXACT_BELOW = env_int("SUMMARY_EXACT_BELOW", 100_000)
 SUMMARY_SAMPLE_ROWS = env_int("SUMMARY_SAMPLE_ROWS", 20_000)
 SUMMARY_MIN_SAMPLE_HITS = env_int("SUMMARY_MIN_SAMPLE_HITS", 300)
 SUMMARY_CACHE_SECONDS = env_int("SUMMARY_CACHE_SECONDS", 120)
+# Whole list pages and API answers for readers without a session (catalogue.pagecache).
+PAGE_CACHE_SECONDS = env_int("PAGE_CACHE_SECONDS", 60)
 # Relevance ranks the newest SEARCH_RANK_CANDIDATES matches; other orders can be paged
 # through their first LIST_MAX_RESULTS papers (crawlers, not readers, go deeper).
 SEARCH_RANK_CANDIDATES = env_int("SEARCH_RANK_CANDIDATES", 2_000)

@@ -60,9 +60,13 @@ def _cache_key(kind: str, queryset: QuerySet) -> str:
     """The query's SQL and the catalogue's latest change: a change to any paper (ingest, a
     curator's edit or action) starts new keys, and the old ones expire."""
     sql, params = queryset.values("pk").query.sql_with_params()
-    changed = Paper.objects.aggregate(last=Max("updated_at"))["last"]
-    text = f"{sql}\x00{params!r}\x00{changed}"
+    text = f"{sql}\x00{params!r}\x00{catalogue_version()}"
     return f"{kind}:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def catalogue_version() -> str:
+    """The latest change to any paper (one read of the updated_at index)."""
+    return str(Paper.objects.aggregate(last=Max("updated_at"))["last"])
 
 
 def _exact(matches: QuerySet, topics: bool) -> Summary:

@@ -13,6 +13,7 @@ from django.urls import reverse
 from catalogue import charts, merging, search
 from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
 from catalogue.models import Paper, PaperTopic, Topic
+from catalogue.pagecache import cached_for_anonymous_readers
 from catalogue.summary import KnownCountPaginator, summarise
 from catalogue.summary import reachable as reachable_count
 
@@ -20,6 +21,7 @@ PAGE_SIZE = 25
 LISTED = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
 
 
+@cached_for_anonymous_readers
 def paper_list(request):
     """The catalogue, filtered by the GET parameters of ``PaperFilter``."""
     return _listing(request, Paper.objects.visible(), {"heading": "Papers"})
@@ -32,6 +34,7 @@ def topic_list(request):
     return render(request, "catalogue/topic_list.html", {"topics": topics})
 
 
+@cached_for_anonymous_readers
 def topic_detail(request, slug: str):
     topic = get_object_or_404(Topic, slug=slug)
     papers = Paper.objects.visible().in_topic(topic)
@@ -41,6 +44,7 @@ def topic_detail(request, slug: str):
 # --- day, week and month pages, like Hugging Face's --------------------------------------
 
 
+@cached_for_anonymous_readers
 def day_page(request, day: str):
     start = _parse_or_404(dt.date.fromisoformat, day)
     nav = _nav(
@@ -49,6 +53,7 @@ def day_page(request, day: str):
     return _window(request, start, start, f"Papers of {start:%A, %B %-d, %Y}", nav)
 
 
+@cached_for_anonymous_readers
 def week_page(request, week: str):
     year, _, number = week.partition("-W")
     start = _parse_or_404(lambda _: dt.date.fromisocalendar(int(year), int(number), 1), week)
@@ -57,6 +62,7 @@ def week_page(request, week: str):
     return _window(request, start, start + dt.timedelta(days=6), f"Papers of week {week}", nav)
 
 
+@cached_for_anonymous_readers
 def month_page(request, month: str):
     start = _parse_or_404(lambda m: dt.date.fromisoformat(f"{m}-01"), month)
     end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)

@@ -114,6 +114,8 @@ def seed_bytes() -> bytes:
 
 @pytest.fixture(autouse=True)
 def _summaries_not_cached(settings):
-    """List pages cache their counts for minutes (catalogue.summary); tests that change papers
-    between two requests must see the change. tests/catalogue/test_summary.py turns it on."""
+    """List pages cache their counts and whole anonymous pages for minutes (catalogue.summary,
+    catalogue.pagecache); tests that change papers between two requests must see the change.
+    tests/catalogue/test_summary.py and test_pagecache.py turn them on."""
     settings.SUMMARY_CACHE_SECONDS = 0
+    settings.PAGE_CACHE_SECONDS = 0

@@ -1,0 +1,58 @@
+"""Whole list pages for readers without a session, cached in Redis.
+
+Most readers of a catalogue are anonymous, and they ask for the same hot searches. For them a
+list page (and the JSON API) is the same bytes until the catalogue changes, so it is cached
+under its full URL and the catalogue's latest change (as ``catalogue.summary`` keys its
+figures) for ``PAGE_CACHE_SECONDS``. Pages for a session (signed-in readers, pending messages)
+are never cached, and anonymous pages carry no CSRF token (their "save this search" form is a
+GET that goes through the login), so nothing personal is ever in a cached page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import wraps
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpResponse
+
+from catalogue.summary import catalogue_version
+
+
+def cached_for_anonymous_readers(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not _cacheable(request):
+            return view(request, *args, **kwargs)
+        key = _key(request)
+        hit = cache.get(key)
+        if hit is not None:
+            content, content_type = hit
+            response = HttpResponse(content, content_type=content_type)
+            response["X-Page-Cache"] = "hit"
+            return response
+        response = view(request, *args, **kwargs)
+        if response.status_code == 200 and not response.cookies:
+            cache.set(key, (response.content, response["Content-Type"]), _seconds())
+        return response
+
+    return wrapper
+
+
+def _seconds() -> int:
+    return settings.PAGE_CACHE_SECONDS
+
+
+def _cacheable(request) -> bool:
+    return (
+        _seconds() > 0
+        and request.method == "GET"
+        and settings.SESSION_COOKIE_NAME not in request.COOKIES
+        and "messages" not in request.COOKIES
+    )
+
+
+def _key(request) -> str:
+    text = f"{request.get_full_path()}\x00{catalogue_version()}"
+    return "page:" + hashlib.sha256(text.encode()).hexdigest()
