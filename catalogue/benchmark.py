@@ -163,9 +163,23 @@ def measure_latency(
 
 
 def warm_up(client: httpx.Client, url: str, workers: int) -> None:
-    """A worker's first list page pays for imports, URL and template loading: pay it here
-    (``url``: a cheap list page, so this stays short at any size)."""
-    for _ in range(3 * workers):
+    """A worker's first list page pays for imports, URL and template loading and its first
+    connection: pay it here (``url``: a cheap list page, so this stays short at any size).
+    ``workers`` requests at once, three times: each sync worker takes one of each round, where
+    sequential requests may all land on the same worker."""
+    base_url = str(client.base_url)
+    for _ in range(3):
+        threads = [
+            threading.Thread(target=_get_new_client, args=(base_url, url)) for _ in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def _get_new_client(base_url: str, url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=120) as client:
         _get(client, url)
 
 
@@ -441,12 +455,11 @@ def before_after(results: list[SizeResult]) -> list[str]:
             f"| {row.latency.first * 1000:,.1f} | {row.latency.ms(50):,.1f} | {p95:,.1f} "
             f"| {before[1] / p95:,.0f}x |"
         )
+    lines.append("")
     for t in result.throughput:
         old = BASELINE_1M_THROUGHPUT.get(t.concurrency)
         if old is not None:
-            lines.append(
-                f"\nThroughput at concurrency {t.concurrency}: {old} → {t.rate:.1f} req/s."
-            )
+            lines.append(f"- requests/s at concurrency {t.concurrency}: {old} → {t.rate:.1f}")
     return [*lines, ""]
 
 
@@ -584,11 +597,17 @@ def _month_bounds(month: str):
 
 
 def page_sql(query: QueryClass) -> dict:
-    """Run the page once in-process (after a warm-up), timing every SQL statement."""
+    """Run the page once in-process (after a warm-up), timing every SQL statement, with the
+    caches off: the SQL a new query costs (repeated ones are served from Redis)."""
     from django.db import connection
-    from django.test import Client
+    from django.test import Client, override_settings
 
-    client = Client()
+    # The page as a new query costs it: neither its counts, ranking nor HTML cached.
+    with override_settings(PAGE_CACHE_SECONDS=0, SUMMARY_CACHE_SECONDS=0):
+        return _timed_page(Client(), connection, query)
+
+
+def _timed_page(client, connection, query: QueryClass) -> dict:
     client.get(query.url, HTTP_HOST="127.0.0.1")
     statements: list[tuple[float, str, object]] = []
 

@@ -50,11 +50,16 @@ def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
     """The (cached) summary of an unordered queryset of papers; ``topics``: with facets."""
     matches = matches.order_by()
     key = _cache_key("summary" if topics else "count", matches)
-    summary = cache.get(key)
+    summary = _cached(key)
     if summary is None:
         summary = _estimated(matches, topics) or _exact(matches, topics)
         cache.set(key, summary, settings.SUMMARY_CACHE_SECONDS)
     return summary
+
+
+def _cached(key: str):
+    """The cached value, unless caching is off (0 seconds: every figure computed afresh)."""
+    return cache.get(key) if settings.SUMMARY_CACHE_SECONDS > 0 else None
 
 
 def _cache_key(kind: str, queryset: QuerySet) -> str:
@@ -158,7 +163,7 @@ class CachedRanking(Sequence):
 
     def __init__(self, ranked: QuerySet, loader: QuerySet):
         key = _cache_key("ranking", ranked)
-        ids = cache.get(key)
+        ids = _cached(key)
         if ids is None:
             ids = list(ranked.values_list("pk", flat=True))
             cache.set(key, ids, settings.SUMMARY_CACHE_SECONDS)

@@ -162,3 +162,14 @@ def test_a_relevance_ranking_is_cached_until_a_paper_changes(client, corpus, set
     paper.save()
     third = client.get(reverse("paper-list"), params).context["page"]
     assert third.object_list[0].arxiv_id == "2401.00042"
+
+
+def test_zero_cache_seconds_ignores_what_is_cached(client, corpus, settings):
+    settings.SUMMARY_CACHE_SECONDS = 60
+    params = {"q": "attention", "until": "2024-03-01"}  # a query no other test caches
+    assert client.get(reverse("paper-list"), params).context["summary"].count == 21
+    # An update that leaves updated_at alone keeps the cache key: only turning caching off
+    # (as the benchmark does to time a new query's SQL) shows it.
+    Paper.objects.filter(arxiv_id="2401.00003").update(hidden=True)
+    settings.SUMMARY_CACHE_SECONDS = 0
+    assert client.get(reverse("paper-list"), params).context["summary"].count == 20
