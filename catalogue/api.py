@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from catalogue.filters import PaperFilter
-from catalogue.models import Paper, PaperTopic
+from catalogue.models import SHOWN_REASONS, Paper, PaperTopic
 from catalogue.pagecache import cached_for_anonymous_readers
 from catalogue.summary import KnownCountPaginator, summarise
 from catalogue.summary import reachable as reachable_count
@@ -29,9 +29,7 @@ MAX_PAGE_SIZE = 100
 
 def with_topics(papers: QuerySet) -> QuerySet:
     """Prefetch each paper's shown topics (by rule or pinned) as ``shown_topics``: one query."""
-    shown = PaperTopic.objects.filter(
-        reason__in=[PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
-    ).select_related("topic")
+    shown = PaperTopic.objects.filter(reason__in=SHOWN_REASONS).select_related("topic")
     return papers.prefetch_related(
         Prefetch("papertopic_set", queryset=shown.order_by("topic__name"), to_attr="shown_topics")
     )
@@ -52,9 +50,7 @@ def papers(request):
         return _bad_request(errors)
     size = paging.cleaned_data["page_size"] or DEFAULT_PAGE_SIZE
     summary = summarise(paper_filter.matches, topics=False)
-    results = paper_filter.results(loader=with_topics(Paper.objects.all()))
-    if isinstance(results, QuerySet):
-        results = with_topics(results)
+    results = paper_filter.results(prepare=with_topics)
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, size, count=reachable)
     number = paging.cleaned_data["page"] or 1

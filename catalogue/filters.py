@@ -206,12 +206,13 @@ class PaperFilter(django_filters.FilterSet):
         """Every matching paper, unordered: what counts and facets summarise."""
         return super().qs.order_by()
 
-    def results(self, loader):
+    def results(self, prepare=lambda papers: papers):
         """What pages slice: ``qs``, except that a relevance ranking comes from the cache
-        (``CachedRanking``), its papers loaded through ``loader``."""
+        (``CachedRanking``). ``prepare`` adds what the caller needs to the papers it loads
+        (prefetches)."""
         if self.sort_order == Sort.RELEVANCE:
-            return CachedRanking(self.qs, loader)
-        return self.qs
+            return CachedRanking(self.qs, prepare(Paper.objects.all()))
+        return prepare(self.qs)
 
     @property
     def reachable(self) -> int:

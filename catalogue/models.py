@@ -47,7 +47,7 @@ class PaperQuerySet(models.QuerySet):
         """Papers tagged with ``topic`` by its rule or pinned by staff (not excluded)."""
         return self.filter(
             papertopic__topic=topic,
-            papertopic__reason__in=[PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED],
+            papertopic__reason__in=SHOWN_REASONS,
         )
 
     def published_between(self, since=None, until=None):
@@ -295,6 +295,10 @@ class PaperTopic(models.Model):
 
     def __str__(self):
         return f"{self.paper_id} · {self.topic_id} ({self.reason})"
+
+
+# The links that show a topic on a paper (staff exclusions are kept but hidden).
+SHOWN_REASONS = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
 
 
 class PaperAlias(models.Model):

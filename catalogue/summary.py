@@ -10,9 +10,10 @@ blocks every time, so the figures are stable and those blocks stay in PostgreSQL
 - otherwise: the sample's figures scaled up, rounded to two significant digits and flagged
   ``exact=False`` so pages say "about".
 
-Summaries are cached in Redis for ``CACHE_SECONDS``, keyed by the query's SQL and the
-catalogue's last change (``max(updated_at)``), so a hot page computes them once. Only these
-figures are cached: the results themselves are always read live.
+Summaries, and relevance rankings (``CachedRanking``: the ranked ids), are cached in Redis for
+``SUMMARY_CACHE_SECONDS``, keyed by the query's SQL and the catalogue's last change
+(``max(updated_at)``), so a hot search computes them once. Other orders are read live from
+their indexes; whole anonymous pages have their own cache (``catalogue.pagecache``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from django.db.models import Count, Max, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 
-from catalogue.models import Paper, PaperTopic
+from catalogue.models import SHOWN_REASONS, Paper, PaperTopic
 
-LISTED = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
 FACET_TOPICS = 12
 
 
@@ -136,7 +136,7 @@ def _topics(matches) -> list[dict]:
     """Topic facets of ``matches`` (a queryset of papers or a subquery of their ids)."""
     ids = matches.values("pk") if isinstance(matches, QuerySet) else matches
     rows = (
-        PaperTopic.objects.filter(paper__in=ids, reason__in=LISTED)
+        PaperTopic.objects.filter(paper__in=ids, reason__in=SHOWN_REASONS)
         .values("topic__slug", "topic__name")
         .annotate(n=Count("paper"))
         .order_by("-n", "topic__name")[:FACET_TOPICS]

@@ -12,13 +12,12 @@ from django.urls import reverse
 
 from catalogue import charts, merging, search
 from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
-from catalogue.models import Paper, PaperTopic, Topic
+from catalogue.models import SHOWN_REASONS, Paper, PaperTopic, Topic
 from catalogue.pagecache import cached_for_anonymous_readers
 from catalogue.summary import KnownCountPaginator, summarise
 from catalogue.summary import reachable as reachable_count
 
 PAGE_SIZE = 25
-LISTED = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
 
 
 @cached_for_anonymous_readers
@@ -29,7 +28,7 @@ def paper_list(request):
 
 def topic_list(request):
     topics = Topic.objects.annotate(
-        paper_count=Count("papertopic", filter=Q(papertopic__reason__in=LISTED))
+        paper_count=Count("papertopic", filter=Q(papertopic__reason__in=SHOWN_REASONS))
     )
     return render(request, "catalogue/topic_list.html", {"topics": topics})
 
@@ -108,7 +107,7 @@ def _listing(request, papers, context: dict, data=None):
     if not paper_filter.is_valid():
         context = {**context, "filter": paper_filter, "page": None}
         return render(request, "catalogue/paper_list.html", context, status=400)
-    results = paper_filter.results(loader=Paper.objects.all())
+    results = paper_filter.results()
     # Count, timeline and facets: one summary of the matches (estimated for huge sets).
     summary = summarise(paper_filter.matches)
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
@@ -156,7 +155,7 @@ def _attach_topics(page) -> None:
     """``paper.topic_chips`` for every card on the page, in one query."""
     chips: dict[int, list] = {}
     links = PaperTopic.objects.filter(
-        paper__in=[p.pk for p in page.object_list], reason__in=LISTED
+        paper__in=[p.pk for p in page.object_list], reason__in=SHOWN_REASONS
     ).select_related("topic")
     for link in links.order_by("topic__name"):
         chips.setdefault(link.paper_id, []).append(link.topic)
@@ -253,7 +252,9 @@ def paper_detail(request, slug: str):
         "paper": paper,
         "history": history,
         "sparkline": charts.sparkline([upvotes for _, upvotes in history]),
-        "topics": Topic.objects.filter(papertopic__paper=paper, papertopic__reason__in=LISTED),
+        "topics": Topic.objects.filter(
+            papertopic__paper=paper, papertopic__reason__in=SHOWN_REASONS
+        ),
         "sightings": paper.sightings.order_by("first_seen_at"),
         "similar": Paper.objects.visible().similar_to(paper)[:5],
     }

@@ -236,8 +236,9 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
         f"{options['warmups']} warm-ups (nearest rank: with 30 samples p99 is the slowest); "
         f"a class stops after {options['class_budget']:g} s of timed requests once it has "
         f"{benchmark.MIN_SAMPLES} samples (n: samples taken).",
-        "- first: the first request of the class, before its counts and facets were cached "
-        "(catalogue.summary caches them in Redis for two minutes): what a new query costs.",
+        "- first: the first request of the class, before anything of it was cached (counts, "
+        "facets and rankings for two minutes, whole anonymous pages for one, in Redis): what "
+        "a new query costs.",
         "- floor: the page's main query alone, `PaperFilter(params).qs[offset:offset + 25]` "
         "evaluated through the ORM on the bench database (median of 5, after a warm-up); "
         "p50/floor is how much the page costs beyond it.",
