@@ -1,10 +1,11 @@
 """The only writer of papers: an idempotent bulk upsert on the natural key.
 
-Per batch, in one transaction: COPY the records into a temporary table, then one
-``INSERT … SELECT … ON CONFLICT DO UPDATE`` per key kind (arXiv id, or source key for listings
-without ids), then the provenance (``Sighting``) and popularity history (``PopularitySnapshot``)
-of every paper in the batch. COPY plus one statement is what makes bulk ingest fast: the
-generated search vector is computed by PostgreSQL in the same pass.
+Per batch, in one transaction: COPY the records into a temporary table; per key kind (arXiv
+id, or source key for listings without ids) one ``INSERT … SELECT`` of the new papers and an
+``UPDATE … FROM`` of the stored papers the batch changes; then the provenance (``Sighting``)
+and popularity history (``PopularitySnapshot``) of every paper in the batch. COPY plus
+set-based statements is what makes bulk ingest fast: the generated search vectors are
+computed by PostgreSQL in the same pass, and only for rows whose text is new or changed.
 
 Merge rules, per column (``new`` is the incoming record, ``paper`` the stored row):
 
@@ -192,28 +193,91 @@ def _staged_row(record: PaperRecord) -> tuple:
 
 
 def _upsert_staged(cursor, key_column: str) -> BatchCounts:
-    merged = {c: _curated_guard(c, expr.format(c=c)) for c, (_, expr) in COLUMNS.items()}
-    inserted = ", ".join(
+    """New papers first, then the stored ones the batch changes.
+
+    Not one ``INSERT … ON CONFLICT DO UPDATE``: PostgreSQL computes a row's generated search
+    vectors before it looks for a conflict, so replaying a listing would re-parse every
+    abstract (~0.3 ms a paper) only to change nothing. Inserting first matters under
+    concurrency: a paper another writer commits meanwhile is skipped by the insert and then
+    merged by the update, whose statement sees it.
+    """
+    created = _insert_new(cursor, key_column)
+    changed = _lock_changed(cursor, key_column)
+    text_changed = [paper_id for paper_id, text in changed if text]
+    popularity_only = [paper_id for paper_id, text in changed if not text]
+    # Separate statements: an UPDATE that sets the text columns recomputes the vectors even
+    # when the values are the same, so rows whose text stays set only the other columns.
+    _update(cursor, key_column, text_changed, COLUMNS)
+    _update(cursor, key_column, popularity_only, _NON_TEXT_COLUMNS)
+    return BatchCounts(created=created, updated=len(changed))
+
+
+# What the generated search vectors are computed from.
+TEXT_COLUMNS = ("title", "abstract", "authors")
+_NON_TEXT_COLUMNS = [c for c in COLUMNS if c not in TEXT_COLUMNS]
+
+
+def _insert_new(cursor, key_column: str) -> int:
+    values = ", ".join(
         f"COALESCE(new.{c}, {_INSERT_DEFAULTS[c]})" if c in _INSERT_DEFAULTS else f"new.{c}"
         for c in COLUMNS
     )
-    on_update = ", ".join(f"{c} = {_as_excluded(e)}" for c, e in merged.items())
-    stored = ", ".join(f"paper.{c}" for c in merged)
-    incoming = ", ".join(_as_excluded(e) for e in merged.values())
+    # DO NOTHING for a paper another writer inserts meanwhile (PostgreSQL waits for it to
+    # commit): _lock_changed merges the record into that row instead.
     cursor.execute(
         f"""
-        INSERT INTO catalogue_paper AS paper
+        INSERT INTO catalogue_paper
             ({key_column}, {", ".join(COLUMNS)}, hidden, curated_fields, created_at, updated_at)
-        SELECT new.{key_column}, {inserted}, false, '{{}}', now(), now()
-        FROM ingest_batch AS new WHERE new.{key_column} IS NOT NULL
-        ON CONFLICT ({key_column}) DO UPDATE SET {on_update}, updated_at = now()
-        WHERE ({stored}) IS DISTINCT FROM ({incoming})
-        RETURNING (xmax = 0) AS inserted
+        SELECT new.{key_column}, {values}, false, '{{}}', now(), now()
+        FROM ingest_batch AS new
+        WHERE new.{key_column} IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM catalogue_paper AS paper WHERE paper.{key_column} = new.{key_column}
+        )
+        ON CONFLICT ({key_column}) DO NOTHING
         """
     )
-    inserted_flags = [row[0] for row in cursor.fetchall()]
-    created = sum(inserted_flags)
-    return BatchCounts(created=created, updated=len(inserted_flags) - created)
+    return cursor.rowcount
+
+
+def _merged(column: str) -> str:
+    """The value a stored paper gets for ``column`` from the staged record ``new``."""
+    return _curated_guard(column, COLUMNS[column][1].format(c=column))
+
+
+def _lock_changed(cursor, key_column: str) -> list[tuple[int, bool]]:
+    """(id, does its text change) of the stored papers the batch changes, locked.
+
+    Locked in key order, as the insert goes: concurrent batches then cannot deadlock.
+    """
+    stored = ", ".join(f"paper.{c}" for c in COLUMNS)
+    merged = ", ".join(_merged(c) for c in COLUMNS)
+    stored_text = ", ".join(f"paper.{c}" for c in TEXT_COLUMNS)
+    merged_text = ", ".join(_merged(c) for c in TEXT_COLUMNS)
+    cursor.execute(
+        f"""
+        SELECT paper.id, ({stored_text}) IS DISTINCT FROM ({merged_text})
+        FROM ingest_batch AS new
+        JOIN catalogue_paper AS paper ON paper.{key_column} = new.{key_column}
+        WHERE ({stored}) IS DISTINCT FROM ({merged})
+        ORDER BY new.{key_column}
+        FOR UPDATE OF paper
+        """
+    )
+    return cursor.fetchall()
+
+
+def _update(cursor, key_column: str, paper_ids: list[int], columns) -> None:
+    if not paper_ids:
+        return
+    assignments = ", ".join(f"{c} = {_merged(c)}" for c in columns)
+    cursor.execute(
+        f"""
+        UPDATE catalogue_paper AS paper SET {assignments}, updated_at = now()
+        FROM ingest_batch AS new
+        WHERE paper.{key_column} = new.{key_column} AND paper.id = ANY(%s)
+        """,
+        [paper_ids],
+    )
 
 
 def _record_sightings(cursor, now) -> None:
@@ -265,8 +329,3 @@ def _curated_guard(column: str, expression: str) -> str:
         return expression
     curated = f"'{column}' = ANY(paper.curated_fields)"
     return f"CASE WHEN {curated} THEN paper.{column} ELSE {expression} END"
-
-
-def _as_excluded(expression: str) -> str:
-    """In ON CONFLICT DO UPDATE the proposed row is called EXCLUDED, not ``new``."""
-    return expression.replace("new.", "EXCLUDED.")

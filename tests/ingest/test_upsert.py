@@ -130,3 +130,31 @@ def test_snapshots_build_a_popularity_history_across_days():
 def test_records_without_popularity_make_no_snapshot():
     upsert_papers([record(source="arxiv_atom", upvotes=None, github_stars=None)])
     assert not Paper.objects.get().snapshots.exists()
+
+
+def test_changed_text_is_searchable_and_replaces_the_old_words():
+    upsert_papers([record(abstract="We decouple things.")])
+    counts = upsert_papers([record(abstract="We entangle things.")])
+    assert (counts.created, counts.updated) == (0, 1)
+    assert Paper.objects.search("entangled").count() == 1
+    assert Paper.objects.search("decoupling").count() == 0
+
+
+def test_a_popularity_change_alone_keeps_the_text_and_its_vector():
+    upsert_papers([record(upvotes=10)])
+    before = Paper.objects.values_list("search_vector", flat=True).get()
+    counts = upsert_papers([record(upvotes=25, abstract="")])  # empty text: keep ours
+    paper = Paper.objects.get()
+    assert (counts.updated, paper.upvotes, paper.abstract) == (1, 25, "We decouple things.")
+    assert Paper.objects.values_list("search_vector", flat=True).get() == before
+
+
+def test_new_and_changed_papers_in_one_batch_are_counted_apart():
+    upsert_papers([record(arxiv_id="2401.00001", source_key="2401.00001", upvotes=1)])
+    counts = upsert_papers(
+        [
+            record(arxiv_id="2401.00001", source_key="2401.00001", upvotes=2),
+            record(arxiv_id="2401.00002", source_key="2401.00002"),
+        ]
+    )
+    assert (counts.created, counts.updated, counts.unchanged) == (1, 1, 0)
