@@ -254,7 +254,7 @@ class PaperAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # The search vectors are large and never shown.
-        return super().get_queryset(request).defer("search_vector", "exact_vector")
+        return super().get_queryset(request).defer("search_vector", "author_vector")
 
     def get_changelist(self, request, **kwargs):
         return PaperChangeList

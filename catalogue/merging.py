@@ -121,7 +121,7 @@ def possible_duplicates(
     with connection.cursor() as cursor:
         cursor.execute(_DUPLICATES_SQL, [candidates, DUPLICATE_GROUP, threshold, limit])
         rows = cursor.fetchall()
-    papers = Paper.objects.defer("search_vector", "exact_vector").in_bulk(
+    papers = Paper.objects.defer("search_vector", "author_vector").in_bulk(
         {paper_id for row in rows for paper_id in row[:2]}
     )
     return [

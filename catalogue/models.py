@@ -18,15 +18,10 @@ from catalogue import search
 SEARCH_VECTOR = SearchVector("title", weight="A", config=search.CONFIG) + SearchVector(
     "abstract", weight="B", config=search.CONFIG
 )
-# The same text unstemmed ("simple"), plus author names as weight C.
-EXACT_VECTOR = (
-    SearchVector("title", weight="A", config=search.EXACT_CONFIG)
-    + SearchVector("abstract", weight="B", config=search.EXACT_CONFIG)
-    + SearchVector(
-        Func("authors", function="catalogue_authors_text", output_field=models.TextField()),
-        weight="C",
-        config=search.EXACT_CONFIG,
-    )
+# Author names as written ("simple": lower-cased, not stemmed), for author: searches.
+AUTHOR_VECTOR = SearchVector(
+    Func("authors", function="catalogue_authors_text", output_field=models.TextField()),
+    config=search.AUTHOR_CONFIG,
 )
 
 
@@ -143,9 +138,8 @@ class Paper(models.Model):
     search_vector = models.GeneratedField(
         expression=SEARCH_VECTOR, output_field=SearchVectorField(), db_persist=True
     )
-    # Unstemmed words, for "exact phrases" and author: searches.
-    exact_vector = models.GeneratedField(
-        expression=EXACT_VECTOR, output_field=SearchVectorField(), db_persist=True
+    author_vector = models.GeneratedField(
+        expression=AUTHOR_VECTOR, output_field=SearchVectorField(), db_persist=True
     )
 
     objects = PaperQuerySet.as_manager()
@@ -153,7 +147,7 @@ class Paper(models.Model):
     class Meta:
         indexes = [
             GinIndex(fields=["search_vector"], name="paper_search_gin"),
-            GinIndex(fields=["exact_vector"], name="paper_exact_gin"),
+            GinIndex(fields=["author_vector"], name="paper_author_gin"),
             # Whole sort keys, so a LIMIT reads 25 index entries instead of sorting every paper.
             models.Index(
                 models.F("trending_score").desc(),

@@ -9,9 +9,12 @@ The syntax is what readers know from search engines (and arXiv):
 - ``title:word``, ``title:"a b"``   only in titles;  ``author:name``, ``author:"Ada Lovelace"``
 
 Two stored vectors serve this: ``search_vector`` (english: stemmed, title weight A, abstract B)
-and ``exact_vector`` (simple: unstemmed, with author names as weight C). Each term becomes a
-``tsquery`` against one of them; the terms' boolean structure becomes ``Q`` objects. Words are
-normalised by PostgreSQL itself (one small query), so stemming and stop words match the index.
+and ``author_vector`` (simple: author names as written). A word becomes a ``tsquery`` against
+one of them. A quoted phrase is matched as a stemmed phrase through the index, then checked
+against the text itself with a regular expression (the exact words, in order): one vector of
+the text is what bulk ingest can afford. The terms' boolean structure becomes ``Q`` objects.
+Words are normalised by PostgreSQL itself (one small query), so stemming and stop words match
+the index.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from django.db import connection
 from django.db.models import F, Q, QuerySet
 
 CONFIG = "english"
-EXACT_CONFIG = "simple"
+AUTHOR_CONFIG = "simple"
 FIELDS = ("title", "author", "abstract")
 
 # Highlights: <mark> around matches, short fragments for abstract excerpts.
@@ -55,11 +58,22 @@ class Term:
 
 
 @dataclass(frozen=True)
+class Matcher:
+    """How one term is looked for: a tsquery against a vector, plus the exact words of a
+    phrase as a regular expression over the text fields it may be in."""
+
+    vector: str  # "search_vector" or "author_vector"
+    tsquery: str
+    pattern: str | None = None
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ParsedQuery:
     """AND of groups, each an OR of terms; plus the tsqueries that rank and highlight."""
 
     groups: tuple[tuple[Term, ...], ...]
-    matchers: dict  # Term -> (vector field, tsquery text); terms PostgreSQL drops are absent
+    matchers: dict  # Term -> Matcher; terms PostgreSQL drops (only stop words) are absent
     rank_query: str  # english tsquery text of all positive terms, OR-ed
 
     @property
@@ -102,8 +116,8 @@ def parse(text: str) -> ParsedQuery:
     terms = [term for group in groups for term in group]
     normalised = _normalise(terms)
     matchers = {}
-    for term, (exact, stemmed) in zip(terms, normalised, strict=True):
-        matcher = _matcher(term, exact, stemmed)
+    for term, (author, stemmed) in zip(terms, normalised, strict=True):
+        matcher = _matcher(term, author, stemmed)
         if matcher:
             matchers[term] = matcher
     ranked = [stemmed for term, (_, stemmed) in zip(terms, normalised, strict=True)]
@@ -116,11 +130,11 @@ def parse(text: str) -> ParsedQuery:
 
 
 def _normalise(terms: list[Term]) -> list[tuple[str, str]]:
-    """(exact tsquery, stemmed tsquery) text of each term, as PostgreSQL parses them."""
+    """(author tsquery, stemmed tsquery) text of each term, as PostgreSQL parses them."""
     if not terms:
         return []
     selects = ", ".join(
-        f"phraseto_tsquery('{EXACT_CONFIG}', %s)::text, phraseto_tsquery('{CONFIG}', %s)::text"
+        f"phraseto_tsquery('{AUTHOR_CONFIG}', %s)::text, phraseto_tsquery('{CONFIG}', %s)::text"
         for _ in terms
     )
     params = [value for term in terms for value in (term.text, term.text)]
@@ -130,18 +144,34 @@ def _normalise(terms: list[Term]) -> list[tuple[str, str]]:
     return [(row[i], row[i + 1]) for i in range(0, len(row), 2)]
 
 
-def _matcher(term: Term, exact: str, stemmed: str) -> tuple[str, str] | None:
-    """Which vector a term is matched against, and with what tsquery text."""
+_TEXT_FIELDS = {None: ("title", "abstract"), "title": ("title",), "abstract": ("abstract",)}
+
+
+def _matcher(term: Term, author: str, stemmed: str) -> Matcher | None:
+    """Which vector a term is matched against, with what tsquery text (and for a phrase,
+    with what exact pattern over which fields)."""
     if term.field == "author":
-        return ("exact_vector", _weighted(exact, "C")) if exact else None
-    query = exact if term.phrase else stemmed
-    if not query:
+        return Matcher("author_vector", author) if author else None
+    if not stemmed:
         return None  # only stop words: nothing to look for
     if term.field == "title":
-        query = _weighted(query, "A")
+        stemmed = _weighted(stemmed, "A")
     elif term.field == "abstract":
-        query = _weighted(query, "B")
-    return ("exact_vector" if term.phrase else "search_vector", query)
+        stemmed = _weighted(stemmed, "B")
+    if not term.phrase:
+        return Matcher("search_vector", stemmed)
+    return Matcher("search_vector", stemmed, exact_pattern(term.text), _TEXT_FIELDS[term.field])
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def exact_pattern(phrase: str) -> str:
+    """A PostgreSQL regular expression (for ``~*``) of a phrase's words, in order, each a
+    whole word, separated by anything but letters and digits: ``"GPT-4 models"`` matches
+    "GPT-4 models" and "gpt 4, models" but not "GPT-4 modelsets" or "GPT-4 model"."""
+    words = _WORD.findall(phrase)
+    return "(?<![[:alnum:]])" + "[^[:alnum:]]+".join(words) + "(?![[:alnum:]])"
 
 
 _LEXEME = re.compile(r"'((?:[^']|'')*)'")
@@ -174,8 +204,11 @@ def condition(parsed: ParsedQuery) -> Q:
 
 
 def _term_q(term: Term, parsed: ParsedQuery) -> Q:
-    field, tsquery = parsed.matchers[term]
-    q = Q(**{field: RawTsQuery(tsquery)})
+    matcher = parsed.matchers[term]
+    q = Q(**{matcher.vector: RawTsQuery(matcher.tsquery)})
+    if matcher.pattern:
+        # After the vector test, so the index narrows the rows the pattern is tried on.
+        q &= reduce(or_, (Q(**{f"{f}__iregex": matcher.pattern}) for f in matcher.fields))
     return ~q if term.negated else q
 
 

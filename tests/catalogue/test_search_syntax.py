@@ -54,6 +54,32 @@ def test_phrase_query_does_not_match_stemmed_variants(papers):
     assert found('"linearly attentive"') == keys(papers, "stemmed")
 
 
+@pytest.mark.parametrize(
+    ("text", "query", "matches"),
+    [
+        ("A state-of-the-art model.", '"state of the art"', True),
+        ("A state of the art model.", '"state of the art"', True),
+        ("The state of art is poor.", '"state of the art"', False),
+        ("Linear, attention and more.", '"linear attention"', True),
+        ("LINEAR ATTENTION everywhere.", '"linear attention"', True),
+        ("Linear attentions differ.", '"linear attention"', False),
+        ("Bilinear attention here.", '"linear attention"', False),
+        ("Über alles in der Welt.", '"über alles"', True),
+        ("We beat GPT-4 models.", '"gpt-4 models"', True),
+        ("We beat GPT-4 modelling.", '"gpt-4 models"', False),
+    ],
+)
+def test_phrases_are_the_exact_words_in_order(text, query, matches):
+    Paper.objects.create(arxiv_id="2502.00001", title="A paper", abstract=text)
+    assert bool(found(query)) is matches
+
+
+def test_a_phrase_does_not_run_from_the_title_into_the_abstract():
+    Paper.objects.create(arxiv_id="2502.00001", title="Fast linear", abstract="Attention matters.")
+    assert found('"linear attention"') == set()
+    assert found("linear attention") == {"2502.00001"}
+
+
 def test_unquoted_words_are_all_required_anywhere(papers):
     assert found("linear attention") == keys(papers, "phrase", "apart", "stemmed")
 
