@@ -209,13 +209,32 @@ def latex_to_text(text: str) -> str:
     """
     if not _LATEX_HINT.search(text):
         return text
-    prepared = _escape_literals(_DOUBLED_ESCAPE.sub(r"\\", _BARE_MACRO.sub(r"\\\1{", text)))
+    repaired = _DOUBLED_ESCAPE.sub(r"\\", _BARE_MACRO.sub(r"\\\1{", text))
+    segments = split_math(repaired)
+    if any(not is_math and _MARKUP.search(piece) for is_math, piece in segments):
+        return _convert(_escape_literals(repaired), fallback=text)
+    # LaTeX only inside $…$ (most titles that have any): pylatexenc reads every character
+    # it is given (~1 ms a title), so it is given the math alone, and the text around it is
+    # kept as it is; formulas such as $\alpha$ recur, so their conversions are cached.
+    return "".join(_convert_math(piece) if is_math else piece for is_math, piece in segments)
+
+
+# Markup outside math that needs pylatexenc (an escaped "\$" included).
+_MARKUP = re.compile(r"[\\{}]")
+
+
+@functools.lru_cache(maxsize=8192)
+def _convert_math(formula: str) -> str:
+    return _convert(formula, fallback=formula)
+
+
+def _convert(latex: str, *, fallback: str) -> str:
     try:
-        return _latex_converter().latex_to_text(prepared)
+        return _latex_converter().latex_to_text(latex)
     except Exception:
         # pylatexenc raises assorted errors on malformed input (\href without arguments,
-        # unbalanced braces); the raw text is more useful than no title.
-        return text
+        # unbalanced braces); the raw text is more useful than nothing.
+        return fallback
 
 
 def clean_title(text: str) -> str:
@@ -223,6 +242,7 @@ def clean_title(text: str) -> str:
     return collapse_whitespace(latex_to_text(collapse_whitespace(text)))
 
 
+@functools.lru_cache(maxsize=65536)  # names recur across papers; LaTeX ones cost ~1 ms each
 def clean_author(name: str) -> str:
     """An author's display name: single spaces, LaTeX accents decoded (``M{\\"u}ller``)."""
     return collapse_whitespace(latex_to_text(collapse_whitespace(name)))
