@@ -98,7 +98,7 @@ def _estimated(matches: QuerySet, topics: bool) -> Summary | None:
         return None  # few matches: the exact pass is cheap, and a sample would be noisy
     scale = 100.0 / percent
     per_month = Counter(day.replace(day=1) if day else None for _, day in rows)
-    facets = _topics(_ids(pk for pk, _ in rows)) if topics else []
+    facets = _sample_facets([pk for pk, _ in rows], percent) if topics else []
     return Summary(
         count=_about(len(rows) * scale),
         exact=False,
@@ -107,9 +107,38 @@ def _estimated(matches: QuerySet, topics: bool) -> Summary | None:
     )
 
 
-def _ids(ids) -> RawSQL:
-    """Ids as a subquery (one array parameter, however many)."""
-    return RawSQL("SELECT unnest(%s::bigint[])", [list(ids)])
+def _sample_facets(ids: list[int], percent: float) -> list[dict]:
+    """Topic facets of the sample's matches ``ids``, from the sample's topic links."""
+    topic_names, links = _sample_topic_links(percent)
+    counts = Counter(topic for pk in ids for topic in links.get(pk, ()))
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], topic_names[item[0]][1]))
+    return [
+        {"slug": topic_names[topic][0], "name": topic_names[topic][1], "n": n}
+        for topic, n in ranked[:FACET_TOPICS]
+    ]
+
+
+def _sample_topic_links(percent: float) -> tuple[dict, dict]:
+    """({topic id: (slug, name)}, {sampled paper id: [topic ids]}), cached.
+
+    Every estimate reads the same sample, so its topic links are read once per change of the
+    catalogue (~100 ms at a million papers) and shared by all queries, instead of joined
+    again for each new query's matches.
+    """
+    version = f"{percent!r}\x00{catalogue_version()}"
+    key = "sample-topics:" + hashlib.sha256(version.encode()).hexdigest()
+    cached = _cached(key)
+    if cached is not None:
+        return cached
+    rows = PaperTopic.objects.filter(
+        paper__in=RawSQL(_SAMPLE_SQL, [percent]), reason__in=SHOWN_REASONS
+    ).values_list("paper_id", "topic_id", "topic__slug", "topic__name")
+    topic_names, links = {}, {}
+    for paper_id, topic_id, slug, name in rows:
+        topic_names[topic_id] = (slug, name)
+        links.setdefault(paper_id, []).append(topic_id)
+    cache.set(key, (topic_names, links), settings.SUMMARY_CACHE_SECONDS)
+    return topic_names, links
 
 
 # The same blocks each time (REPEATABLE): stable figures, and the sample stays cached.
@@ -132,11 +161,10 @@ def _per_month(matches: QuerySet) -> dict[dt.date | None, int]:
     return dict(rows.annotate(n=Count("id")))
 
 
-def _topics(matches) -> list[dict]:
-    """Topic facets of ``matches`` (a queryset of papers or a subquery of their ids)."""
-    ids = matches.values("pk") if isinstance(matches, QuerySet) else matches
+def _topics(matches: QuerySet) -> list[dict]:
+    """Topic facets of ``matches``, counted exactly."""
     rows = (
-        PaperTopic.objects.filter(paper__in=ids, reason__in=SHOWN_REASONS)
+        PaperTopic.objects.filter(paper__in=matches.values("pk"), reason__in=SHOWN_REASONS)
         .values("topic__slug", "topic__name")
         .annotate(n=Count("paper"))
         .order_by("-n", "topic__name")[:FACET_TOPICS]

@@ -62,6 +62,34 @@ def test_large_catalogues_get_figures_scaled_from_a_sample(corpus, settings):
     assert result.topics[0]["n"] == 40
 
 
+def test_sampled_topic_facets_equal_the_exact_ones_for_a_full_sample(corpus, settings):
+    models_topic = Topic.objects.create(name="Models", slug="models", query="models")
+    pinned = Topic.objects.create(name="Pinned", slug="pinned", query="nothing")
+    for i, paper in enumerate(Paper.objects.order_by("id")):
+        if i % 2:
+            PaperTopic.objects.create(paper=paper, topic=models_topic)
+        if i % 5 == 0:
+            reason = PaperTopic.Reason.PINNED if i % 10 else PaperTopic.Reason.EXCLUDED
+            PaperTopic.objects.create(paper=paper, topic=pinned, reason=reason)
+    matches = Paper.objects.search("models")
+    exact = summary.summarise(matches)
+    sample_everything(settings)
+    sampled = summary.summarise(matches)
+    assert not sampled.exact and exact.exact
+    assert sampled.topics == exact.topics
+    assert [t["slug"] for t in exact.topics] == ["models", "attention", "pinned"]
+
+
+def test_the_sample_topic_links_are_read_once_for_every_query(corpus, settings):
+    sample_everything(settings)
+    settings.SUMMARY_CACHE_SECONDS = 60
+    summary.summarise(Paper.objects.search("attention"))
+    with CaptureQueriesContext(connection) as queries:
+        other = summary.summarise(Paper.objects.search("models"))
+    assert other.topics == [{"slug": "attention", "name": "Attention", "n": 40}]
+    assert not [q for q in queries.captured_queries if "catalogue_papertopic" in q["sql"]]
+
+
 def test_a_sample_with_too_few_matches_falls_back_to_counting(corpus, settings):
     sample_everything(settings, min_hits=41)
     result = summary.summarise(Paper.objects.search("attention"))
