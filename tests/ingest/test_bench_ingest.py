@@ -14,3 +14,8 @@ def test_bench_ingest_prints_a_row_per_size_and_run_kind():
     table = out.getvalue()
     assert re.search(r"\| 300 \| new papers \| [\d.]+ \| [\d,]+ \| \d+ \|", table), table
     assert re.search(r"\| 300 \| re-ingest \(unchanged\) \| [\d.]+ \| [\d,]+ \| \d+ \|", table)
+    reference = re.search(
+        r"\| 300 \| reference: COPY \+ vector, 1 connection \| [\d.]+ \| [\d,]+ \| - \|", table
+    )
+    assert reference, table
+    assert re.search(r"300 new papers: [\d.]+x the reference", table), table

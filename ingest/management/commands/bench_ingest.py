@@ -5,6 +5,11 @@ benchmark database on the same server (``<name>_bench``, dropped and re-created:
 catalogue's own), so figures include start-up, parsing, the upsert and its indexes. The child's
 peak resident memory comes from the kernel (``wait4``). Files are synthetic snapshots built
 from the bundled real sample (``ingest.synthetic``).
+
+These machines are shared and their speed drifts (the same SQL has run 40 % slower an hour
+later), so each size also measures a reference on the same papers at the same moment: one
+connection COPYing their titles and abstracts into a table that generates the search vector,
+PostgreSQL's bare cost per paper. The ratio to it is the figure to compare across runs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,16 @@ from django.core.management.base import BaseCommand
 from catalogue.dburl import url_from_settings
 from ingest.synthetic import write_snapshot
 
+REFERENCE = "reference: COPY + vector, 1 connection"
+
+
+# The search vector's expression as the migrations created it in the bench database.
+_VECTOR_EXPRESSION = """
+    SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+    JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+    WHERE d.adrelid = 'catalogue_paper'::regclass AND a.attname = 'search_vector'
+"""
+
 
 class Command(BaseCommand):
     help = "Benchmark bulk snapshot ingest: papers/s (median of runs) and peak memory."
@@ -41,13 +56,15 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory() as tmp:
             for count in records:
                 path = write_snapshot(Path(tmp) / f"snapshot-{count}.jsonl", count)
-                first, again = [], []
+                first, again, reference = [], [], []
                 for _ in range(runs):
                     self._recreate(server_url, bench_name, bench_url)
                     first.append(self._ingest(path, bench_url))
                     again.append(self._ingest(path, bench_url))
+                    reference.append(self._reference(bench_url))
                 rows.append(self._row(count, "new papers", first))
                 rows.append(self._row(count, "re-ingest (unchanged)", again))
+                rows.append(self._row(count, REFERENCE, reference))
             self._drop(server_url, bench_name)
         self._print(rows, runs)
 
@@ -67,6 +84,25 @@ class Command(BaseCommand):
         started = time.perf_counter()
         rusage = self._manage(["ingest", str(path), "--inline", "--no-progress"], bench_url)
         return time.perf_counter() - started, rusage.ru_maxrss / 1024
+
+    @staticmethod
+    def _reference(bench_url: str) -> tuple[float, float]:
+        """(seconds, 0) of one connection COPYing the ingested papers' text into a table with
+        the catalogue's generated search vector and its GIN index (the data read beforehand)."""
+        with psycopg.connect(bench_url) as conn:
+            with conn.cursor().copy("COPY catalogue_paper (title, abstract) TO STDOUT") as copy:
+                data = b"".join(bytes(chunk) for chunk in copy)
+            (vector,) = conn.execute(_VECTOR_EXPRESSION).fetchone()
+            conn.execute(
+                "CREATE TEMP TABLE reference (title text, abstract text, search_vector tsvector"
+                f" GENERATED ALWAYS AS ({vector}) STORED)"
+            )
+            conn.execute("CREATE INDEX ON reference USING gin (search_vector)")
+            started = time.perf_counter()
+            with conn.cursor().copy("COPY reference (title, abstract) FROM STDIN") as copy:
+                copy.write(data)
+            conn.commit()
+            return time.perf_counter() - started, 0.0
 
     @staticmethod
     def _manage(arguments: list[str], database_url: str):
@@ -90,6 +126,16 @@ class Command(BaseCommand):
         return count, label, seconds, count / seconds, peak
 
     def _print(self, rows: list[tuple], runs: int) -> None:
+        self._print_table(rows, runs)
+        references = {count: rate for count, label, _, rate, _ in rows if label == REFERENCE}
+        for count, label, _, rate, _ in rows:
+            if label == "new papers":
+                self.stdout.write(
+                    f"{count:,} new papers: {rate / references[count]:.2f}x the reference "
+                    "(one connection's COPY with the generated search vector)"
+                )
+
+    def _print_table(self, rows: list[tuple], runs: int) -> None:
         self.stdout.write(
             f"Bulk snapshot ingest, median of {runs} runs, {settings.INGEST_WRITERS} writers, "
             f"batches of {settings.INGEST_BATCH_SIZE}, {os.cpu_count()} cores\n"
@@ -97,4 +143,5 @@ class Command(BaseCommand):
         self.stdout.write("| records | run | seconds | papers/s | peak RSS (MiB) |")
         self.stdout.write("|---:|---|---:|---:|---:|")
         for count, label, seconds, rate, peak in rows:
-            self.stdout.write(f"| {count:,} | {label} | {seconds:.1f} | {rate:,.0f} | {peak:.0f} |")
+            memory = f"{peak:.0f}" if label != REFERENCE else "-"
+            self.stdout.write(f"| {count:,} | {label} | {seconds:.1f} | {rate:,.0f} | {memory} |")
