@@ -158,3 +158,32 @@ def test_new_and_changed_papers_in_one_batch_are_counted_apart():
         ]
     )
     assert (counts.created, counts.updated, counts.unchanged) == (1, 1, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_paper_another_writer_inserts_meanwhile_is_merged_not_lost():
+    """Writer A inserts a paper and has not committed; writer B's insert of the same paper
+    waits for A, finds it there and must then merge its record into A's row."""
+    import threading
+
+    from django.db import connections, transaction
+
+    a_inserted, b_result = threading.Event(), {}
+
+    def writer_b():
+        a_inserted.wait()
+        try:
+            b_result["counts"] = upsert_papers([record(upvotes=40)])
+        finally:
+            connections.close_all()
+
+    b = threading.Thread(target=writer_b)
+    b.start()
+    with transaction.atomic():
+        upsert_papers([record(upvotes=10)])
+        a_inserted.set()
+        b.join(timeout=1)  # B is now blocked on A's uncommitted row
+        assert b.is_alive()
+    b.join(timeout=10)
+    assert (b_result["counts"].created, b_result["counts"].updated) == (0, 1)
+    assert Paper.objects.get().upvotes == 40
