@@ -377,10 +377,58 @@ class SizeResult:
     classes: list[ClassResult]
     throughput: list[Throughput]
     corpus_check: str
+    reference_rate: float | None = None  # rows/s of copy_reference, taken after the ingest
 
     @property
     def ingest_rate(self) -> float:
         return self.papers / self.ingest_seconds
+
+
+# The search vector's expression as the migrations created it.
+_VECTOR_EXPRESSION = """
+    SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+    JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+    WHERE d.adrelid = 'catalogue_paper'::regclass AND a.attname = 'search_vector'
+"""
+
+
+def copy_reference(database_url: str, limit: int | None = None) -> tuple[int, float]:
+    """(rows, seconds) of PostgreSQL's bare cost for papers already in the catalogue: one
+    connection COPYing their titles and abstracts (read beforehand) into a table with the
+    catalogue's generated search vector and its GIN index.
+
+    These machines' speed drifts by tens of percent within an hour; an ingest rate is only
+    comparable across runs as a ratio to this reference, taken at the same moment.
+    """
+    source = "SELECT title, abstract FROM catalogue_paper ORDER BY id"
+    if limit:
+        source += f" LIMIT {int(limit)}"
+    with psycopg.connect(database_url) as conn:
+        with conn.cursor().copy(f"COPY ({source}) TO STDOUT") as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+        (vector,) = conn.execute(_VECTOR_EXPRESSION).fetchone()
+        conn.execute(
+            "CREATE TEMP TABLE reference (title text, abstract text, search_vector tsvector"
+            f" GENERATED ALWAYS AS ({vector}) STORED)"
+        )
+        conn.execute("CREATE INDEX ON reference USING gin (search_vector)")
+        started = time.perf_counter()
+        with conn.cursor().copy("COPY reference (title, abstract) FROM STDIN") as copy:
+            copy.write(data)
+        conn.commit()
+        seconds = time.perf_counter() - started
+        (rows,) = conn.execute("SELECT count(*) FROM reference").fetchone()
+    return rows, seconds
+
+
+def _reference_line(result: SizeResult) -> str:
+    if not result.reference_rate:
+        return ""
+    return (
+        f" Reference at the same moment (one connection COPYing the papers' text into a table"
+        f" with the generated search vector and its GIN index): {result.reference_rate:,.0f}"
+        f" rows/s, so ingest ran at {result.ingest_rate / result.reference_rate:.2f}x it."
+    )
 
 
 def markdown_table(result: SizeResult) -> str:
@@ -388,7 +436,8 @@ def markdown_table(result: SizeResult) -> str:
         f"### {result.papers:,} papers",
         "",
         f"Ingest (`manage.py ingest FILE --inline`, child process): {result.ingest_seconds:.1f} s, "
-        f"**{result.ingest_rate:,.0f} papers/s**. {_prepare_line(result.prepare)}",
+        f"**{result.ingest_rate:,.0f} papers/s**.{_reference_line(result)} "
+        f"{_prepare_line(result.prepare)}",
         "",
         "| query class | URL | matches | first ms | n | p50 ms | p95 ms | p99 ms | floor ms "
         "| p50/floor | page SQL (queries, ms) | slowest query ms | errors |",

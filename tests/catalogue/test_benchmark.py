@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 from django.core.management import call_command
 
@@ -39,3 +40,6 @@ def test_a_small_benchmark_runs_every_query_class_without_errors(tmp_path):
     assert len(throughput) == 2 and all(r.rstrip().endswith("| 0 |") for r in throughput)
     text = report.read_text()
     assert "## Machine" in text and "PostgreSQL" in text and "### 300 papers" in text
+    assert re.search(
+        r"Reference at the same moment .*: [\d,]+ rows/s, so ingest ran at [\d.]+x", text
+    )

@@ -93,6 +93,7 @@ class Command(BaseCommand):
         benchmark.manage(["migrate", "-v0"], self.env, settings.BASE_DIR)
         ingest = ["ingest", str(path), "--inline", "--no-progress"]
         ingest_seconds = benchmark.manage(ingest, self.env, settings.BASE_DIR)
+        rows, seconds = benchmark.copy_reference(self.env["DATABASE_URL"], limit=100_000)
         self._note(f"{papers:,} papers: topics, trending, VACUUM ANALYZE")
         prepared = self._stage("prepare", {"today": corpus.END.isoformat()})
         classes = benchmark.query_mix(stats)
@@ -109,6 +110,7 @@ class Command(BaseCommand):
             ],
             throughput=throughput,
             corpus_check=stats["check_summary"],
+            reference_rate=rows / seconds,
         )
 
     def _corpus(self, papers: int) -> tuple[Path, float | None, dict]:
