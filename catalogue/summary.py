@@ -50,23 +50,28 @@ def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
     """The (cached) summary of an unordered queryset of papers; ``topics``: with facets."""
     matches = matches.order_by()
     key = _cache_key("summary" if topics else "count", matches)
-    summary = _cached(key)
-    if summary is None:
-        summary = _estimated(matches, topics) or _exact(matches, topics)
-        cache.set(key, summary, settings.SUMMARY_CACHE_SECONDS)
-    return summary
+    return _cached(key, lambda: _estimated(matches, topics) or _exact(matches, topics))
 
 
-def _cached(key: str):
-    """The cached value, unless caching is off (0 seconds: every figure computed afresh)."""
-    return cache.get(key) if settings.SUMMARY_CACHE_SECONDS > 0 else None
+def _cached(key: str, compute):
+    """The cached value of ``key``, else ``compute()``, cached for SUMMARY_CACHE_SECONDS.
+    0 seconds turns caching off, reads included: every figure is computed afresh."""
+    value = cache.get(key) if settings.SUMMARY_CACHE_SECONDS > 0 else None
+    if value is None:
+        value = compute()
+        cache.set(key, value, settings.SUMMARY_CACHE_SECONDS)
+    return value
 
 
 def _cache_key(kind: str, queryset: QuerySet) -> str:
     """The query's SQL and the catalogue's latest change: a change to any paper (ingest, a
     curator's edit or action) starts new keys, and the old ones expire."""
     sql, params = queryset.values("pk").query.sql_with_params()
-    text = f"{sql}\x00{params!r}\x00{catalogue_version()}"
+    return _versioned_key(kind, f"{sql}\x00{params!r}")
+
+
+def _versioned_key(kind: str, text: str) -> str:
+    text = f"{text}\x00{catalogue_version()}"
     return f"{kind}:" + hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -125,11 +130,10 @@ def _sample_topic_links(percent: float) -> tuple[dict, dict]:
     catalogue (~100 ms at a million papers) and shared by all queries, instead of joined
     again for each new query's matches.
     """
-    version = f"{percent!r}\x00{catalogue_version()}"
-    key = "sample-topics:" + hashlib.sha256(version.encode()).hexdigest()
-    cached = _cached(key)
-    if cached is not None:
-        return cached
+    return _cached(_versioned_key("sample-topics", repr(percent)), lambda: _read_links(percent))
+
+
+def _read_links(percent: float) -> tuple[dict, dict]:
     rows = PaperTopic.objects.filter(
         paper__in=RawSQL(_SAMPLE_SQL, [percent]), reason__in=SHOWN_REASONS
     ).values_list("paper_id", "topic_id", "topic__slug", "topic__name")
@@ -137,7 +141,6 @@ def _sample_topic_links(percent: float) -> tuple[dict, dict]:
     for paper_id, topic_id, slug, name in rows:
         topic_names[topic_id] = (slug, name)
         links.setdefault(paper_id, []).append(topic_id)
-    cache.set(key, (topic_names, links), settings.SUMMARY_CACHE_SECONDS)
     return topic_names, links
 
 
@@ -191,11 +194,7 @@ class CachedRanking(Sequence):
 
     def __init__(self, ranked: QuerySet, loader: QuerySet):
         key = _cache_key("ranking", ranked)
-        ids = _cached(key)
-        if ids is None:
-            ids = list(ranked.values_list("pk", flat=True))
-            cache.set(key, ids, settings.SUMMARY_CACHE_SECONDS)
-        self.ids = ids
+        self.ids = _cached(key, lambda: list(ranked.values_list("pk", flat=True)))
         self.loader = loader
 
     def __len__(self) -> int:

@@ -55,6 +55,10 @@ COLUMNS = {
     "arxiv_comment": ("text", _KEEP_TEXT),
     "withdrawn": ("boolean", "paper.{c} OR new.{c}"),
 }
+# What the generated search vectors are computed from: an UPDATE that sets none of these
+# leaves the vectors as they are.
+TEXT_COLUMNS = ("title", "abstract", "authors")
+_NON_TEXT_COLUMNS = [c for c in COLUMNS if c not in TEXT_COLUMNS]
 # What a new row gets when a listing does not say (the table's NOT NULL columns).
 _INSERT_DEFAULTS = {"upvotes": "0", "comments": "0"}
 CURATABLE = ("title", "abstract", "authors", "code_url", "project_url")
@@ -210,11 +214,6 @@ def _upsert_staged(cursor, key_column: str) -> BatchCounts:
     _update(cursor, key_column, text_changed, COLUMNS)
     _update(cursor, key_column, popularity_only, _NON_TEXT_COLUMNS)
     return BatchCounts(created=created, updated=len(changed))
-
-
-# What the generated search vectors are computed from.
-TEXT_COLUMNS = ("title", "abstract", "authors")
-_NON_TEXT_COLUMNS = [c for c in COLUMNS if c not in TEXT_COLUMNS]
 
 
 def _insert_new(cursor, key_column: str) -> int:
