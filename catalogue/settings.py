@@ -90,11 +90,10 @@ CACHES = {
     }
 }
 
-# List pages' counts and facets (catalogue.summary): estimated from a sample of this many rows
-# once the catalogue has SUMMARY_EXACT_BELOW papers, exact when the sample finds fewer than
-# SUMMARY_MIN_SAMPLE_HITS matches; cached this long.
+# List pages' counts and facets (catalogue.summary): estimated from a fixed 2 % sample of the
+# papers (catalogue.models.SAMPLE_EVERY) once the catalogue has SUMMARY_EXACT_BELOW papers,
+# exact when the sample finds fewer than SUMMARY_MIN_SAMPLE_HITS matches; cached this long.
 SUMMARY_EXACT_BELOW = env_int("SUMMARY_EXACT_BELOW", 100_000)
-SUMMARY_SAMPLE_ROWS = env_int("SUMMARY_SAMPLE_ROWS", 20_000)
 SUMMARY_MIN_SAMPLE_HITS = env_int("SUMMARY_MIN_SAMPLE_HITS", 100)
 SUMMARY_CACHE_SECONDS = env_int("SUMMARY_CACHE_SECONDS", 120)
 # Whole list pages and API answers for readers without a session (catalogue.pagecache).
