@@ -113,15 +113,16 @@ def _resolve_aliases(records: Iterable[PaperRecord]) -> list[PaperRecord]:
 
     A merge leaves the merged-away paper's natural keys as ``PaperAlias`` rows (see
     ``catalogue.merging``); one indexed query per batch finds which keys of the batch are
-    aliases, with the keys of the papers they point to. The keys go as one array parameter:
-    2,000 ``IN`` placeholders cost ~40 µs a paper to build and quote in Python.
+    aliases, with the keys of the papers they point to. The keys go as one array literal:
+    2,000 ``IN`` placeholders, or a list psycopg adapts, cost 10-40 µs a paper in Python.
     """
     records = list(records)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT alias.key, paper.arxiv_id, paper.source_key FROM catalogue_paperalias alias "
-            "JOIN catalogue_paper paper ON paper.id = alias.paper_id WHERE alias.key = ANY(%s)",
-            [list({record.natural_key for record in records})],
+            "JOIN catalogue_paper paper ON paper.id = alias.paper_id "
+            "WHERE alias.key = ANY(%s::text[])",
+            [_array_literal({record.natural_key for record in records})],
         )
         targets = {key: (arxiv_id, source_key) for key, arxiv_id, source_key in cursor}
     if not targets:
@@ -174,7 +175,7 @@ def _staged_row(record: PaperRecord) -> tuple:
         record.source,
         record.title,
         record.abstract,
-        list(record.authors),
+        _array_literal(record.authors),
         record.author_count,
         record.published_on,
         record.listed_on,
@@ -185,14 +186,24 @@ def _staged_row(record: PaperRecord) -> tuple:
         record.code_url,
         record.project_url,
         record.primary_category,
-        list(record.categories),
-        list(record.keywords),
+        _array_literal(record.categories),
+        _array_literal(record.keywords),
         record.version,
         record.doi,
         record.journal_ref,
         record.arxiv_comment,
         record.withdrawn,
     )
+
+
+def _array_literal(values) -> str:
+    """A text[] in PostgreSQL's array syntax, every element quoted.
+
+    COPY sends it as plain text (escaped again by psycopg's C code, unescaped by the server):
+    psycopg's own list dumper is Python, ~25 µs a list, most of staging's time.
+    """
+    quoted = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
 
 
 def _upsert_staged(cursor, key_column: str) -> BatchCounts:

@@ -11,6 +11,7 @@ off (no newline, not valid JSON) means the file itself is truncated: that raises
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
@@ -139,12 +140,17 @@ def _authors(obj: dict) -> tuple[str, ...]:
     parsed = obj.get("authors_parsed")
     if not parsed:
         return split_authors(obj.get("authors"))
-    names = []
-    for entry in parsed:
-        last, first, suffix = (list(entry) + ["", "", ""])[:3]
-        if is_name(last or ""):
-            names.append(clean_author(" ".join(part for part in (first, last, suffix) if part)))
-    return tuple(names)
+    names = (_author_name(tuple(entry[:3])) for entry in parsed)
+    return tuple(name for name in names if name)
+
+
+@functools.lru_cache(maxsize=65536)  # names recur across papers (a prolific author's hundreds)
+def _author_name(entry: tuple) -> str:
+    """One ``authors_parsed`` entry as "First Last Suffix", or "" when it is no name."""
+    last, first, suffix = (*entry, "", "", "")[:3]
+    if not is_name(last or ""):
+        return ""
+    return clean_author(" ".join(part for part in (first, last, suffix) if part))
 
 
 def _excerpt(line: bytes) -> str:

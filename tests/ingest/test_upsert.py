@@ -212,3 +212,11 @@ def _longest_real_abstract() -> str:
     path = next(Path(settings.BASE_DIR, "tests/data/formats/kaggle_arxiv_snapshot").glob("*"))
     lines = path.read_text().splitlines()
     return max((json.loads(line)["abstract"] for line in lines), key=len)
+
+
+def test_lists_reach_the_database_exactly_whatever_their_characters():
+    authors = ('O"Brien, J.', "Back\\slash", "{Braces}", "NULL", " spaced ", "Ñoño 李", "a,b")
+    upsert_papers([record(authors=authors, categories=("cs.LG",), keywords=())])
+    paper = Paper.objects.get()
+    assert tuple(paper.authors) == authors
+    assert paper.categories == ["cs.LG"] and paper.keywords == []
