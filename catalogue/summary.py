@@ -33,6 +33,7 @@ from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 
 from catalogue.models import SAMPLE_EVERY, SHOWN_REASONS, Paper, PaperTopic, in_sample
@@ -55,7 +56,7 @@ def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
     """The (cached) summary of an unordered queryset of papers; ``topics``: with facets."""
     matches = matches.order_by()
     key = _cache_key("summary" if topics else "count", matches)
-    return _cached(key, lambda: _estimated(matches, topics) or _exact(matches, topics))
+    return _cached(key, lambda: _summary(matches, topics))
 
 
 def _cached(key: str, compute):
@@ -85,25 +86,15 @@ def catalogue_version() -> str:
     return str(Paper.objects.aggregate(last=Max("updated_at"))["last"])
 
 
-def _exact(matches: QuerySet, topics: bool) -> Summary:
-    per_month = _per_month(matches)
-    return Summary(
-        count=sum(per_month.values()),
-        exact=True,
-        per_month=per_month,
-        topics=_topics(matches) if topics else [],
-    )
-
-
-def _estimated(matches: QuerySet, topics: bool) -> Summary | None:
-    """Figures scaled up from the sample; None when an exact count is cheap."""
+def _summary(matches: QuerySet, topics: bool) -> Summary:
     if _table_rows() < max(settings.SUMMARY_EXACT_BELOW, 1):
-        return None  # a small catalogue: counting everything is as cheap as a sample
+        return _exact(matches, topics)  # a small catalogue: counting everything is cheap
     every = sample_every
-    months = _sampled_matches(matches.filter(in_sample(every)))
+    months = _ids_by_month(matches.filter(in_sample(every)))
     hits = sum(len(ids) for ids in months.values())
     if hits < settings.SUMMARY_MIN_SAMPLE_HITS:
-        return None  # few matches: the exact pass is cheap, and a sample would be noisy
+        # Few matches (~5,000 at most): exact figures, the matches read once for all of them.
+        return _exact_from_ids(_ids_by_month(matches), topics)
     facets = _sample_facets(chain.from_iterable(months.values()), every) if topics else []
     return Summary(
         count=_about(hits * every),
@@ -113,8 +104,34 @@ def _estimated(matches: QuerySet, topics: bool) -> Summary | None:
     )
 
 
-def _sampled_matches(sampled: QuerySet) -> dict[dt.date | None, list[int]]:
-    """One pass over the sample: its matches' ids by month (20,000 ids at most).
+def _exact(matches: QuerySet, topics: bool) -> Summary:
+    """Exact figures by two aggregate passes (a small catalogue's matches may be most of it)."""
+    per_month = _per_month(matches)
+    return Summary(
+        count=sum(per_month.values()),
+        exact=True,
+        per_month=per_month,
+        topics=_topics(PaperTopic.objects.filter(paper__in=matches.values("pk"))) if topics else [],
+    )
+
+
+def _exact_from_ids(months: dict[dt.date | None, list[int]], topics: bool) -> Summary:
+    """Exact figures from the matches' ids: the query's conditions (for a phrase, a pattern
+    over every candidate's abstract, ~100 ms at a million papers) are not evaluated again
+    for the topic facets."""
+    per_month = {month: len(ids) for month, ids in months.items()}
+    ids = "{" + ",".join(str(pk) for pk in chain.from_iterable(months.values())) + "}"
+    links = PaperTopic.objects.filter(paper_id__in=RawSQL("SELECT unnest(%s::bigint[])", [ids]))
+    return Summary(
+        count=sum(per_month.values()),
+        exact=True,
+        per_month=per_month,
+        topics=_topics(links) if topics else [],
+    )
+
+
+def _ids_by_month(matches: QuerySet) -> dict[dt.date | None, list[int]]:
+    """One pass over the matches: their ids by month (the sample's: 20,000 ids at most).
 
     Grouped and aggregated into arrays by PostgreSQL: the ORM would spend ~50 ms making
     20,000 rows into Python tuples.
@@ -126,7 +143,7 @@ def _sampled_matches(sampled: QuerySet) -> dict[dt.date | None, list[int]]:
     Other filters (topics, dates, upvotes) keep the btree, read index-only.
     """
     rows = (
-        sampled.annotate(month=TruncMonth("published_on"))
+        matches.annotate(month=TruncMonth("published_on"))
         .values("month")
         .annotate(ids=ArrayAgg("pk"))
         .values_list("month", "ids")
@@ -190,10 +207,10 @@ def _per_month(matches: QuerySet) -> dict[dt.date | None, int]:
     return dict(rows.annotate(n=Count("id")))
 
 
-def _topics(matches: QuerySet) -> list[dict]:
-    """Topic facets of ``matches``, counted exactly."""
+def _topics(links: QuerySet) -> list[dict]:
+    """Topic facets of some papers' topic ``links``, counted exactly."""
     rows = (
-        PaperTopic.objects.filter(paper__in=matches.values("pk"), reason__in=SHOWN_REASONS)
+        links.filter(reason__in=SHOWN_REASONS)
         .values("topic__slug", "topic__name")
         .annotate(n=Count("paper"))
         .order_by("-n", "topic__name")[:FACET_TOPICS]

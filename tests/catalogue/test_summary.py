@@ -105,8 +105,14 @@ def test_the_sample_topic_links_are_read_once_for_every_query(corpus, settings, 
 
 def test_a_sample_with_too_few_matches_falls_back_to_counting(corpus, settings, sample_everything):
     sample_everything(min_hits=41)
-    result = summary.summarise(Paper.objects.search("attention"))
+    with CaptureQueriesContext(connection) as queries:
+        result = summary.summarise(Paper.objects.search("attention"))
     assert result.exact and result.count == 40
+    assert result.topics == [{"slug": "attention", "name": "Attention", "n": 40}]
+    assert result.per_month[dt.date(2024, 1, 1)] == 11
+    # The matches are read twice: the sample's, then all of them for every figure (the
+    # facets count the topic links of their ids instead of testing the query again).
+    assert len([q for q in queries.captured_queries if "@@" in q["sql"]]) == 2
 
 
 def test_a_partial_sample_scales_up(corpus, settings, sample_every):
