@@ -206,12 +206,13 @@ class PaperFilter(django_filters.FilterSet):
         """Every matching paper, unordered: what counts and facets summarise."""
         return super().qs.order_by()
 
-    def results(self, prepare=lambda papers: papers):
+    def results(self, prepare=lambda papers: papers, *, matches: int | None = None):
         """What pages slice: ``qs``, except that a relevance ranking comes from the cache
         (``CachedRanking``). ``prepare`` adds what the caller needs to the papers it loads
-        (prefetches)."""
+        (prefetches); ``matches``, the summary's count, decides how the newest candidates
+        of a ranking are found."""
         if self.sort_order == Sort.RELEVANCE:
-            return CachedRanking(self.qs, prepare(Paper.objects.all()))
+            return CachedRanking(self.qs, prepare(Paper.objects.all()), matches=matches)
         return prepare(self.qs)
 
     @property

@@ -24,6 +24,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -151,12 +152,19 @@ def _ids_by_month(matches: QuerySet) -> dict[dt.date | None, list[int]]:
     sql, _ = rows.query.sql_with_params()
     if "@@" not in sql:  # no full-text condition
         return dict(rows)
+    with _planner_without("enable_indexscan"):
+        return dict(rows)
+
+
+@contextmanager
+def _planner_without(setting: str):
+    """A plan kind PostgreSQL must not choose for the statements run inside."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute(f"SET LOCAL {setting} = off")
         try:
-            return dict(rows)
+            yield
         finally:
-            cursor.execute("RESET enable_indexscan")  # an enclosing transaction goes on
+            cursor.execute(f"RESET {setting}")  # an enclosing transaction goes on
 
 
 def _sample_facets(ids: Iterable[int], every: int) -> list[dict]:
@@ -235,9 +243,9 @@ class CachedRanking(Sequence):
     hot search pays it once per change of the catalogue.
     """
 
-    def __init__(self, ranked: QuerySet, loader: QuerySet):
+    def __init__(self, ranked: QuerySet, loader: QuerySet, *, matches: int | None = None):
         key = _cache_key("ranking", ranked)
-        self.ids = _cached(key, lambda: list(ranked.values_list("pk", flat=True)))
+        self.ids = _cached(key, lambda: _ranked_ids(ranked, matches))
         self.loader = loader
 
     def __len__(self) -> int:
@@ -253,6 +261,26 @@ class CachedRanking(Sequence):
         ids = self.ids[index]
         by_id = {paper.pk: paper for paper in self.loader.filter(pk__in=ids)}
         return [by_id[pk] for pk in ids if pk in by_id]
+
+
+def _ranked_ids(ranked: QuerySet, matches: int | None) -> list[int]:
+    """The ranking's ids. Its candidates are the newest matches: with many matches (the
+    summary's count says), found by walking the date index and testing papers until enough
+    match, never by testing every match the GIN index gives and sorting them by date.
+
+    Walking reads ~candidates x catalogue / matches papers, most rejected by one lexeme
+    lookup (~1 µs); the GIN way tests each match fully (a phrase's positions and pattern:
+    ~12 µs). PostgreSQL prices both tests as free, so for a common phrase it may pick the GIN
+    way: 0.6 s at 100,000 papers, seconds at a million, against ~80 ms walking.
+    """
+    ids = ranked.values_list("pk", flat=True)
+    candidates = settings.SEARCH_RANK_CANDIDATES
+    if matches is None or matches <= candidates:
+        return list(ids)  # every match is a candidate
+    if matches * matches * 10 <= candidates * _table_rows():
+        return list(ids)  # few enough matches to test them all
+    with _planner_without("enable_bitmapscan"):
+        return list(ids)
 
 
 def reachable(results, count: int, limit: int) -> int:

@@ -107,9 +107,9 @@ def _listing(request, papers, context: dict, data=None):
     if not paper_filter.is_valid():
         context = {**context, "filter": paper_filter, "page": None}
         return render(request, "catalogue/paper_list.html", context, status=400)
-    results = paper_filter.results()
     # Count, timeline and facets: one summary of the matches (estimated for huge sets).
     summary = summarise(paper_filter.matches)
+    results = paper_filter.results(matches=summary.count)
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, PAGE_SIZE, count=reachable)
     page = paginator.get_page(request.GET.get("page"))
