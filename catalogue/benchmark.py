@@ -658,18 +658,22 @@ def page_sql(query: QueryClass) -> dict:
 
 def _timed_page(client, connection, query: QueryClass) -> dict:
     client.get(query.url, HTTP_HOST="127.0.0.1")
-    statements: list[tuple[float, str, object]] = []
+    statements: list[tuple[float, str, object, dict]] = []
+    planner: dict[str, str] = {}  # SET LOCAL settings in force (catalogue.summary sets some)
 
     def timed(execute, sql, params, many, context):
         started = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            statements.append((time.perf_counter() - started, sql, params))
+            statements.append((time.perf_counter() - started, sql, params, dict(planner)))
+            _follow_settings(sql, planner)
 
     with connection.execute_wrapper(timed):
         status = client.get(query.url, HTTP_HOST="127.0.0.1").status_code
-    seconds, sql, params = max(statements, key=lambda s: s[0], default=(0.0, "", None))
+    seconds, sql, params, settings = max(
+        statements, key=lambda s: s[0], default=(0.0, "", None, {})
+    )
     return {
         "statements": [[s[0] * 1000, _shorten(s[1])] for s in statements],
         "status": status,
@@ -677,8 +681,16 @@ def _timed_page(client, connection, query: QueryClass) -> dict:
         "sql_ms": sum(s[0] for s in statements) * 1000,
         "slowest_ms": seconds * 1000,
         "slowest_sql": _compose(sql, params),
-        "plan": explain(sql, params) if sql else "",
+        "plan": explain(sql, params, settings) if sql else "",
     }
+
+
+def _follow_settings(sql: str, planner: dict[str, str]) -> None:
+    words = sql.split()
+    if words[:2] == ["SET", "LOCAL"] and len(words) == 5:
+        planner[words[2]] = words[4]
+    elif words[:1] == ["RESET"] and len(words) == 2:
+        planner.pop(words[1], None)
 
 
 def _shorten(sql: str, length: int = 150) -> str:
@@ -699,12 +711,17 @@ def _compose(sql: str, params) -> str:
         return f"{sql}  -- params: {params!r}"
 
 
-def explain(sql: str, params, max_lines: int = 40) -> str:
-    from django.db import connection
+def explain(sql: str, params, settings: dict | None = None, max_lines: int = 40) -> str:
+    """The statement's plan, with the planner settings it ran with."""
+    from django.db import connection, transaction
 
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        for name, value in (settings or {}).items():
+            cursor.execute(f"SET LOCAL {name} = {value}")
         cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
         lines = [row[0] for row in cursor.fetchall()]
+        transaction.set_rollback(True)  # the settings end here
     if len(lines) > max_lines:
         lines = lines[:max_lines] + [f"… {len(lines) - max_lines} more lines"]
-    return "\n".join(lines)
+    settings_line = [", ".join(f"{n} = {v}" for n, v in settings.items())] if settings else []
+    return "\n".join(settings_line + lines)

@@ -6,7 +6,9 @@ import io
 import os
 import re
 
+import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from catalogue import benchmark
 
@@ -43,3 +45,19 @@ def test_a_small_benchmark_runs_every_query_class_without_errors(tmp_path):
     assert re.search(
         r"Reference at the same moment .*: [\d,]+ rows/s, so ingest ran at [\d.]+x", text
     )
+
+
+@pytest.mark.django_db
+def test_plans_are_explained_with_the_planner_settings_their_statement_ran_with():
+    planner: dict[str, str] = {}
+    benchmark._follow_settings("SET LOCAL enable_seqscan = off", planner)
+    assert planner == {"enable_seqscan": "off"}
+    sql = 'SELECT "id" FROM "catalogue_paper"'
+    assert "Seq Scan" in benchmark.explain(sql, None)
+    plan = benchmark.explain(sql, None, planner)
+    assert plan.startswith("enable_seqscan = off") and "Seq Scan" not in plan
+    with connection.cursor() as cursor:  # the setting ended with the EXPLAIN
+        cursor.execute("SHOW enable_seqscan")
+        assert cursor.fetchone()[0] == "on"
+    benchmark._follow_settings("RESET enable_seqscan", planner)
+    assert planner == {}
