@@ -158,13 +158,14 @@ def _ids_by_month(matches: QuerySet) -> dict[dt.date | None, list[int]]:
 
 @contextmanager
 def _planner_without(setting: str):
-    """A plan kind PostgreSQL must not choose for the statements run inside."""
+    """A plan kind PostgreSQL must not choose for the statements run inside.
+
+    On an error the savepoint's rollback undoes the setting; a RESET there would fail in the
+    aborted transaction and hide the statement's own error."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL {setting} = off")
-        try:
-            yield
-        finally:
-            cursor.execute(f"RESET {setting}")  # an enclosing transaction goes on
+        yield
+        cursor.execute(f"RESET {setting}")  # an enclosing transaction goes on
 
 
 def _sample_facets(ids: Iterable[int], every: int) -> list[dict]:

@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pytest
-from django.db import connection
+from django.db import ProgrammingError, connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -64,7 +64,7 @@ def test_small_catalogues_get_exact_figures(corpus):
     assert result.per_month[dt.date(2024, 1, 1)] == 11  # days 0, 3, …, 30
 
 
-def test_large_catalogues_get_figures_scaled_from_a_sample(corpus, settings, sample_everything):
+def test_large_catalogues_get_figures_scaled_from_a_sample(corpus, sample_everything):
     sample_everything()
     result = summary.summarise(Paper.objects.search("attention"))
     assert not result.exact
@@ -73,9 +73,7 @@ def test_large_catalogues_get_figures_scaled_from_a_sample(corpus, settings, sam
     assert result.topics[0]["n"] == 40
 
 
-def test_sampled_topic_facets_equal_the_exact_ones_for_a_full_sample(
-    corpus, settings, sample_everything
-):
+def test_sampled_topic_facets_equal_the_exact_ones_for_a_full_sample(corpus, sample_everything):
     models_topic = Topic.objects.create(name="Models", slug="models", query="models")
     pinned = Topic.objects.create(name="Pinned", slug="pinned", query="nothing")
     for i, paper in enumerate(Paper.objects.order_by("id")):
@@ -103,7 +101,7 @@ def test_the_sample_topic_links_are_read_once_for_every_query(corpus, settings, 
     assert not [q for q in queries.captured_queries if "catalogue_papertopic" in q["sql"]]
 
 
-def test_a_sample_with_too_few_matches_falls_back_to_counting(corpus, settings, sample_everything):
+def test_a_sample_with_too_few_matches_falls_back_to_counting(corpus, sample_everything):
     sample_everything(min_hits=41)
     with CaptureQueriesContext(connection) as queries:
         result = summary.summarise(Paper.objects.search("attention"))
@@ -134,14 +132,14 @@ def test_estimates_keep_two_significant_digits(value, shown):
     assert summary._about(value) == shown
 
 
-def test_the_list_page_says_about_for_estimates(client, corpus, settings, sample_everything):
+def test_the_list_page_says_about_for_estimates(client, corpus, sample_everything):
     sample_everything()
     html = client.get(reverse("paper-list"), {"q": "attention"}).content.decode()
     assert "about</span> <strong>40</strong> papers" in html
     assert "≈40" in html  # the topic and year facets
 
 
-def test_the_api_flags_estimated_counts(client, corpus, settings, sample_everything):
+def test_the_api_flags_estimated_counts(client, corpus, sample_everything):
     sample_everything()
     body = client.get(reverse("api-papers"), {"q": "attention"}).json()
     assert body["count"] == 40 and body["count_is_estimate"] is True
@@ -286,5 +284,17 @@ def test_a_ranking_of_many_matches_walks_the_date_index(corpus, settings, matche
     assert seen == [bitmaps]
     assert len(ranking) == 5
     with connection.cursor() as cursor:  # and the setting does not outlive the statement
+        cursor.execute("SHOW enable_bitmapscan")
+        assert cursor.fetchone()[0] == "on"
+
+
+def test_a_statement_failing_under_a_planner_setting_raises_its_own_error():
+    with (
+        pytest.raises(ProgrammingError, match="no_such_table"),
+        summary._planner_without("enable_bitmapscan"),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT * FROM no_such_table")
+    with connection.cursor() as cursor:  # and the setting went with the savepoint
         cursor.execute("SHOW enable_bitmapscan")
         assert cursor.fetchone()[0] == "on"
