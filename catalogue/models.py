@@ -10,9 +10,10 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.db.models import Func, Q
-from django.db.models.functions import Mod
+from django.db.models.functions import MD5, Concat, Mod
 from django.db.models.lookups import Exact
 from django.urls import reverse
+from pgvector.django import CosineDistance, HalfVectorField, HnswIndex
 
 from catalogue import search
 
@@ -71,6 +72,23 @@ class PaperQuerySet(models.QuerySet):
 
     def with_min_upvotes(self, minimum: int | None):
         return self if minimum is None else self.filter(upvotes__gte=minimum)
+
+    def nearest_to(self, vector, limit: int):
+        """The ``limit`` papers whose embeddings are nearest ``vector`` (cosine), nearest
+        first, annotated with ``distance`` (0 same direction, 2 opposite). Through the HNSW
+        index: run it inside ``catalogue.semantic.iterative_scan()`` when other filters
+        apply, or the index hands back its first ~40 neighbours and the filters leave fewer."""
+        distance = CosineDistance("embedding__vector", vector)
+        return (
+            self.filter(embedding__isnull=False)
+            .annotate(distance=distance)
+            .order_by(distance)[:limit]
+        )
+
+    def missing_or_stale_embeddings(self, model_id: str):
+        """Papers with no embedding, or one from another model or of text since changed."""
+        current = Q(embedding__model=model_id) & Q(embedding__text_hash=EMBEDDED_TEXT_MD5)
+        return self.exclude(current & Q(embedding__isnull=False))
 
     def similar_to(self, paper, limit: int = 5):
         """Papers sharing the most title words with ``paper`` (ranked over title and abstract)."""
@@ -234,6 +252,48 @@ class Paper(models.Model):
     @property
     def pdf_url(self) -> str:
         return f"https://arxiv.org/pdf/{self.arxiv_id}" if self.arxiv_id else ""
+
+
+# The text a paper's embedding is computed from, and its md5 as PostgreSQL computes it: a
+# stale embedding (text changed since) is found by one comparison in SQL.
+EMBEDDED_TEXT_MD5 = MD5(Concat("title", models.Value("\n"), "abstract"))
+
+
+def embedded_text(title: str, abstract: str) -> str:
+    """What the embedder reads of a paper (``EMBEDDED_TEXT_MD5`` hashes the same)."""
+    return f"{title}\n{abstract}"
+
+
+class PaperEmbedding(models.Model):
+    """A paper's meaning as a unit vector (MiniLM, 384 dimensions, half precision).
+
+    Its own table, not a column of Paper: ingest rewrites paper rows often and should not
+    carry 800 bytes of vector each time, and the HNSW index is built over this table only.
+    ``model`` and ``text_hash`` say what it was computed from, so a new model or an edited
+    abstract makes it stale (``PaperQuerySet.missing_or_stale_embeddings``).
+    """
+
+    paper = models.OneToOneField(
+        Paper, on_delete=models.CASCADE, primary_key=True, related_name="embedding"
+    )
+    vector = HalfVectorField(dimensions=384)
+    model = models.CharField(max_length=100)
+    text_hash = models.CharField(max_length=32, help_text="md5 of the embedded text.")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            HnswIndex(
+                name="embedding_hnsw",
+                fields=["vector"],
+                m=16,
+                ef_construction=64,
+                opclasses=["halfvec_cosine_ops"],
+            )
+        ]
+
+    def __str__(self):
+        return f"embedding of {self.paper_id} ({self.model})"
 
 
 class Sighting(models.Model):
