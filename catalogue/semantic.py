@@ -1,0 +1,26 @@
+"""Nearest neighbours by meaning: the HNSW index of paper embeddings, queried with filters.
+
+An HNSW scan hands back its ``hnsw.ef_search`` nearest rows (40 by default) and stops: with a
+filter (dates, upvotes, topics, hidden papers) applied to those rows, a page can come back
+nearly empty. pgvector 0.8's iterative scans go on walking the graph until the query's LIMIT
+is met (``relaxed_order``: rows may come slightly out of order, so callers re-sort by
+distance), bounded by ``hnsw.max_scan_tuples``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+
+
+@contextmanager
+def iterative_scan(ef_search: int = 100, max_scan_tuples: int = 20_000):
+    """Statements inside use iterative HNSW scans (settings local to one transaction)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
+        cursor.execute(
+            "SELECT set_config('hnsw.max_scan_tuples', %s, true)", [str(max_scan_tuples)]
+        )
+        yield
