@@ -25,7 +25,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from catalogue import merging, search, tagging
+from catalogue import merging, provenance, search, tagging
 from catalogue.models import Paper, PaperAlias, PaperTopic, Sighting, Topic
 from catalogue.tasks import tag_papers, tag_topic
 
@@ -82,7 +82,7 @@ class SourceFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         sources = Sighting.objects.order_by("source").values_list("source", flat=True).distinct()
-        return [(source, source) for source in sources]
+        return [(source, provenance.source_name(source)) for source in sources]
 
     def queryset(self, request, queryset):
         if not self.value():
@@ -179,8 +179,12 @@ class ReadOnlyInline(admin.TabularInline):
 
 class SightingInline(ReadOnlyInline):
     model = Sighting
-    fields = readonly_fields = ["source", "first_seen_at", "last_seen_at", "listed_on"]
+    fields = readonly_fields = ["source_name", "first_seen_at", "last_seen_at", "listed_on"]
     verbose_name_plural = "sightings (where listings saw this paper)"
+
+    @admin.display(description="source")
+    def source_name(self, sighting):
+        return sighting.source_name
 
 
 class AliasInline(ReadOnlyInline):
@@ -287,7 +291,7 @@ class PaperAdmin(admin.ModelAdmin):
 
     @admin.display(description="sources")
     def source_names(self, paper):
-        return ", ".join(sighting.source for sighting in paper.sighting_rows) or "—"
+        return ", ".join(sighting.source_name for sighting in paper.sighting_rows) or "—"
 
     @admin.display(description="curated fields")
     def curated(self, paper):

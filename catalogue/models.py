@@ -15,7 +15,7 @@ from django.db.models.lookups import Exact
 from django.urls import reverse
 from pgvector.django import CosineDistance, HalfVectorField, HnswIndex
 
-from catalogue import search
+from catalogue import provenance, search, semantic
 
 # Title words count more than abstract words: weights A and B in one stored vector.
 SEARCH_VECTOR = SearchVector("title", weight="A", config=search.CONFIG) + SearchVector(
@@ -84,6 +84,26 @@ class PaperQuerySet(models.QuerySet):
             .annotate(distance=distance)
             .order_by(distance)[:limit]
         )
+
+    def similar_by_meaning(self, paper, limit: int = 5) -> list[Paper]:
+        """The ``limit`` papers of this QuerySet nearest ``paper`` by meaning, nearest first,
+        each with ``distance`` and ``similarity`` (1 - distance); never ``paper`` itself.
+        Empty when ``paper`` has no embedding yet (load it with ``select_related("embedding")``
+        to save the query).
+
+        The scan is iterative: filters here (hidden papers, the paper itself) drop rows the
+        HNSW index hands back, and a plain scan stops after its first ``ef_search`` rows even
+        when every one of them was dropped. Relaxed order returns rows nearly sorted: sort them.
+        """
+        try:
+            vector = paper.embedding.vector
+        except PaperEmbedding.DoesNotExist:
+            return []
+        with semantic.iterative_scan():
+            neighbours = list(self.exclude(pk=paper.pk).nearest_to(vector, limit))
+        for neighbour in neighbours:
+            neighbour.similarity = max(0.0, 1 - neighbour.distance)
+        return sorted(neighbours, key=lambda p: (p.distance, p.pk))
 
     def missing_or_stale_embeddings(self, model_id: str):
         """Papers with no embedding, or one from another model or of text since changed."""
@@ -312,6 +332,11 @@ class Sighting(models.Model):
 
     def __str__(self):
         return f"{self.paper_id} seen by {self.source}"
+
+    @property
+    def source_name(self) -> str:
+        """What readers see: "arXiv API", not ``arxiv_atom``."""
+        return provenance.source_name(self.source)
 
 
 class PopularitySnapshot(models.Model):

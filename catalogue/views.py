@@ -231,7 +231,8 @@ def _href(pairs: list[tuple[str, str]], add: bool = False, **changes: str) -> st
 
 def paper_detail(request, slug: str):
     """A paper by arXiv id (``2401.01234``, ``hep-th/9901001``) or catalogue number."""
-    papers = Paper.objects.visible()
+    # The embedding comes with the paper (one join): its vector finds the similar papers.
+    papers = Paper.objects.visible().select_related("embedding")
     try:
         if slug.isdigit():
             paper = get_object_or_404(papers, pk=int(slug), arxiv_id__isnull=True)
@@ -256,6 +257,27 @@ def paper_detail(request, slug: str):
             papertopic__paper=paper, papertopic__reason__in=SHOWN_REASONS
         ),
         "sightings": paper.sightings.order_by("first_seen_at"),
-        "similar": Paper.objects.visible().similar_to(paper)[:5],
+        **_similar_papers(paper),
     }
     return render(request, "catalogue/paper_detail.html", context)
+
+
+SIMILAR_COUNT = 5
+
+
+def _similar_papers(paper: Paper) -> dict:
+    """Papers nearest by meaning; by shared title words while the paper has no embedding
+    (it was just ingested: the worker computes it in the background)."""
+    has_embedding = hasattr(paper, "embedding")  # loaded with the paper: no query
+    similar = []
+    if has_embedding:
+        similar = Paper.objects.visible().similar_by_meaning(paper, SIMILAR_COUNT)
+    by_meaning = bool(similar)
+    if not by_meaning:
+        similar = list(Paper.objects.visible().similar_to(paper, SIMILAR_COUNT))
+    return {
+        "similar": similar,
+        "similar_by_meaning": by_meaning,
+        "has_embedding": has_embedding,
+        "more_like_this": _with_query(reverse("paper-list"), urlencode({"like": paper.slug})),
+    }

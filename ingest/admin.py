@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django_celery_beat import validators as cron
 
+from catalogue.provenance import source_name
 from ingest import sources
 from ingest.http import Fetcher
 from ingest.models import IngestRun, RejectedRecord, Source
@@ -50,11 +51,36 @@ def _run_link(run: IngestRun) -> str:
     return format_html('<a href="{}">run {}</a>', url, run.pk)
 
 
+class FormatFilter(admin.SimpleListFilter):
+    """Formats by name ("arXiv API"), not by code (``arxiv_atom``)."""
+
+    title = "format"
+    parameter_name = "format"
+    field = "format"
+
+    def lookups(self, request, model_admin):
+        return [(code, source_name(code)) for code in sources.FORMATS]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
+
+
+class KindFilter(FormatFilter):
+    parameter_name = field = "kind"
+
+
 # --- sources -------------------------------------------------------------------------------
 
 
 class SourceForm(forms.ModelForm):
     """Checks what an admin typed the way a run would read it, before it is saved."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Formats by name in the menu; the code stays what is stored.
+        self.fields["kind"].choices = [
+            (code, f"{source_name(code)} ({code})") for code in sources.FORMATS
+        ]
 
     def clean_crontab(self):
         crontab = " ".join(self.cleaned_data["crontab"].split())
@@ -95,8 +121,8 @@ def params_problem(kind: str, url: str | None, params: dict) -> str | None:
 class SourceAdmin(admin.ModelAdmin):
     form = SourceForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ["name", "kind", "enabled", "crontab", "last_run", "last_run_counts"]
-    list_filter = ["enabled", "kind"]
+    list_display = ["name", "kind_name", "enabled", "crontab", "last_run", "last_run_counts"]
+    list_filter = ["enabled", KindFilter]
     list_editable = ["enabled"]
     search_fields = ["name", "url"]
     fields = ["name", "kind", "url", "params", "crontab", "enabled", "periodic_task", "recent"]
@@ -117,6 +143,10 @@ class SourceAdmin(admin.ModelAdmin):
                 )
             )
         )
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_name(self, source):
+        return source_name(source.kind)
 
     @admin.display(description="last run")
     def last_run(self, source):
@@ -193,13 +223,16 @@ def _ago(when) -> str:
 class IngestRunAdmin(admin.ModelAdmin):
     """Read-only history; a failed run can be retried (as a new run with the same inputs)."""
 
-    list_display = ["id", "source", "format", "status", "progress", "seen", "created", "updated"]
-    list_display += ["unchanged", "rejected", "duration_shown", "queued_at"]
-    list_filter = ["status", "format", "source"]
+    list_display = ["id", "source", "format_name", "status", "progress", "seen", "created"]
+    list_display += ["updated", "unchanged", "rejected", "duration_shown", "queued_at"]
+    list_filter = ["status", FormatFilter, "source"]
     list_select_related = ["source"]
     date_hierarchy = "queued_at"
     fieldsets = [
-        (None, {"fields": ["source", "format", "location", "options", "status", "attempts"]}),
+        (
+            None,
+            {"fields": ["source", "format_name", "location", "options", "status", "attempts"]},
+        ),
         ("Error", {"fields": ["error"]}),
         (
             "Counts",
@@ -220,7 +253,7 @@ class IngestRunAdmin(admin.ModelAdmin):
         ("Rejected records", {"fields": ["rejections_shown"]}),
     ]
     readonly_fields = [f.name for f in IngestRun._meta.fields]
-    readonly_fields += ["progress", "duration_shown", "rejections_shown"]
+    readonly_fields += ["format_name", "progress", "duration_shown", "rejections_shown"]
     actions = ["retry"]
 
     def has_add_permission(self, request):
@@ -246,6 +279,10 @@ class IngestRunAdmin(admin.ModelAdmin):
                 expected=run.expected,
             )
         return format_html("<progress></progress> {} so far", run.done)
+
+    @admin.display(description="format", ordering="format")
+    def format_name(self, run):
+        return source_name(run.format) if run.format else "—"
 
     @admin.display(description="duration")
     def duration_shown(self, run):

@@ -185,7 +185,7 @@ def test_paper_page_shows_history_links_sightings_and_similar_papers(client, pap
     assert "<polyline" in html
     assert 'href="https://arxiv.org/pdf/2611.00001"' in html
     assert 'href="https://huggingface.co/papers/2611.00001"' in html
-    assert "hf_daily" in html
+    assert "Hugging Face Daily Papers" in html  # the source by name, not its code
     similar = client.get(paper.get_absolute_url()).context["similar"]
     assert {p.arxiv_id for p in similar} == {"2611.00003", "2001.00004"}  # share "attention"
 

@@ -1,0 +1,117 @@
+"""Similar papers on a paper's page: nearest by meaning (crafted vectors), else by title words."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from catalogue.models import Paper, PaperEmbedding
+
+pytestmark = pytest.mark.django_db
+
+DIMENSIONS = 384
+_RNG = np.random.default_rng(7)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_index():
+    """Each test starts from an empty HNSW graph. Tests roll back, but their vectors stay in
+    the index (an HNSW graph drops entries only at VACUUM) and the next test's nodes link to
+    them: the graph of a test database is not the graph of a vacuumed catalogue. Rebuilt
+    inside the test's transaction, so the rollback puts the old index back."""
+    with connection.cursor() as cursor:
+        cursor.execute("REINDEX INDEX embedding_hnsw")
+
+
+def direction(cosine: float) -> np.ndarray:
+    """A unit vector at ``cosine`` to the first axis, the rest a random direction.
+
+    Random, not one axis per paper: a graph of papers that differ in one coordinate each is
+    degenerate (HNSW links a cluster of near-identical vectors only to itself, and the papers
+    beyond it become unreachable), and real embeddings are never like that.
+    """
+    rest = _RNG.standard_normal(DIMENSIONS).astype(np.float32)
+    rest[0] = 0
+    vector = rest / np.linalg.norm(rest) * math.sqrt(1 - cosine**2)
+    vector[0] = cosine
+    return vector
+
+
+def paper(key: str, title: str, cosine: float | None = None, hidden: bool = False):
+    made = Paper.objects.create(arxiv_id=key, title=title, hidden=hidden)
+    if cosine is not None:
+        PaperEmbedding.objects.create(
+            paper=made, vector=direction(cosine), model="test", text_hash="x"
+        )
+    return made
+
+
+def similar(client, of: Paper):
+    response = client.get(of.get_absolute_url())
+    assert response.status_code == 200
+    return response
+
+
+def test_neighbours_are_ordered_by_distance_and_show_their_similarity(client):
+    me = paper("2501.00001", "Subject", 1.0)
+    paper("2501.00002", "Far", 0.30)
+    paper("2501.00003", "Nearest", 0.95)
+    paper("2501.00004", "Middle", 0.70)
+    paper("2501.00005", "Near", 0.85)
+    response = similar(client, me)
+    assert response.context["similar_by_meaning"]
+    titles = [p.title for p in response.context["similar"]]
+    assert titles == ["Nearest", "Near", "Middle", "Far"]
+    html = response.content.decode()
+    assert "95% similar" in html and "30% similar" in html
+    assert 'href="/?like=2501.00001"' in html
+
+
+def test_paper_itself_is_never_its_own_neighbour(client):
+    me = paper("2501.00001", "Subject", 1.0)
+    twin = paper("2501.00002", "Same vector", 1.0)
+    similar_titles = [p.title for p in similar(client, me).context["similar"]]
+    assert similar_titles == ["Same vector"]
+    assert [p.pk for p in Paper.objects.visible().similar_by_meaning(twin)] == [me.pk]
+
+
+def test_hidden_papers_never_shown_even_when_they_are_the_nearest_fifty(client):
+    me = paper("2501.00001", "Subject", 1.0)
+    for i in range(50):
+        paper(f"2502.{i:05d}", f"Hidden {i}", 0.99 - i * 0.001, hidden=True)
+    visible = [paper(f"2503.{i:05d}", f"Visible {i}", 0.6 - i * 0.05) for i in range(3)]
+    with connection.cursor() as cursor:
+        # Through the HNSW index, as on a large catalogue (a few rows would be sorted whole).
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+    # A plain index scan hands back its ~40 nearest rows, all hidden, and stops there.
+    assert list(Paper.objects.visible().exclude(pk=me.pk).nearest_to(direction(1.0), 5)) == []
+    shown = similar(client, me).context["similar"]
+    assert [p.pk for p in shown] == [p.pk for p in visible]
+
+
+def test_falls_back_to_shared_title_words_without_an_embedding(client):
+    me = paper("2501.00001", "Decoupled linear attention")  # just ingested: no vector yet
+    paper("2501.00002", "Linear attention revisited", 0.9)
+    paper("2501.00003", "Protein folding", 0.99)
+    response = similar(client, me)
+    assert not response.context["similar_by_meaning"]
+    assert [p.title for p in response.context["similar"]] == ["Linear attention revisited"]
+    html = response.content.decode()
+    assert "By shared title words" in html
+    assert "% similar" not in html
+    assert "?like=" not in html  # nothing to find papers like it with yet
+
+
+def test_paper_page_query_count_is_pinned(client, django_assert_num_queries):
+    me = paper("2501.00001", "Subject", 1.0)
+    for i in range(5):
+        paper(f"2501.{i + 10:05d}", f"Neighbour {i}", 0.9 - i * 0.1)
+    # Paper with its embedding, snapshots, topics, sightings, and the neighbours (their
+    # iterative scan: a savepoint here, one statement of settings, the query, the release).
+    with django_assert_num_queries(8):
+        response = similar(client, me)
+    assert len(response.context["similar"]) == 5
