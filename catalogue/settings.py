@@ -103,6 +103,13 @@ PAGE_CACHE_SECONDS = env_int("PAGE_CACHE_SECONDS", 60)
 SEARCH_RANK_CANDIDATES = env_int("SEARCH_RANK_CANDIDATES", 2_000)
 LIST_MAX_RESULTS = env_int("LIST_MAX_RESULTS", 10_000)
 
+# Paper embeddings (catalogue.embedder): the model's files, which `make` fetches with
+# `python -m catalogue.model_files`; a worker embeds new papers EMBEDDING_TASK_CHUNK at a time.
+EMBEDDING_MODEL_DIR = Path(
+    env_str("EMBEDDING_MODEL_DIR") or BASE_DIR / ".models" / "all-MiniLM-L6-v2"
+)
+EMBEDDING_TASK_CHUNK = env_int("EMBEDDING_TASK_CHUNK", 256)
+
 CELERY_BROKER_URL = REDIS_URL
 # Tests and parallel checkouts sharing one Redis use their own queue so no other worker
 # steals their tasks.
@@ -126,7 +133,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # (kombu's default: 100 s); sweep at least twice per visibility timeout.
     "unacked_restore_interval": max(1, min(10, _VISIBILITY_TIMEOUT // 4)),
     "unacked_restore_throttle": 1 if _VISIBILITY_TIMEOUT < 400 else 10,
+    # One Redis list per priority 0-9 (kombu's default is 0, 3, 6, 9), popped 0 first.
+    "priority_steps": list(range(10)),
+    # A worker consuming several queues drains them in the order given, not round robin.
+    "queue_order_strategy": "priority",
 }
+# Tasks run first (kombu's Redis: 0 is the highest); the embedding backfill asks for 9 so an
+# ingest queued meanwhile gets the worker between two of its chunks.
+CELERY_TASK_DEFAULT_PRIORITY = 0
 CELERY_TASK_TIME_LIMIT = 3 * 3600
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -1,0 +1,93 @@
+"""The numpy MiniLM against sentence-transformers' own vectors (tests/data/embeddings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from catalogue import embedder, model_files
+from catalogue.embedder import MAX_TOKENS, Embedder, ModelFilesMissing, embed_query, get_embedder
+
+GOLDEN = json.loads(
+    (Path(__file__).parent.parent / "data" / "embeddings" / "minilm_golden.json").read_text()
+)
+CASES = {case["name"]: case for case in GOLDEN["cases"]}
+TOLERANCE = 1e-5
+
+
+def reference(name: str) -> np.ndarray:
+    return np.array(CASES[name]["vector"], dtype=np.float32)
+
+
+def test_golden_texts_cover_both_truncation_lengths():
+    tokens = {name: case["tokens"] for name, case in CASES.items()}
+    assert 128 < tokens["abstract_over_128_tokens"] <= MAX_TOKENS
+    assert tokens["abstract_over_256_tokens"] > MAX_TOKENS
+    assert GOLDEN["max_seq_length"] == MAX_TOKENS
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_vector_matches_sentence_transformers(name):
+    vector = get_embedder().embed([CASES[name]["text"]])[0]
+    assert vector.dtype == np.float32 and vector.shape == (384,)
+    assert np.abs(vector - reference(name)).max() < TOLERANCE
+    assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-6)
+
+
+def test_a_batch_of_mixed_lengths_gives_each_text_its_own_vector_in_order():
+    names = list(CASES)[::-1]
+    vectors = get_embedder().embed([CASES[name]["text"] for name in names])
+    assert vectors.shape == (len(names), 384)
+    for name, vector in zip(names, vectors, strict=True):
+        assert np.abs(vector - reference(name)).max() < TOLERANCE
+
+
+def test_shipped_128_token_truncation_would_be_caught():
+    """tokenizer.json truncates (and pads) to 128 tokens; the model reads 256. Texts past 128
+    tokens then lose their end, and the golden vectors tell."""
+    model = get_embedder()
+    text = CASES["abstract_over_128_tokens"]["text"]
+    assert len(model.tokenizer.encode(text).ids) == CASES["abstract_over_128_tokens"]["tokens"]
+    short = Embedder(settings.EMBEDDING_MODEL_DIR)
+    short.tokenizer.enable_truncation(max_length=128)
+    assert np.abs(short.embed([text])[0] - reference("abstract_over_128_tokens")).max() > 100 * (
+        TOLERANCE
+    )
+
+
+def test_long_text_is_read_up_to_256_tokens():
+    text = CASES["abstract_over_256_tokens"]["text"]
+    assert len(get_embedder().tokenizer.encode(text).ids) == MAX_TOKENS
+
+
+def test_embed_of_nothing_is_an_empty_array():
+    assert get_embedder().embed([]).shape == (0, 384)
+
+
+def test_query_vector_is_cached_and_ignores_spacing():
+    embedder._embed_query.cache_clear()
+    first = embed_query("diffusion distillation")
+    assert np.abs(np.array(first) - reference("query")).max() < TOLERANCE
+    again = embed_query("  diffusion   distillation ")
+    assert again == first
+    assert embedder._embed_query.cache_info().hits == 1
+    again.append(0.0)  # the caller's copy: the cache is not changed
+    assert len(embed_query("diffusion distillation")) == 384
+
+
+def test_missing_model_files_say_how_to_get_them(tmp_path):
+    with pytest.raises(ModelFilesMissing, match=r"make.*python -m catalogue.model_files"):
+        Embedder(tmp_path)
+
+
+def test_installed_model_files_are_the_checked_ones():
+    assert model_files.missing_files(Path(settings.EMBEDDING_MODEL_DIR)) == []
+
+
+def test_blas_runs_on_one_thread():
+    """Two spinning BLAS threads on two shared cores ran 6 times slower (catalogue.embedder)."""
+    assert embedder._one_blas_thread()
