@@ -110,6 +110,15 @@ def test_falls_back_to_shared_title_words_without_an_embedding(client):
     assert "?like=" not in html  # nothing to find papers like it with yet
 
 
+def test_first_embedded_paper_shows_title_word_neighbours_meanwhile(client):
+    me = paper("2501.00001", "Decoupled linear attention", 1.0)
+    paper("2501.00002", "Linear attention revisited")  # not embedded yet
+    response = similar(client, me)
+    assert not response.context["similar_by_meaning"]
+    assert [p.title for p in response.context["similar"]] == ["Linear attention revisited"]
+    assert "Nothing close in meaning yet" in response.content.decode()
+
+
 def test_paper_page_query_count_is_pinned(client, django_assert_num_queries):
     me = paper("2501.00001", "Subject", 1.0)
     for i in range(5):
