@@ -82,6 +82,8 @@ def paper_json(request, paper: Paper) -> dict:
         "project_url": paper.project_url or None,
         "url": request.build_absolute_uri(paper.get_absolute_url()),
         "topics": [link.topic.slug for link in paper.shown_topics],
+        # Why a relevance-ranked result matched: "words", "meaning" or both.
+        "matched": list(getattr(paper, "match_reasons", ())),
     }
 
 

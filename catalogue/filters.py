@@ -2,6 +2,9 @@
 
 ``q``            query (see catalogue.search): stemmed words, "exact phrase", OR, -exclude,
                  title:, author:
+``mode``         hybrid (default with q: words and meaning), keyword or semantic
+                 (see catalogue.hybrid)
+``like``         a paper's id (arXiv id or catalogue number): papers nearest it in meaning
 ``topic``        topic slug; repeat for several (papers must have all of them)
 ``author``       an author's name (words adjacent, unstemmed)
 ``since``        published on or after this ISO date
@@ -22,15 +25,19 @@ from urllib.parse import urlencode
 import django_filters
 from django import forms
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import BigIntegerField, F, Func, Value
 from django.utils import timezone
 
-from catalogue import search
+from catalogue import hybrid, search
+from catalogue.hybrid import Mode
 from catalogue.models import Paper, Topic
-from catalogue.summary import CachedRanking
+from catalogue.summary import CachedRanking, cached_ranking
 
 # The order of parameters in canonical URLs: equal searches have equal URLs.
 PUBLIC_PARAMS = [
-    "q", "topic", "author", "since", "until", "period", "min_upvotes", "has_code", "sort",
+    "q", "mode", "like", "topic", "author", "since", "until", "period", "min_upvotes",
+    "has_code", "sort",
 ]  # fmt: skip
 
 PERIOD_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
@@ -65,6 +72,20 @@ class PaperFilterForm(forms.Form):
             self.add_error("until", "Until must not be before since.")
         return cleaned
 
+    def clean_like(self):
+        slug = (self.cleaned_data.get("like") or "").strip()
+        if slug and _paper_by_slug(slug) is None:
+            raise forms.ValidationError("No paper with this id.")
+        return slug
+
+
+def _paper_by_slug(slug: str) -> Paper | None:
+    """A visible paper by its public id (arXiv id, else catalogue number)."""
+    papers = Paper.objects.visible()
+    if slug.isascii() and slug.isdigit():
+        return papers.filter(pk=int(slug), arxiv_id__isnull=True).first()
+    return papers.filter(arxiv_id=slug.replace("\x00", "")).first()
+
 
 class PaperFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(
@@ -73,6 +94,10 @@ class PaperFilter(django_filters.FilterSet):
         max_length=500,
         widget=forms.TextInput(attrs={"type": "search", "placeholder": 'e.g. "linear attention"'}),
     )
+    mode = django_filters.ChoiceFilter(
+        choices=Mode.CHOICES, method="filter_later", label="Match", empty_label=None
+    )
+    like = django_filters.CharFilter(method="filter_later", label="More like", max_length=64)
     topic = django_filters.ModelMultipleChoiceFilter(
         queryset=Topic.objects.all(),
         to_field_name="slug",
@@ -152,7 +177,25 @@ class PaperFilter(django_filters.FilterSet):
 
     @cached_property
     def _has_rank(self) -> bool:
-        return bool(self.query_text) and bool(search.parse(self.query_text).rank_query)
+        return self.search_mode is not None and (
+            self.search_mode != Mode.KEYWORD or bool(self._parsed.rank_query)
+        )
+
+    @cached_property
+    def _parsed(self) -> search.ParsedQuery | None:
+        return search.parse(self.query_text) if self.query_text else None
+
+    @cached_property
+    def like_paper(self) -> Paper | None:
+        slug = self.cleaned.get("like")
+        return _paper_by_slug(slug) if slug else None
+
+    @cached_property
+    def search_mode(self) -> str | None:
+        """How the search finds papers: None without q or like; ``like`` alone is by meaning."""
+        if not self.query_text:
+            return Mode.SEMANTIC if self.like_paper else None
+        return self.cleaned.get("mode") or Mode.HYBRID
 
     def canonical_params(self) -> list[tuple[str, str]]:
         """The search as ordered (name, value) pairs without defaults: its bookmark."""
@@ -161,6 +204,9 @@ class PaperFilter(django_filters.FilterSet):
             value = self.cleaned.get(name)
             if name == "sort":
                 value = None if self.sort_order == self.default_sort else self.sort_order
+            elif name == "mode":
+                value = None if self.search_mode in (None, Mode.HYBRID) else value
+                value = value if self.query_text else None  # like alone: by meaning
             elif name == "topic":
                 pairs += [("topic", slug) for slug in sorted({t.slug for t in value or ()})]
                 continue
@@ -180,7 +226,10 @@ class PaperFilter(django_filters.FilterSet):
     # --- filters ---------------------------------------------------------------------------
 
     def filter_query(self, queryset, name, value):
-        return queryset.search(value.strip()) if value.strip() else queryset
+        return queryset  # the search is applied after every filter: see ``matches``
+
+    def filter_later(self, queryset, name, value):
+        return queryset  # mode and like shape the search itself: see ``matches``
 
     def filter_author(self, queryset, name, value):
         value = value.replace('"', " ").strip()
@@ -201,10 +250,81 @@ class PaperFilter(django_filters.FilterSet):
     def filter_sort(self, queryset, name, value):
         return queryset  # ordering is applied in ``qs``, after every filter
 
+    # --- the search: words, meaning or both (catalogue.hybrid) ------------------------------
+
+    @cached_property
+    def _filtered(self):
+        """Every filter but the search itself."""
+        return super().qs
+
+    @cached_property
+    def _keyword_condition(self):
+        if self.search_mode in (None, Mode.SEMANTIC) or self._parsed.is_empty:
+            return None
+        return search.condition(self._parsed)
+
+    @cached_property
+    def _vector(self):
+        """The meaning searched for: the ``like`` paper's embedding, else the query's."""
+        if self.search_mode in (None, Mode.KEYWORD):
+            return None
+        if self.like_paper:
+            return hybrid.paper_vector(self.like_paper)
+        text = hybrid.query_text_for_meaning(self._parsed)
+        return hybrid.query_vector(text) if text else None
+
+    @cached_property
+    def _neighbours(self) -> list[tuple[int, float]]:
+        """(id, similarity) of the papers nearest the searched meaning, nearest first."""
+        if self._vector is None:
+            return []
+        papers = self._filtered
+        if self.like_paper:
+            papers = papers.exclude(pk=self.like_paper.pk)
+        found = hybrid.neighbours(papers, self._vector, hybrid.semantic_limit())
+        if self.search_mode == Mode.HYBRID:
+            # Beside the words, only papers near enough in meaning count as matches.
+            found = [(pk, sim) for pk, sim in found if sim >= hybrid.MEANING_FLOOR]
+        return found
+
     @property
     def matches(self):
         """Every matching paper, unordered: what counts and facets summarise."""
-        return super().qs.order_by()
+        filtered = self._filtered.order_by()
+        if self.search_mode is None:
+            return filtered
+        if self.search_mode == Mode.KEYWORD and self._keyword_condition is None:
+            return filtered  # only stop words: nothing narrows the search
+        ids = [pk for pk, _ in self._neighbours]
+        return hybrid.matches_of(filtered, self._keyword_condition, ids)
+
+    def _keyword_ranked(self):
+        """The keyword candidates, most relevant first (a queryset with ``rank``)."""
+        text = self.query_text
+        return self._filtered.search(text).by_relevance(
+            settings.SEARCH_RANK_CANDIDATES, self._parsed.title_query
+        )
+
+    def ranking(self, matches: int | None = None) -> hybrid.Ranking:
+        """The relevance ranking's ids and each one's reasons (cached, see summary)."""
+        keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
+        if self.search_mode == Mode.KEYWORD or (keyword and self._vector is None):
+            return cached_ranking(
+                self._keyword_ranked(), matches, lambda rows: hybrid.keyword_ranking(rows)
+            )
+        if not keyword:
+            return hybrid.semantic_ranking(self._neighbours)
+
+        def fuse(rows):
+            keyword = [(pk, rank) for pk, rank, _ in rows]
+            similarity = {pk: sim for pk, _, sim in rows if sim is not None}
+            return hybrid.fuse(keyword, self._neighbours, similarity)
+
+        # Each candidate's similarity comes with its rank, in the same statement.
+        ranked = self._keyword_ranked().annotate(similarity=hybrid.similarity_to(self._vector))
+        return cached_ranking(
+            ranked, matches, fuse, extra=self._neighbours, fields=("rank", "similarity")
+        )
 
     def results(self, prepare=lambda papers: papers, *, matches: int | None = None):
         """What pages slice: ``qs``, except that a relevance ranking comes from the cache
@@ -212,23 +332,32 @@ class PaperFilter(django_filters.FilterSet):
         (prefetches); ``matches``, the summary's count, decides how the newest candidates
         of a ranking are found."""
         if self.sort_order == Sort.RELEVANCE:
-            return CachedRanking(self.qs, prepare(Paper.objects.all()), matches=matches)
+            return CachedRanking(self.ranking(matches), prepare(Paper.objects.all()))
         return prepare(self.qs)
 
     @property
     def reachable(self) -> int:
         """How many results pages can reach in this order (see ``qs``)."""
         if self.sort_order == Sort.RELEVANCE:
-            return settings.SEARCH_RANK_CANDIDATES
+            return settings.SEARCH_RANK_CANDIDATES * 2 + settings.SEMANTIC_NEIGHBOURS
         return settings.LIST_MAX_RESULTS
 
     @property
     def qs(self):
-        queryset = super().qs
+        """The matches in the chosen order, as a queryset (feeds and digests slice it)."""
+        if self.sort_order == Sort.RELEVANCE:
+            return _in_order(self.ranking().ids)
+        matches = self.matches
         return {
-            Sort.RELEVANCE: lambda: queryset.by_relevance(settings.SEARCH_RANK_CANDIDATES),
-            Sort.NEWEST: queryset.newest_first,
-            Sort.OLDEST: queryset.oldest_first,
-            Sort.UPVOTES: queryset.most_upvoted,
-            Sort.TRENDING: queryset.trending,
+            Sort.NEWEST: matches.newest_first,
+            Sort.OLDEST: matches.oldest_first,
+            Sort.UPVOTES: matches.most_upvoted,
+            Sort.TRENDING: matches.trending,
         }[self.sort_order]()
+
+
+def _in_order(ids: list[int]):
+    """Papers ``ids`` as a queryset in that order."""
+    position = Func(Value(ids, output_field=ArrayField(BigIntegerField())), F("id"),
+                    function="array_position")  # fmt: skip
+    return Paper.objects.filter(pk__in=ids).order_by(position)

@@ -123,8 +123,11 @@ class PaperQuerySet(models.QuerySet):
             .order_by("-similarity", "-id")[:limit]
         )
 
-    def by_relevance(self, candidates: int):
-        """Most relevant first among the ``candidates`` newest matches (needs ``rank``).
+    def by_relevance(self, candidates: int, title_query: str = ""):
+        """Most relevant first among the ``candidates`` newest matches and, with
+        ``title_query``, the ``candidates`` newest matches with the query in their title
+        (needs ``rank``): an older paper named after the query is not crowded out by the
+        newest papers that merely mention it.
 
         Ranking reads every candidate's search vector (~13 µs each): ranking all matches of a
         common word costs seconds at a million papers. Newest candidates come cheap from the
@@ -133,9 +136,12 @@ class PaperQuerySet(models.QuerySet):
         matches already: the ranking does not test them against the query again (for a
         phrase, another ~50 ms of vector and pattern checks).
         """
-        newest = self.newest_first().values("pk")[:candidates]
+        pool = Q(pk__in=self.newest_first().values("pk")[:candidates])
+        if title_query:
+            in_titles = self.filter(search_vector=search.RawTsQuery(title_query))
+            pool |= Q(pk__in=in_titles.newest_first().values("pk")[:candidates])
         rank = self.query.annotations["rank"]
-        candidates = self.model.objects.filter(pk__in=newest).annotate(rank=rank)
+        candidates = self.model.objects.filter(pool).annotate(rank=rank)
         return candidates.order_by("-rank", "-id")
 
     def newest_first(self):
@@ -276,7 +282,9 @@ class Paper(models.Model):
 
 # The text a paper's embedding is computed from, and its md5 as PostgreSQL computes it: a
 # stale embedding (text changed since) is found by one comparison in SQL.
-EMBEDDED_TEXT_MD5 = MD5(Concat("title", models.Value("\n"), "abstract"))
+EMBEDDED_TEXT_MD5 = MD5(
+    Concat("title", models.Value("\n"), "abstract", output_field=models.TextField())
+)
 
 
 def embedded_text(title: str, abstract: str) -> str:

@@ -74,7 +74,14 @@ class ParsedQuery:
 
     groups: tuple[tuple[Term, ...], ...]
     matchers: dict  # Term -> Matcher; terms PostgreSQL drops (only stop words) are absent
-    rank_query: str  # english tsquery text of all positive terms, OR-ed
+    highlight_query: str  # english tsquery text of all positive terms, OR-ed
+    rank_query: str = ""  # the positive groups AND-ed (each an OR of its terms)
+    phrase_query: str = ""  # the positive plain words as one phrase, when there are several
+
+    @property
+    def title_query(self) -> str:
+        """``rank_query`` found in titles (weight A) only."""
+        return _weighted(self.rank_query, "A")
 
     @property
     def is_empty(self) -> bool:
@@ -120,13 +127,48 @@ def parse(text: str) -> ParsedQuery:
         matcher = _matcher(term, author, stemmed)
         if matcher:
             matchers[term] = matcher
-    ranked = [stemmed for term, (_, stemmed) in zip(terms, normalised, strict=True)]
-    positives = [
-        _weighted(q, "A") if term.field == "title" else q
-        for term, q in zip(terms, ranked, strict=True)
-        if q and not term.negated and term.field != "author"
+    ranked = {
+        term: _weighted(stemmed, "A") if term.field == "title" else stemmed
+        for term, (_, stemmed) in zip(terms, normalised, strict=True)
+        if stemmed and not term.negated and term.field != "author"
+    }
+    return ParsedQuery(
+        groups,
+        matchers,
+        highlight_query=" | ".join(f"({q})" for q in ranked.values()),
+        rank_query=_and_of_groups(groups, ranked),
+        phrase_query=_phrase_of_words(groups, normalised, terms),
+    )
+
+
+def _and_of_groups(groups, ranked: dict) -> str:
+    """The groups' positive terms as tsquery text: AND of groups, OR within a group."""
+    clauses = []
+    for group in groups:
+        alternatives = [f"({ranked[term]})" for term in group if term in ranked]
+        if alternatives:
+            clauses.append("(" + " | ".join(alternatives) + ")")
+    return " & ".join(clauses)
+
+
+def _phrase_of_words(groups, normalised, terms) -> str:
+    """The query's plain positive words (outside quotes, fields and ORs) as one stemmed
+    phrase: "visual quality" is worth more where the two words stand together."""
+    words = [
+        group[0].text
+        for group in groups
+        if len(group) == 1 and not (group[0].negated or group[0].field or group[0].phrase)
     ]
-    return ParsedQuery(groups, matchers, " | ".join(f"({q})" for q in positives))
+    if len(words) < 2:
+        return ""
+    return _phrase_tsquery(" ".join(words))
+
+
+@lru_cache(maxsize=2048)
+def _phrase_tsquery(text: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT phraseto_tsquery('{CONFIG}', %s)::text", [text])
+        return cursor.fetchone()[0]
 
 
 def _normalise(terms: list[Term]) -> list[tuple[str, str]]:
@@ -212,6 +254,33 @@ def _term_q(term: Term, parsed: ParsedQuery) -> Q:
     return ~q if term.negated else q
 
 
+# Relevance: cover density (``ts_rank_cd``: the query's words near each other score more than
+# the same words scattered), normalised by the log of the document's length, plus a bonus for
+# the query's words as a phrase. Title words (A) weigh more than abstract words (B). Tuned on
+# the development set of ``manage.py eval_search`` (docs/benchmarks.md has the figures).
+RANK_WEIGHTS = [0.1, 0.2, 0.7, 1.0]  # D, C, B (abstract), A (title)
+RANK_NORMALIZATION = 1  # divide by 1 + log(document length)
+PHRASE_WEIGHT = 3.0
+
+
+def relevance(parsed: ParsedQuery):
+    """The relevance expression of a parsed query (needs ``rank_query``)."""
+    score = _cover_density(parsed.rank_query)
+    if parsed.phrase_query:
+        score = score + PHRASE_WEIGHT * _cover_density(parsed.phrase_query)
+    return score
+
+
+def _cover_density(tsquery: str) -> SearchRank:
+    return SearchRank(
+        F("search_vector"),
+        RawTsQuery(tsquery),
+        weights=RANK_WEIGHTS,
+        normalization=RANK_NORMALIZATION,
+        cover_density=True,
+    )
+
+
 def apply(queryset: QuerySet, text: str) -> QuerySet:
     """Keep the papers matching ``text`` and annotate each with its ``rank``."""
     parsed = parse(text)
@@ -219,7 +288,7 @@ def apply(queryset: QuerySet, text: str) -> QuerySet:
         return queryset
     queryset = queryset.filter(condition(parsed))
     if parsed.rank_query:
-        return queryset.annotate(rank=SearchRank(F("search_vector"), RawTsQuery(parsed.rank_query)))
+        return queryset.annotate(rank=relevance(parsed))
     return queryset
 
 
@@ -229,9 +298,9 @@ def highlight(queryset: QuerySet, text: str) -> QuerySet:
     Headlines re-parse the documents, so apply this to the displayed page only.
     """
     parsed = parse(text)
-    if not parsed.rank_query:
+    if not parsed.highlight_query:
         return queryset
-    query = RawTsQuery(parsed.rank_query)
+    query = RawTsQuery(parsed.highlight_query)
     return queryset.annotate(
         title_html=SearchHeadline("title", query, config=CONFIG, **_HEADLINE_OPTIONS),
         excerpt_html=SearchHeadline("abstract", query, config=CONFIG, **_EXCERPT_OPTIONS),

@@ -26,3 +26,18 @@ def iterative_scan(ef_search: int = 100, max_scan_tuples: int = 20_000):
             [str(ef_search), str(max_scan_tuples)],
         )
         yield
+
+
+# Every connection scans HNSW iteratively (set once when it opens, not per query: a search
+# page pays no extra round trip). Order within a scan is relaxed, so callers sort by distance.
+SESSION_SETTINGS = (
+    "SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 100; "
+    "SET hnsw.max_scan_tuples = 20000"
+)
+
+
+def configure_connection(sender, connection, **kwargs) -> None:
+    """``connection_created`` receiver: the HNSW settings above for PostgreSQL sessions."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(SESSION_SETTINGS)

@@ -101,6 +101,9 @@ PAGE_CACHE_SECONDS = env_int("PAGE_CACHE_SECONDS", 60)
 # Relevance ranks the newest SEARCH_RANK_CANDIDATES matches; other orders can be paged
 # through their first LIST_MAX_RESULTS papers (crawlers, not readers, go deeper).
 SEARCH_RANK_CANDIDATES = env_int("SEARCH_RANK_CANDIDATES", 2_000)
+# Semantic search returns this many nearest papers (by meaning there is no "no match": the
+# list would go on through the whole catalogue, ever less related).
+SEMANTIC_NEIGHBOURS = env_int("SEMANTIC_NEIGHBOURS", 100)
 LIST_MAX_RESULTS = env_int("LIST_MAX_RESULTS", 10_000)
 
 # Paper embeddings (catalogue.embedder): the model's files, which `make` fetches with

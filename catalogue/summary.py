@@ -31,6 +31,7 @@ from itertools import chain
 from django.conf import settings
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet
@@ -73,7 +74,10 @@ def _cached(key: str, compute):
 def _cache_key(kind: str, queryset: QuerySet) -> str:
     """The query's SQL and the catalogue's latest change: a change to any paper (ingest, a
     curator's edit or action) starts new keys, and the old ones expire."""
-    sql, params = queryset.values("pk").query.sql_with_params()
+    try:
+        sql, params = queryset.values("pk").query.sql_with_params()
+    except EmptyResultSet:  # e.g. a search by meaning before any paper has an embedding
+        sql, params = "EMPTY", ()
     return _versioned_key(kind, f"{sql}\x00{params!r}")
 
 
@@ -235,18 +239,30 @@ def _about(value: float) -> int:
     return int(round(value, -digits)) if digits > 0 else int(round(value))
 
 
-class CachedRanking(Sequence):
-    """A ranked queryset's ids, computed once and cached like summaries; a slice loads just
-    those papers (through ``loader``), in rank order.
+def cached_ranking(ranked: QuerySet, matches: int | None, build, extra=None, fields=("rank",)):
+    """``build(rows)`` of the keyword candidates' (id, *fields) rows, most relevant first,
+    cached like summaries: by the ranked query's SQL (and ``extra``, e.g. the semantic
+    neighbours fused in) and the catalogue's version.
 
     Relevance is the one order that cannot come from an index: the candidates' vectors are all
     read and ranked, which for a phrase costs hundreds of milliseconds at a million papers. A
     hot search pays it once per change of the catalogue.
     """
+    key = _cache_key(f"ranking:{hash_of(extra)}", ranked)
+    return _cached(key, lambda: build(_ranked_rows(ranked.values_list("pk", *fields), matches)))
 
-    def __init__(self, ranked: QuerySet, loader: QuerySet, *, matches: int | None = None):
-        key = _cache_key("ranking", ranked)
-        self.ids = _cached(key, lambda: _ranked_ids(ranked, matches))
+
+def hash_of(value) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16] if value else ""
+
+
+class CachedRanking(Sequence):
+    """A ranking's ids (``catalogue.hybrid.Ranking``); a slice loads just those papers
+    (through ``loader``), in rank order, each with its ``match_reasons``."""
+
+    def __init__(self, ranking, loader: QuerySet):
+        self.ids = ranking.ids
+        self.reasons = ranking.reasons
         self.loader = loader
 
     def __len__(self) -> int:
@@ -261,27 +277,30 @@ class CachedRanking(Sequence):
             return self[index : index + 1][0]
         ids = self.ids[index]
         by_id = {paper.pk: paper for paper in self.loader.filter(pk__in=ids)}
-        return [by_id[pk] for pk in ids if pk in by_id]
+        papers = [by_id[pk] for pk in ids if pk in by_id]
+        for paper in papers:
+            paper.match_reasons = self.reasons.get(paper.pk, ())
+        return papers
 
 
-def _ranked_ids(ranked: QuerySet, matches: int | None) -> list[int]:
-    """The ranking's ids. Its candidates are the newest matches: with many matches (the
-    summary's count says), found by walking the date index and testing papers until enough
-    match, never by testing every match the GIN index gives and sorting them by date.
+def _ranked_rows(rows: QuerySet, matches: int | None) -> list[tuple]:
+    """The ranking's rows (a ``values_list``). Its candidates are the newest matches: with many
+    matches (the summary's count says), found by walking the date index and testing papers
+    until enough match, never by testing every match the GIN index gives and sorting them
+    by date.
 
     Walking reads ~candidates x catalogue / matches papers, most rejected by one lexeme
     lookup (~1 µs); the GIN way tests each match fully (a phrase's positions and pattern:
     ~12 µs). PostgreSQL prices both tests as free, so for a common phrase it may pick the GIN
     way: 0.6 s at 100,000 papers, seconds at a million, against ~80 ms walking.
     """
-    ids = ranked.values_list("pk", flat=True)
     candidates = settings.SEARCH_RANK_CANDIDATES
     if matches is None or matches <= candidates:
-        return list(ids)  # every match is a candidate
+        return list(rows)  # every match is a candidate
     if matches * matches * 10 <= candidates * _table_rows():
-        return list(ids)  # few enough matches to test them all
+        return list(rows)  # few enough matches to test them all
     with _planner_without("enable_bitmapscan"):
-        return list(ids)
+        return list(rows)
 
 
 def reachable(results, count: int, limit: int) -> int:

@@ -148,6 +148,9 @@ def _highlight(page, query: str) -> None:
     """Highlights cost a re-parse of each document: only for the rows on this page."""
     ids = [paper.pk for paper in page.object_list]
     marked = {p.pk: p for p in search.highlight(Paper.objects.filter(pk__in=ids), query)}
+    for paper in page.object_list:
+        if paper.pk in marked:
+            marked[paper.pk].match_reasons = getattr(paper, "match_reasons", ())
     page.object_list = [marked.get(p.pk, p) for p in page.object_list]
 
 
@@ -165,6 +168,8 @@ def _attach_topics(page) -> None:
 
 _FILTER_LABELS = {
     "q": lambda v: v if '"' in v else f"“{v}”",
+    "mode": lambda v: {"keyword": "words only", "semantic": "by meaning"}.get(v, v),
+    "like": lambda v: f"like {v}",
     "author": lambda v: f"by {v}",
     "since": lambda v: f"since {v}",
     "until": lambda v: f"until {v}",

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 FIELDS = {
     "id", "arxiv_id", "title", "authors", "abstract", "published_on", "listed_on", "upvotes",
-    "code_url", "project_url", "url", "topics",
+    "code_url", "project_url", "url", "topics", "matched",
 }  # fmt: skip
 
 
@@ -113,10 +113,10 @@ def test_a_full_page_costs_a_bounded_number_of_queries(client, seed, django_asse
     PaperTopic.objects.bulk_create(PaperTopic(paper=p, topic=topic) for p in Paper.objects.all())
     params = {"q": "decoupling", "topic": "decoupling"}
     # The topic, the query's normalisation by PostgreSQL (once: parses are cached), the
-    # catalogue's version and size, the count, the ranking's version and the ranking, the
-    # page, all its topics in one prefetch.
+    # catalogue's version and size, the count, the nearest papers by meaning (hybrid search),
+    # the ranking's version and the ranking, the page, all its topics in one prefetch.
     search.parse.cache_clear()  # as a new query: not normalised by an earlier test
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         body = api(client, **params, page_size=100).json()
     assert body["count"] > 10 and all(p["topics"] == ["decoupling"] for p in body["results"])
     with CaptureQueriesContext(connection) as small_page:

@@ -220,5 +220,6 @@ def test_list_page_scans_the_matches_once_for_count_timeline_and_years(client, p
     assert {y["year"]: y["n"] for y in response.context["year_facets"]} == expected_years
     assert not [s for s in sqls if "COUNT(*)" in s], "the count comes from the month histogram"
     assert sum("DATE_TRUNC" in s for s in sqls) == 1
-    # 9: with the two cache-version look-ups (summary, ranking) of catalogue.summary.
-    assert len(sqls) <= 9, sqls
+    # 10: with the two cache-version look-ups (summary, ranking) of catalogue.summary and the
+    # nearest papers by meaning (hybrid search).
+    assert len(sqls) <= 10, sqls

@@ -280,7 +280,7 @@ def test_a_ranking_of_many_matches_walks_the_date_index(corpus, settings, matche
 
     ranked = Paper.objects.search("attention").by_relevance(settings.SEARCH_RANK_CANDIDATES)
     with connection.execute_wrapper(record_setting):
-        ranking = summary.CachedRanking(ranked, Paper.objects.all(), matches=matches)
+        ranking = summary.cached_ranking(ranked, matches, lambda rows: rows)
     assert seen == [bitmaps]
     assert len(ranking) == 5
     with connection.cursor() as cursor:  # and the setting does not outlive the statement

@@ -1,0 +1,194 @@
+"""Search by meaning and by words and meaning (catalogue.hybrid): every filter honoured, why
+each result matched, the mode and like parameters.
+
+Papers get crafted vectors at a chosen cosine to the real embedding of the query, so the
+geometry is known: decoys nearer than the papers a filter keeps, more of them than an HNSW
+scan returns without iterative scanning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from catalogue import hybrid
+from catalogue.hybrid import MEANING, WORDS
+from catalogue.models import Paper, PaperEmbedding, PaperTopic, Topic
+
+pytestmark = pytest.mark.django_db
+
+QUERY = "protein folding with graph networks"
+DECOYS = 150  # more than the index's ef_search (100): a plain HNSW scan would return only them
+
+
+@pytest.fixture(autouse=True)
+def _fresh_index():
+    """An empty HNSW graph per test (rolled-back tests leave their vectors in the graph)."""
+    with connection.cursor() as cursor:
+        cursor.execute("REINDEX INDEX embedding_hnsw")
+
+
+@pytest.fixture(scope="module")
+def query_vector() -> np.ndarray:
+    return np.array(hybrid.query_vector(QUERY), dtype=np.float32)
+
+
+def at_cosine(target: np.ndarray, cosine: float, rng) -> list[float]:
+    """A unit vector at ``cosine`` to ``target``, otherwise in a random direction."""
+    noise = rng.standard_normal(target.shape[0]).astype(np.float32)
+    noise -= noise.dot(target) * target
+    noise /= np.linalg.norm(noise)
+    return (cosine * target + math.sqrt(1 - cosine**2) * noise).tolist()
+
+
+def make_paper(key, title, vector=None, **fields) -> Paper:
+    paper = Paper.objects.create(arxiv_id=key, title=title, abstract="", **fields)
+    if vector is not None:
+        PaperEmbedding.objects.create(paper=paper, vector=vector, model="test", text_hash="x")
+    return paper
+
+
+@pytest.fixture
+def decoys_and_targets(query_vector):
+    """DECOYS near the query (cosine 0.9) from 2020 without upvotes, hidden every third; five
+    targets less near (cosine 0.5) from 2025 with upvotes, in a topic."""
+    rng = np.random.default_rng(11)
+    topic = Topic.objects.create(name="Proteins", slug="proteins", query="protein")
+    for i in range(DECOYS):
+        make_paper(
+            f"2001.{i:05d}",
+            f"Decoy {i}",
+            at_cosine(query_vector, 0.9, rng),
+            published_on=dt.date(2020, 1, 1),
+            hidden=i % 3 == 0,
+        )
+    targets = []
+    for i in range(5):
+        paper = make_paper(
+            f"2501.{i:05d}",
+            f"Target {i}",
+            at_cosine(query_vector, 0.5 - i / 100, rng),
+            published_on=dt.date(2025, 6, 1),
+            upvotes=7,
+        )
+        PaperTopic.objects.create(paper=paper, topic=topic)
+        targets.append(paper)
+    return targets
+
+
+def api(client, **params) -> dict:
+    response = client.get(reverse("api-papers"), {"page_size": 100, **params})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def titles(answer: dict) -> list[str]:
+    return [paper["title"] for paper in answer["results"]]
+
+
+TARGETS = [f"Target {i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        {"since": "2025-01-01"},
+        {"until": "2025-12-31", "since": "2021-01-01"},
+        {"min_upvotes": "1"},
+        {"topic": "proteins"},
+    ],
+    ids=["since", "since-until", "min_upvotes", "topic"],
+)
+@pytest.mark.parametrize("mode", ["semantic", "hybrid"])
+def test_search_by_meaning_honours_every_filter(client, decoys_and_targets, narrowing, mode):
+    answer = api(client, q=QUERY, mode=mode, **narrowing)
+    assert titles(answer) == TARGETS  # nearest first, none of the nearer decoys
+    assert answer["count"] == 5
+    assert all(paper["matched"] == [MEANING] for paper in answer["results"])
+
+
+def test_hidden_papers_are_never_found_by_meaning(client, decoys_and_targets):
+    answer = api(client, q=QUERY, mode="semantic")
+    found = set(titles(answer))
+    hidden = {p.title for p in Paper.objects.filter(hidden=True)}
+    assert hidden and not found & hidden
+    assert len(found) == 100  # SEMANTIC_NEIGHBOURS of the visible papers
+
+
+def test_keyword_mode_finds_only_the_words(client, decoys_and_targets):
+    assert api(client, q=QUERY, mode="keyword")["count"] == 0
+    assert titles(api(client, q="target", mode="keyword")) == [
+        f"Target {i}"
+        for i in reversed(range(5))  # equal relevance: newest id first
+    ]
+
+
+def test_hybrid_keeps_word_matches_first_and_says_why_each_matched(client, query_vector):
+    rng = np.random.default_rng(3)
+    both = "Protein folding with graph networks"
+    words = "Graph networks for protein folding, a survey"
+    make_paper("2502.00001", both, at_cosine(query_vector, 0.6, rng))
+    make_paper("2502.00002", words, at_cosine(query_vector, 0.1, rng))
+    make_paper("2502.00003", "Amino acid chains fold", at_cosine(query_vector, 0.8, rng))
+    make_paper("2502.00004", "Unrelated words entirely", at_cosine(query_vector, 0.2, rng))
+    answer = api(client, q=QUERY)  # hybrid is the default with q
+    assert titles(answer)[0] == both  # the words, the phrase and close in meaning
+    matched = {paper["title"]: paper["matched"] for paper in answer["results"]}
+    assert matched == {both: [WORDS, MEANING], words: [WORDS], "Amino acid chains fold": [MEANING]}
+    assert answer["count"] == 3  # not near enough in meaning: not a match
+
+
+def test_hybrid_without_embeddings_is_keyword_search(client):
+    make_paper("2503.00001", "Protein folding with graph networks")
+    make_paper("2503.00002", "Something else")
+    answer = api(client, q=QUERY)
+    assert titles(answer) == ["Protein folding with graph networks"]
+    assert answer["results"][0]["matched"] == [WORDS]
+
+
+def test_more_like_this_lists_the_nearest_papers_but_not_the_paper_itself(client, query_vector):
+    rng = np.random.default_rng(5)
+    me = make_paper("2504.00001", "Me", query_vector.tolist(), published_on=dt.date(2025, 1, 1))
+    make_paper("2504.00002", "Close", at_cosine(query_vector, 0.9, rng))
+    make_paper("2504.00003", "Far", at_cosine(query_vector, 0.2, rng))
+    make_paper("2504.00004", "Hidden", at_cosine(query_vector, 0.95, rng), hidden=True)
+    answer = api(client, like=me.arxiv_id)
+    assert titles(answer) == ["Close", "Far"]
+    response = client.get(reverse("paper-list"), {"like": me.arxiv_id})
+    assert response.status_code == 200
+    assert [p.title for p in response.context["page"]] == ["Close", "Far"]
+
+
+def test_unknown_mode_or_paper_is_a_form_error(client):
+    assert client.get(reverse("paper-list"), {"q": "x", "mode": "psychic"}).status_code == 400
+    response = client.get(reverse("api-papers"), {"like": "9999.99999"})
+    assert response.status_code == 400
+    assert "like" in response.json()["errors"]
+
+
+def test_canonical_url_omits_the_default_mode(client):
+    make_paper("2505.00001", "Graph networks")
+    hybrid_page = client.get(reverse("paper-list"), {"q": "graph", "mode": "hybrid"})
+    assert hybrid_page.context["canonical_query"] == "q=graph"
+    keyword_page = client.get(reverse("paper-list"), {"q": "graph", "mode": "keyword"})
+    assert keyword_page.context["canonical_query"] == "q=graph&mode=keyword"
+
+
+def test_feed_of_a_search_by_meaning_lists_its_papers(client, decoys_and_targets):
+    response = client.get(reverse("feed"), {"q": QUERY, "mode": "semantic", "since": "2025-01-01"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert all(title in body for title in TARGETS) and "Decoy" not in body
+
+
+def test_fuse_keeps_keyword_order_and_appends_meaning_only_papers():
+    keyword = [(1, 0.9), (2, 0.3)]
+    meaning = [(3, 0.7), (1, 0.4)]
+    ranking = hybrid.fuse(keyword, meaning, {1: 0.4, 2: 0.1}, weight=0.5)
+    assert ranking.ids == [1, 2, 3]  # 1.0 + 0.2, 0.33 + 0.05, 0.35 × 0.5 ...
+    assert ranking.reasons == {1: (WORDS, MEANING), 2: (WORDS,), 3: (MEANING,)}
