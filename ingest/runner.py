@@ -29,7 +29,7 @@ from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from catalogue.tasks import tag_recent_papers
+from catalogue.tasks import queue_embedding, tag_recent_papers
 from catalogue.trending import refresh_trending
 from ingest import sources
 from ingest.http import Fetcher, FetchError, MemoryValidatorCache
@@ -94,8 +94,9 @@ def execute_run(run: IngestRun, *, final_attempt: bool = True) -> IngestRun:
 
 
 def _after_changes(run: IngestRun) -> None:
-    """Once committed, on a worker: topics for the papers this run created or changed, and
-    fresh trending scores (new upvotes)."""
+    """Once committed, on a worker: topics for the papers this run created or changed, fresh
+    trending scores (new upvotes) and embeddings of new or changed text (a low-priority chain
+    that yields the worker to the next ingest)."""
     if not (run.created or run.updated):
         return
     # A margin before the start: papers are stamped by the database's clock, not ours.
@@ -104,6 +105,7 @@ def _after_changes(run: IngestRun) -> None:
     def enqueue():
         tag_recent_papers.delay(since)
         refresh_trending.delay()
+        queue_embedding()
 
     transaction.on_commit(enqueue)
 
