@@ -9,11 +9,17 @@ Definitions used in the report:
 
 - *latency*: wall time of one full GET (status, headers, body) from a keep-alive-less httpx
   client on 127.0.0.1 to ``gunicorn -w 4`` (sync workers), sequential requests after warm-ups;
-- *floor*: the page's main query alone, i.e. ``PaperFilter(params).qs[offset:offset + 25]``
-  evaluated through the ORM in a child process on the bench database (median of 5 runs after
-  one warm-up; the query text is built before timing). Pages run more SQL than that (counts,
-  facets, timeline, highlights): the *SQL* columns give all of it, measured by running the
-  page once in-process with a timing execute wrapper.
+- *floor*: the page's main query alone, in a child process on the bench database (median of
+  5 runs after one warm-up). For newest, upvotes, trending (…) order it is
+  ``PaperFilter(params).qs[offset:offset + 25]`` evaluated through the ORM, the query text
+  built before timing. For relevance order (a query, ``like``) it is what a new query pays
+  before its papers are on the page: the filter built and validated, the relevance ranking
+  computed with the caches off (Redis summaries, the query-embedding and parse memos of the
+  process), i.e. the query parsed, embedded, its nearest neighbours scanned and its keyword
+  candidates ranked, then the page's 25 papers loaded by id, as ``PaperFilter.results``
+  does for the page. Pages run more SQL than that (counts, facets, timeline, highlights):
+  the *SQL* columns give all of it, measured by running the page once in-process with a
+  timing execute wrapper.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import statistics
 import subprocess
@@ -70,9 +77,21 @@ class QueryClass:
     def page(self) -> int:
         return int(self.params.get("page", 1))
 
+    @property
+    def uses_meaning(self) -> bool:
+        """Whether the page searches by meaning (embeddings): ``like``, or ``q`` in hybrid
+        (the default) or semantic mode."""
+        return bool(self.params.get("like")) or (
+            bool(self.params.get("q")) and self.params.get("mode", "hybrid") != "keyword"
+        )
 
-def query_mix(stats: dict) -> list[QueryClass]:
-    """The fixed mix, with words chosen from the generated corpus's own statistics."""
+
+def query_mix(stats: dict, like: str | None = None) -> list[QueryClass]:
+    """The fixed mix, with words chosen from the generated corpus's own statistics; ``like``:
+    a paper's public id for "more like this" (``prepare`` picks one in the bench database).
+
+    The ``q`` classes without ``mode`` run in hybrid mode, the default: what readers get.
+    """
     common = stats["top_terms"][0][0]  # the most frequent term (in >= 10 % of papers)
     rare = stats["rare_terms"][0] if stats["rare_terms"] else "accompaniment"
     phrase = "linear attention" if stats.get("linear_attention") else _first_phrase(stats)
@@ -80,6 +99,16 @@ def query_mix(stats: dict) -> list[QueryClass]:
     year, month, _ = stats["months"][-1]
     surname = stats["top_surnames"][0][0]
     last = f"{year}-{month:02d}"
+    words = common_phrase  # two real adjacent words, unquoted: every word required
+    dates = {"since": f"{year - 1}-01-01", "until": f"{year}-06-30"}
+    meaning = [
+        QueryClass("keyword mode, two words", "/", {"q": words, "mode": "keyword"}),
+        QueryClass("hybrid, two words", "/", {"q": words}),
+        QueryClass("semantic, two words", "/", {"q": words, "mode": "semantic"}),
+        QueryClass("semantic + dates", "/", {"q": words, "mode": "semantic", **dates}),
+    ]
+    if like:
+        meaning.append(QueryClass("more like this", "/", {"like": like}))
     return [
         QueryClass("rare word", "/", {"q": rare}),
         QueryClass("common word", "/", {"q": common}),
@@ -96,7 +125,15 @@ def query_mix(stats: dict) -> list[QueryClass]:
         QueryClass("author", "/", {"author": surname}),
         QueryClass("page 50, common word", "/", {"q": common, "page": DEEP_PAGE}),
         QueryClass("JSON API, common word", "/api/papers", {"q": common}, "api"),
+        *meaning,
     ]
+
+
+def warm_up_url(stats: dict) -> str:
+    """A search by meaning outside the mix: each worker loads the embedding model on its first
+    one (~0.2 s), once per process, as a live site's workers have long done."""
+    word = stats["top_terms"][1][0] if len(stats["top_terms"]) > 1 else "learning"
+    return f"/?{urlencode({'q': word, 'mode': 'semantic'})}"
 
 
 def _first_phrase(stats: dict) -> str:
@@ -260,6 +297,11 @@ def site_env(database_url: str, redis_url: str) -> dict[str, str]:
 
 def manage(arguments: list[str], env: dict[str, str], cwd: Path) -> float:
     """Run ``manage.py ARGUMENTS`` in a child; its wall time in seconds. Fails loudly."""
+    return manage_output(arguments, env, cwd)[0]
+
+
+def manage_output(arguments: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    """``manage`` that also returns what the command printed (its stdout)."""
     started = time.perf_counter()
     child = subprocess.run(
         [sys.executable, "manage.py", *arguments], cwd=cwd, env=env, capture_output=True, text=True
@@ -269,7 +311,31 @@ def manage(arguments: list[str], env: dict[str, str], cwd: Path) -> float:
             f"manage.py {' '.join(arguments)} failed ({child.returncode}):\n"
             f"{child.stdout[-3000:]}\n{child.stderr[-3000:]}"
         )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, child.stdout
+
+
+_EMBEDDED = re.compile(r"Embedded (\d+) papers in ([\d.]+) s \(([\d.]+) papers/s\)")
+
+
+def embed(env: dict[str, str], cwd: Path) -> dict:
+    """``manage.py embed`` (the backfill) on the bench database in a child, then VACUUM ANALYZE
+    of the embeddings (what autovacuum would soon do: the planner sees them, index-only
+    scans work). Its papers, the command's own seconds and rate (papers read, embedded and
+    upserted, after the model's load) and the child's wall time (Python and Django start too)."""
+    wall, printed = manage_output(["embed", "--no-progress"], env, cwd)
+    found = _EMBEDDED.search(printed)
+    if found is None:
+        raise RuntimeError(f"manage.py embed printed no rate:\n{printed[-3000:]}")
+    started = time.perf_counter()
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE catalogue_paperembedding")
+    return {
+        "papers": int(found[1]),
+        "seconds": float(found[2]),
+        "rate": float(found[3]),
+        "wall_seconds": wall,
+        "analyze_seconds": time.perf_counter() - started,
+    }
 
 
 def free_port() -> int:
@@ -378,6 +444,8 @@ class SizeResult:
     throughput: list[Throughput]
     corpus_check: str
     reference_rate: float | None = None  # rows/s of copy_reference, taken after the ingest
+    embedding: dict | None = None  # ``embed``'s figures; None: no embeddings at this size
+    embed_up_to: int | None = None  # the largest size embedded (--embed-up-to)
 
     @property
     def ingest_rate(self) -> float:
@@ -431,6 +499,31 @@ def _reference_line(result: SizeResult) -> str:
     )
 
 
+NO_EMBEDDINGS = " (no embeddings at this size)"
+
+
+def _embedding_line(result: SizeResult) -> str:
+    e = result.embedding
+    if e is None:
+        limit = f" (`--embed-up-to {result.embed_up_to}`)" if result.embed_up_to else ""
+        return (
+            f"No embeddings at this size{limit}: classes marked{NO_EMBEDDINGS} search by "
+            "meaning among no papers (hybrid = the keyword ranking + the query's embedding + "
+            "an empty nearest-neighbour scan; semantic and more like this find nothing)."
+        )
+    return (
+        f"Embeddings (`manage.py embed`, the backfill, child process, after ingest and "
+        f"prepare): {e['papers']:,} papers in {e['seconds']:.1f} s, **{e['rate']:,.1f} "
+        f"papers/s** ({e['wall_seconds']:.1f} s with the process's start and the model's "
+        f"load); VACUUM ANALYZE of the embeddings {e['analyze_seconds']:.1f} s."
+    )
+
+
+def class_label(result: SizeResult, query: QueryClass) -> str:
+    marked = result.embedding is None and query.uses_meaning
+    return query.name + (NO_EMBEDDINGS if marked else "")
+
+
 def markdown_table(result: SizeResult) -> str:
     lines = [
         f"### {result.papers:,} papers",
@@ -439,13 +532,15 @@ def markdown_table(result: SizeResult) -> str:
         f"**{result.ingest_rate:,.0f} papers/s**.{_reference_line(result)} "
         f"{_prepare_line(result.prepare)}",
         "",
+        _embedding_line(result),
+        "",
         "| query class | URL | matches | first ms | n | p50 ms | p95 ms | p99 ms | floor ms "
         "| p50/floor | page SQL (queries, ms) | slowest query ms | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result.classes:
         lines.append(
-            f"| {row.query.name} | `{row.query.url}` | {row.matches:,} "
+            f"| {class_label(result, row.query)} | `{row.query.url}` | {row.matches:,} "
             f"| {row.latency.first * 1000:.1f} | {len(row.latency.samples)} "
             f"| {row.latency.ms(50):.1f} "
             f"| {row.latency.ms(95):.1f} | {row.latency.ms(99):.1f} | {row.floor_ms:.1f} "
@@ -562,10 +657,11 @@ def median_ms(samples: list[float]) -> float:
 
 
 def prepare(today) -> dict:
-    """Topics tagged by their rules, trending scores, then VACUUM ANALYZE: a settled catalogue."""
+    """Topics tagged by their rules, trending scores, then VACUUM ANALYZE: a settled catalogue.
+    Also picks the paper of "more like this" (``like``)."""
     from catalogue import trending
 
-    result = {"topics": {}, "note": ""}
+    result = {"topics": {}, "note": "", "like": like_paper()}
     try:
         from catalogue import tagging
     except ImportError:
@@ -587,6 +683,17 @@ def prepare(today) -> dict:
     return result
 
 
+def like_paper() -> str | None:
+    """The public id of the visible paper with the most upvotes (the lowest id among equals):
+    the kind of paper a reader asks for more like."""
+    from django.db.models import F
+
+    from catalogue.models import Paper
+
+    paper = Paper.objects.visible().order_by(F("upvotes").desc(nulls_last=True), "id").first()
+    return paper.slug if paper else None
+
+
 def _tag_topics(tagging) -> dict[str, int]:
     from catalogue.models import PaperTopic, Topic
 
@@ -601,23 +708,61 @@ def _tag_topics(tagging) -> dict[str, int]:
 
 def floors(classes: list[QueryClass], runs: int = 5) -> list[dict]:
     """Per class: the floor (main query alone), the match count and the page's SQL."""
+    from catalogue.filters import Sort
+
     rows = []
     for query in classes:
         paper_filter = main_filter(query)
-        queryset = paper_filter.qs
-        offset = (query.page - 1) * PAGE_SIZE
-        started = time.perf_counter()
-        list(queryset[offset : offset + PAGE_SIZE])  # warm-up: caches, plans
-        slow = time.perf_counter() - started > SLOW_WARMUP
-        samples = []
-        for _ in range(3 if slow else runs):  # seconds-slow queries: fewer runs say as much
-            started = time.perf_counter()
-            list(queryset[offset : offset + PAGE_SIZE])
-            samples.append(time.perf_counter() - started)
+        if paper_filter.sort_order == Sort.RELEVANCE:
+            page = relevance_page(query)
+        else:
+            queryset = paper_filter.qs
+            offset = (query.page - 1) * PAGE_SIZE
+
+            def page(queryset=queryset, offset=offset):
+                return list(queryset[offset : offset + PAGE_SIZE])
+
         # Every match, exactly (pages estimate large counts; see catalogue.summary).
-        floor = {"floor_ms": median_ms(samples), "matches": paper_filter.matches.count()}
+        floor = {"floor_ms": _timed_median(page, runs), "matches": paper_filter.matches.count()}
         rows.append({**floor, **page_sql(query)})
     return rows
+
+
+def _timed_median(run, runs: int) -> float:
+    """Median ms of ``run()`` over ``runs`` calls after one untimed warm-up (caches, plans)."""
+    started = time.perf_counter()
+    run()
+    slow = time.perf_counter() - started > SLOW_WARMUP
+    samples = []
+    for _ in range(3 if slow else runs):  # seconds-slow queries: fewer runs say as much
+        started = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - started)
+    return median_ms(samples)
+
+
+def relevance_page(query: QueryClass):
+    """A function loading the page of a relevance-ordered class as a new query does: the
+    filter built and validated, its ranking computed with every cache off (Redis, and the
+    process's memos of parsed queries and query embeddings), the page's papers loaded by id.
+    The match count the ranking is given (it picks how the newest candidates are found) is
+    the page's summary count, computed once beforehand."""
+    from django.test import override_settings
+
+    from catalogue import embedder, search
+    from catalogue.summary import summarise
+
+    count = summarise(main_filter(query).matches).count
+    offset = (query.page - 1) * PAGE_SIZE
+
+    def page() -> list:
+        for memo in (search.parse, search._phrase_tsquery, embedder._embed_query):
+            memo.cache_clear()
+        with override_settings(SUMMARY_CACHE_SECONDS=0):
+            results = main_filter(query).results(matches=count)
+            return list(results[offset : offset + PAGE_SIZE])
+
+    return page
 
 
 def main_filter(query: QueryClass):
@@ -702,6 +847,10 @@ def _shorten(sql: str, length: int = 150) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
+def _cut(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
 def _compose(sql: str, params) -> str:
     from django.db import connection
 
@@ -719,7 +868,8 @@ def explain(sql: str, params, settings: dict | None = None, max_lines: int = 40)
         for name, value in (settings or {}).items():
             cursor.execute(f"SET LOCAL {name} = {value}")
         cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
-        lines = [row[0] for row in cursor.fetchall()]
+        # A query embedding's 384 numbers in a sort key or filter line: cut them short.
+        lines = [_cut(row[0], 300) for row in cursor.fetchall()]
         transaction.set_rollback(True)  # the settings end here
     if len(lines) > max_lines:
         lines = lines[:max_lines] + [f"… {len(lines) - max_lines} more lines"]

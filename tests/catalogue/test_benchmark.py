@@ -1,7 +1,9 @@
-"""``manage.py bench_site``: a smoke run on a tiny corpus, and the percentile it reports."""
+"""``manage.py bench_site``: a smoke run on a tiny corpus, the percentile it reports and the
+floor of a relevance-ordered class."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import re
@@ -9,8 +11,10 @@ import re
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from catalogue import benchmark
+from catalogue.models import Paper
 
 
 def test_percentile_is_nearest_rank():
@@ -34,7 +38,8 @@ def test_a_small_benchmark_runs_every_query_class_without_errors(tmp_path):
     rows = [line for line in printed.splitlines() if line.startswith("| ")]
     names = ["rare word", "common word", "phrase", "common phrase", "phrase + dates",
              "top of a month", "trending", "topic", "author", "page 50, common word",
-             "JSON API, common word"]  # fmt: skip
+             "JSON API, common word", "keyword mode, two words", "hybrid, two words",
+             "semantic, two words", "semantic + dates", "more like this"]  # fmt: skip
     for name in names:
         row = next(r for r in rows if r.startswith(f"| {name} |"))
         assert row.rstrip().endswith("| 0 |"), row  # the errors column
@@ -45,6 +50,31 @@ def test_a_small_benchmark_runs_every_query_class_without_errors(tmp_path):
     assert re.search(
         r"Reference at the same moment .*: [\d,]+ rows/s, so ingest ran at [\d.]+x", text
     )
+    assert re.search(r"Embeddings \(`manage.py embed`.*\): 300 papers in [\d.]+ s", text)
+    assert not any(benchmark.NO_EMBEDDINGS in row for row in rows)  # 300 <= --embed-up-to
+
+
+@pytest.mark.django_db
+def test_the_floor_of_a_relevance_class_computes_its_ranking_afresh_and_loads_its_papers(
+    settings,
+):
+    settings.SUMMARY_CACHE_SECONDS = 120  # as in production: the floor turns it off itself
+    for key, title in [("2401.00001", "Linear attention"), ("2401.00002", "Attention sinks")]:
+        Paper.objects.create(
+            arxiv_id=key, title=title, abstract="We study linear models of attention.",
+            published_on=dt.date(2025, 1, 1),
+        )  # fmt: skip
+    query = benchmark.QueryClass("hybrid", "/", {"q": "linear attention"})
+    page = benchmark.relevance_page(query)
+    for _ in range(2):  # the second time too: nothing of the ranking is cached
+        with CaptureQueriesContext(connection) as captured:
+            papers = page()
+        statements = [q["sql"] for q in captured.captured_queries]
+        assert [p.arxiv_id for p in papers] == ["2401.00001", "2401.00002"]
+        assert any("phraseto_tsquery" in sql for sql in statements)  # the query parsed
+        assert any("ts_rank_cd" in sql for sql in statements)  # the keyword ranking
+        assert any("<=>" in sql for sql in statements)  # the nearest-neighbour scan
+        assert '"catalogue_paper"."id" IN' in statements[-1]  # the page's papers, by id
 
 
 @pytest.mark.django_db

@@ -2,7 +2,8 @@
 
 For each size: a realistic corpus (``make_corpus``, cached under ``.data/bench/``), a fresh
 ``<name>_bench_site`` database on the same server, the real ingest path (``manage.py ingest FILE
---inline`` in a child), topics tagged and trending refreshed, then ``gunicorn -w 4`` on
+--inline`` in a child), topics tagged and trending refreshed, embeddings backfilled
+(``manage.py embed``, at sizes up to ``--embed-up-to``), then ``gunicorn -w 4`` on
 loopback measured with a fixed query mix. Prints a markdown table per size and writes them all
 to ``docs/benchmarks.md``. See ``catalogue.benchmark`` for what each figure means.
 """
@@ -46,6 +47,13 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=30, help="seconds per throughput run")
         parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
         parser.add_argument("--skip-throughput", action="store_true")
+        parser.add_argument(
+            "--embed-up-to",
+            type=int,
+            default=10_000,
+            help="run manage.py embed (timed) at sizes up to this many papers; larger sizes "
+            "search by meaning among no embeddings",
+        )
         parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
         parser.add_argument("--seed", type=int, default=0, help="corpus seed")
         parser.add_argument("--db-name", help="bench database (default: <name>_bench_site)")
@@ -96,8 +104,16 @@ class Command(BaseCommand):
         rows, seconds = benchmark.copy_reference(self.env["DATABASE_URL"], limit=100_000)
         self._note(f"{papers:,} papers: topics, trending, VACUUM ANALYZE")
         prepared = self._stage("prepare", {"today": corpus.END.isoformat()})
-        classes = benchmark.query_mix(stats)
-        latencies, throughput = self._serve_and_measure(classes)
+        embedding = None
+        if papers <= self.options["embed_up_to"]:
+            self._note(f"{papers:,} papers: manage.py embed")
+            embedding = benchmark.embed(self.env, settings.BASE_DIR)
+            self._note(
+                f"{papers:,} papers: embedded {embedding['papers']:,} in "
+                f"{embedding['seconds']:.1f} s, {embedding['rate']:,.1f} papers/s"
+            )
+        classes = benchmark.query_mix(stats, like=prepared.get("like"))
+        latencies, throughput = self._serve_and_measure(classes, benchmark.warm_up_url(stats))
         self._note(f"{papers:,} papers: floors and page SQL")
         floors = self._stage("floors", {"classes": benchmark.to_json(classes)})
         return SizeResult(
@@ -111,6 +127,8 @@ class Command(BaseCommand):
             throughput=throughput,
             corpus_check=stats["check_summary"],
             reference_rate=rows / seconds,
+            embedding=embedding,
+            embed_up_to=self.options["embed_up_to"],
         )
 
     def _corpus(self, papers: int) -> tuple[Path, float | None, dict]:
@@ -130,7 +148,7 @@ class Command(BaseCommand):
             generated = time.perf_counter() - started
         return path, generated, json.loads(corpus.stats_path(path).read_text())
 
-    def _serve_and_measure(self, classes: list[QueryClass]):
+    def _serve_and_measure(self, classes: list[QueryClass], meaning_url: str):
         log = self.tmp / "gunicorn.log"
         workers = self.options["workers"]
         with benchmark.gunicorn(self.env, settings.BASE_DIR, log, workers) as base_url:
@@ -138,6 +156,8 @@ class Command(BaseCommand):
             with httpx.Client(base_url=base_url, timeout=120) as client:
                 month_page = next(q for q in classes if q.scope.startswith("month:"))
                 benchmark.warm_up(client, month_page.url, workers)
+                if any(q.uses_meaning for q in classes):
+                    benchmark.warm_up(client, meaning_url, workers)  # the model, per worker
                 for query in classes:
                     self._note(f"  {query.name}: {query.url}")
                     latencies.append(
@@ -241,9 +261,24 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
         "- first: the first request of the class, before anything of it was cached (counts, "
         "facets and rankings for two minutes, whole anonymous pages for one, in Redis): what "
         "a new query costs.",
-        "- floor: the page's main query alone, `PaperFilter(params).qs[offset:offset + 25]` "
-        "evaluated through the ORM on the bench database (median of 5, after a warm-up); "
-        "p50/floor is how much the page costs beyond it.",
+        "- floor: the page's main query alone, on the bench database (median of 5, after a "
+        "warm-up); p50/floor is how much the page costs beyond it. Newest, upvotes, trending "
+        "order: `PaperFilter(params).qs[offset:offset + 25]` evaluated through the ORM. "
+        "Relevance order (every class with `q` or `like`): the filter built, the ranking "
+        "computed with every cache off (Redis summaries, the process's memos of parsed queries "
+        "and query embeddings: the query parsed and embedded, its nearest neighbours scanned, "
+        "its keyword candidates ranked) and the page's 25 papers loaded by id, what a new "
+        "query pays before the page's counts, facets and highlights.",
+        "- search modes: the `q` classes without `mode` (rare word … JSON API) run in hybrid "
+        "mode, the default: the keyword ranking fused with the cosine similarity of the "
+        f"{settings.SEMANTIC_NEIGHBOURS} nearest papers by meaning (pgvector HNSW). `keyword "
+        "mode, two words` is the same search by words alone, `semantic` by meaning alone; "
+        "`more like this` lists the papers nearest the most upvoted paper. Each gunicorn worker "
+        "loads the embedding model before the timed classes (a semantic search outside the "
+        "mix, in the warm-up).",
+        f"- embeddings: computed by `manage.py embed` at sizes up to "
+        f"{options['embed_up_to']:,} papers (`--embed-up-to`); above, classes searching by "
+        f"meaning are marked{benchmark.NO_EMBEDDINGS}.",
         "- page SQL: every statement the page runs (count, facets, timeline, highlights, "
         "topics), timed in-process; the slowest one is listed with its plan below.",
         "- matches: papers the class's filter matches, counted exactly (pages estimate counts "
