@@ -15,7 +15,7 @@ from django.db.models.lookups import Exact
 from django.urls import reverse
 from pgvector.django import CosineDistance, HalfVectorField, HnswIndex
 
-from catalogue import provenance, search, semantic
+from catalogue import provenance, search
 
 # Title words count more than abstract words: weights A and B in one stored vector.
 SEARCH_VECTOR = SearchVector("title", weight="A", config=search.CONFIG) + SearchVector(
@@ -91,16 +91,16 @@ class PaperQuerySet(models.QuerySet):
         Empty when ``paper`` has no embedding yet (load it with ``select_related("embedding")``
         to save the query).
 
-        The scan is iterative: filters here (hidden papers, the paper itself) drop rows the
-        HNSW index hands back, and a plain scan stops after its first ``ef_search`` rows even
-        when every one of them was dropped. Relaxed order returns rows nearly sorted: sort them.
+        Filters here (hidden papers, the paper itself) drop rows the HNSW index hands back;
+        a plain scan would stop after its first ``ef_search`` rows even when every one of them
+        was dropped. Connections scan iteratively (``catalogue.semantic``), in relaxed order:
+        rows come nearly sorted, so they are sorted here.
         """
         try:
             vector = paper.embedding.vector
         except PaperEmbedding.DoesNotExist:
             return []
-        with semantic.iterative_scan():
-            neighbours = list(self.exclude(pk=paper.pk).nearest_to(vector, limit))
+        neighbours = list(self.exclude(pk=paper.pk).nearest_to(vector, limit))
         for neighbour in neighbours:
             neighbour.similarity = max(0.0, 1 - neighbour.distance)
         return sorted(neighbours, key=lambda p: (p.distance, p.pk))

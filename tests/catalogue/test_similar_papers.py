@@ -123,8 +123,7 @@ def test_paper_page_query_count_is_pinned(client, django_assert_num_queries):
     me = paper("2501.00001", "Subject", 1.0)
     for i in range(5):
         paper(f"2501.{i + 10:05d}", f"Neighbour {i}", 0.9 - i * 0.1)
-    # Paper with its embedding, snapshots, topics, sightings, and the neighbours (their
-    # iterative scan: a savepoint here, one statement of settings, the query, the release).
-    with django_assert_num_queries(8):
+    # The paper with its embedding, its upvote history, topics, sightings, and neighbours.
+    with django_assert_num_queries(5):
         response = similar(client, me)
     assert len(response.context["similar"]) == 5
