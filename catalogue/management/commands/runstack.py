@@ -28,7 +28,7 @@ from django.db.models import Count
 
 from catalogue import demo, embedded, provenance
 from catalogue.models import Paper, Sighting
-from catalogue.tasks import tag_topic
+from catalogue.tasks import queue_embedding, tag_topic
 
 DEMO_PARALLEL_INGESTS = 4
 DEMO_LEDGER = embedded.DATA_DIR / "demo-loaded.json"
@@ -123,6 +123,10 @@ class Command(BaseCommand):
         demo.remember_loaded(finished, DEMO_LEDGER, database)
         for topic in new_topics:  # papers already there before the topic existed
             tag_topic.delay(topic.pk)
+        # Each ingest that changed papers queues their embeddings; this catches papers loaded
+        # before (an older checkout, a chain that died). In the background: the site serves
+        # meanwhile, and a paper without one shows title-word neighbours.
+        queue_embedding()
         failed = [failure for _, failure in outcomes if failure]
         self._report_demo(len(listings), time.monotonic() - started, failed)
 
