@@ -39,10 +39,25 @@ def embed_pending(
     """Embed pending papers (at most ``limit``), ``batch_size`` per transaction; calls
     ``progress(n)`` after each committed batch of n. With ``seconds``, no new batch starts
     once that long has passed. Returns how many were embedded."""
+    done, _ = embed_after(0, batch_size, limit, progress, seconds)
+    return done
+
+
+def embed_after(
+    after: int,
+    batch_size: int = BATCH_SIZE,
+    limit: int | None = None,
+    progress: Callable[[int], object] | None = None,
+    seconds: float | None = None,
+) -> tuple[int, int]:
+    """``embed_pending`` of the papers with ids above ``after`` only; returns how many were
+    embedded and the last id embedded (``after`` when none). Finding pending papers reads
+    every paper's text from ``after`` on (5 µs a paper: 0.5 s at 100,000 papers), so a chain
+    of tasks goes on from where the previous one stopped instead of from the start."""
     embedder = get_embedder()
     deadline = None if seconds is None else time.monotonic() + seconds
     done = 0
-    after = 0  # ids only go up: a paper whose text changes meanwhile waits for the next run
+    # Ids only go up: a paper whose text changes meanwhile waits for the next run.
     while limit is None or done < limit:
         if deadline is not None and time.monotonic() >= deadline:
             break
@@ -66,7 +81,7 @@ def embed_pending(
         done += len(batch)
         if progress is not None:
             progress(len(batch))
-    return done
+    return done, after
 
 
 def _save(embeddings: list[PaperEmbedding]) -> None:

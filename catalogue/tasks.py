@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from catalogue import tagging
-from catalogue.embedding import embed_pending, pending_papers
+from catalogue.embedding import embed_after, pending_papers
 from catalogue.models import Paper, Topic
 
 
@@ -71,11 +71,15 @@ def queue_embedding() -> bool:
 
 
 @shared_task(acks_late=True)
-def embed_papers() -> int:
-    """Embed one chunk of the papers missing a current embedding, then send itself again while
-    some remain. Idempotent (the pending papers are a query), so redelivery is harmless."""
+def embed_papers(after: int = 0) -> int:
+    """Embed one chunk of the papers above id ``after`` missing a current embedding, then
+    send itself on from the last one. Idempotent (what is pending is a query), so redelivery
+    is harmless. The chain ends with one look over every paper, the only full read of the
+    catalogue's text in a chain: a paper changed behind the chain's position, or left by a
+    chain that failed, starts the next chain."""
     try:
-        done = embed_pending(
+        done, last = embed_after(
+            after,
             batch_size=EMBED_BATCH_SIZE,
             limit=settings.EMBEDDING_TASK_CHUNK,
             seconds=EMBED_CHUNK_SECONDS,
@@ -83,9 +87,9 @@ def embed_papers() -> int:
     except BaseException:
         cache.delete(_chain_flag())  # the next ingest may try again
         raise
-    if done and pending_papers().exists():
+    if done:
         cache.touch(_chain_flag(), _CHAIN_FLAG_SECONDS)
-        embed_papers.apply_async(priority=EMBED_PRIORITY)
+        embed_papers.apply_async(args=[last], priority=EMBED_PRIORITY)
         return done
     # Cleared before looking again: papers committed after this look find no flag and start
     # their own chain; papers committed before it are seen here.
