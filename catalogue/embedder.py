@@ -290,10 +290,13 @@ def get_embedder() -> Embedder:
 def embed_query(text: str) -> list[float]:
     """A search query's unit vector. Whitespace does not matter to the tokenizer, so it does
     not make a new cache entry either."""
-    return list(_embed_query(" ".join(text.split())))
+    return _embed_query(" ".join(text.split())).tolist()
 
 
 @functools.lru_cache(maxsize=1024)
-def _embed_query(text: str) -> tuple[float, ...]:
-    # Readers repeat queries (pagination, feeds, the same popular words).
-    return tuple(get_embedder().embed([text])[0].tolist())
+def _embed_query(text: str) -> np.ndarray:
+    # Readers repeat queries (pagination, feeds, the same popular words). Kept as arrays
+    # (1.5 kB each; a tuple of Python floats would take 12 kB), read-only as they are shared.
+    vector = get_embedder().embed([text])[0]
+    vector.flags.writeable = False
+    return vector
