@@ -76,8 +76,8 @@ class PaperQuerySet(models.QuerySet):
     def nearest_to(self, vector, limit: int):
         """The ``limit`` papers whose embeddings are nearest ``vector`` (cosine), nearest
         first, annotated with ``distance`` (0 same direction, 2 opposite). Through the HNSW
-        index: run it inside ``catalogue.semantic.iterative_scan()`` when other filters
-        apply, or the index hands back its first ~40 neighbours and the filters leave fewer."""
+        index, which every connection scans iteratively (``catalogue.semantic``): other
+        filters do not leave the result short."""
         distance = CosineDistance("embedding__vector", vector)
         return (
             self.filter(embedding__isnull=False)
