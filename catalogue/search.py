@@ -121,7 +121,7 @@ def parse(text: str) -> ParsedQuery:
     sort, highlights), and PostgreSQL's stemming of a given text never changes."""
     groups = tokenize(text)
     terms = [term for group in groups for term in group]
-    normalised = _normalise(terms)
+    normalised, phrase = _normalise(terms, _plain_words(groups))
     matchers = {}
     for term, (author, stemmed) in zip(terms, normalised, strict=True):
         matcher = _matcher(term, author, stemmed)
@@ -137,7 +137,7 @@ def parse(text: str) -> ParsedQuery:
         matchers,
         highlight_query=" | ".join(f"({q})" for q in ranked.values()),
         rank_query=_and_of_groups(groups, ranked),
-        phrase_query=_phrase_of_words(groups, normalised, terms),
+        phrase_query=phrase,
     )
 
 
@@ -151,39 +151,35 @@ def _and_of_groups(groups, ranked: dict) -> str:
     return " & ".join(clauses)
 
 
-def _phrase_of_words(groups, normalised, terms) -> str:
-    """The query's plain positive words (outside quotes, fields and ORs) as one stemmed
-    phrase: "visual quality" is worth more where the two words stand together."""
+def _plain_words(groups) -> str:
+    """The query's plain positive words (outside quotes, fields and ORs), when there are
+    several: as a phrase they earn a bonus ("visual quality" is worth more where the two
+    words stand together)."""
     words = [
         group[0].text
         for group in groups
         if len(group) == 1 and not (group[0].negated or group[0].field or group[0].phrase)
     ]
-    if len(words) < 2:
-        return ""
-    return _phrase_tsquery(" ".join(words))
+    return " ".join(words) if len(words) > 1 else ""
 
 
-@lru_cache(maxsize=2048)
-def _phrase_tsquery(text: str) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT phraseto_tsquery('{CONFIG}', %s)::text", [text])
-        return cursor.fetchone()[0]
-
-
-def _normalise(terms: list[Term]) -> list[tuple[str, str]]:
-    """(author tsquery, stemmed tsquery) text of each term, as PostgreSQL parses them."""
+def _normalise(terms: list[Term], phrase: str) -> tuple[list[tuple[str, str]], str]:
+    """(author tsquery, stemmed tsquery) text of each term, as PostgreSQL parses them, and
+    the stemmed tsquery of ``phrase``: one round trip."""
     if not terms:
-        return []
+        return [], ""
     selects = ", ".join(
         f"phraseto_tsquery('{AUTHOR_CONFIG}', %s)::text, phraseto_tsquery('{CONFIG}', %s)::text"
         for _ in terms
     )
     params = [value for term in terms for value in (term.text, term.text)]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {selects}", params)
+        cursor.execute(
+            f"SELECT {selects}, phraseto_tsquery('{CONFIG}', %s)::text", [*params, phrase]
+        )
         row = cursor.fetchone()
-    return [(row[i], row[i + 1]) for i in range(0, len(row), 2)]
+    pairs = [(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
+    return pairs, row[-1] if phrase else ""
 
 
 _TEXT_FIELDS = {None: ("title", "abstract"), "title": ("title",), "abstract": ("abstract",)}
