@@ -756,7 +756,7 @@ def relevance_page(query: QueryClass):
     offset = (query.page - 1) * PAGE_SIZE
 
     def page() -> list:
-        for memo in (search.parse, search._phrase_tsquery, embedder._embed_query):
+        for memo in (search.parse, embedder._embed_query):
             memo.cache_clear()
         with override_settings(SUMMARY_CACHE_SECONDS=0):
             results = main_filter(query).results(matches=count)
