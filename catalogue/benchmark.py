@@ -755,8 +755,13 @@ def relevance_page(query: QueryClass):
     count = summarise(main_filter(query).matches).count
     offset = (query.page - 1) * PAGE_SIZE
 
+    # The memos of parsing (whatever catalogue.search keeps) and of query embeddings; not the
+    # model itself, which a worker loads once.
+    memos = [f for f in vars(search).values() if hasattr(f, "cache_clear")]
+    memos += [f for f in [getattr(embedder, "_embed_query", None)] if f is not None]
+
     def page() -> list:
-        for memo in (search.parse, embedder._embed_query):
+        for memo in memos:
             memo.cache_clear()
         with override_settings(SUMMARY_CACHE_SECONDS=0):
             results = main_filter(query).results(matches=count)
