@@ -428,6 +428,7 @@ class ClassResult:
     slowest_sql: str = ""
     plan: str = ""
     statements: list = field(default_factory=list)  # [ms, gist] of every statement of the page
+    floor_error: str = ""  # the floor's exception, when it raised one (the page fails too)
 
     @property
     def ratio(self) -> float:
@@ -547,6 +548,10 @@ def markdown_table(result: SizeResult) -> str:
             f"| {row.ratio:.1f}x | {row.sql_queries}, {row.sql_ms:.1f} | {row.slowest_ms:.1f} "
             f"| {row.latency.errors} |"
         )
+    failed = [row for row in result.classes if row.floor_error]
+    if failed:
+        lines += ["", "Floors that raised (their pages answer 500 too):", ""]
+        lines += [f"- {row.query.name}: `{row.floor_error[:300]}`" for row in failed]
     if result.throughput:
         lines += ["", "| concurrency | seconds | requests | requests/s | errors |"]
         lines.append("|---:|---:|---:|---:|---:|")
@@ -713,17 +718,24 @@ def floors(classes: list[QueryClass], runs: int = 5) -> list[dict]:
     rows = []
     for query in classes:
         paper_filter = main_filter(query)
-        if paper_filter.sort_order == Sort.RELEVANCE:
-            page = relevance_page(query)
+        try:
+            if paper_filter.sort_order == Sort.RELEVANCE:
+                page = relevance_page(query)
+            else:
+                queryset = paper_filter.qs
+                offset = (query.page - 1) * PAGE_SIZE
+
+                def page(queryset=queryset, offset=offset):
+                    return list(queryset[offset : offset + PAGE_SIZE])
+
+            floor_ms = _timed_median(page, runs)
+        except Exception as exc:  # noqa: BLE001 - the page fails too: reported as its error
+            floor_ms, floor_error = float("nan"), f"{type(exc).__name__}: {exc}"
         else:
-            queryset = paper_filter.qs
-            offset = (query.page - 1) * PAGE_SIZE
-
-            def page(queryset=queryset, offset=offset):
-                return list(queryset[offset : offset + PAGE_SIZE])
-
+            floor_error = ""
         # Every match, exactly (pages estimate large counts; see catalogue.summary).
-        floor = {"floor_ms": _timed_median(page, runs), "matches": paper_filter.matches.count()}
+        floor = {"floor_ms": floor_ms, "floor_error": floor_error}
+        floor["matches"] = paper_filter.matches.count()
         rows.append({**floor, **page_sql(query)})
     return rows
 
@@ -803,7 +815,8 @@ def page_sql(query: QueryClass) -> dict:
 
     # The page as a new query costs it: neither its counts, ranking nor HTML cached.
     with override_settings(PAGE_CACHE_SECONDS=0, SUMMARY_CACHE_SECONDS=0):
-        return _timed_page(Client(), connection, query)
+        # A failing page is a status 500 here (an error in the report), not a crash.
+        return _timed_page(Client(raise_request_exception=False), connection, query)
 
 
 def _timed_page(client, connection, query: QueryClass) -> dict:

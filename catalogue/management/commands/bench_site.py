@@ -196,6 +196,7 @@ class Command(BaseCommand):
             slowest_sql=floor["slowest_sql"],
             plan=floor["plan"],
             statements=floor["statements"],
+            floor_error=floor.get("floor_error", ""),
         )
 
     # --- child stages on the bench database -------------------------------------------------
