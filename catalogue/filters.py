@@ -274,18 +274,22 @@ class PaperFilter(django_filters.FilterSet):
         return hybrid.query_vector(text) if text else None
 
     @cached_property
-    def _neighbours(self) -> list[tuple[int, float]]:
+    def _nearest(self) -> list[tuple[int, float]]:
         """(id, similarity) of the papers nearest the searched meaning, nearest first."""
         if self._vector is None:
             return []
         papers = self._filtered
         if self.like_paper:
             papers = papers.exclude(pk=self.like_paper.pk)
-        found = hybrid.neighbours(papers, self._vector, hybrid.semantic_limit())
+        return hybrid.neighbours(papers, self._vector, hybrid.semantic_limit())
+
+    @cached_property
+    def _neighbours(self) -> list[tuple[int, float]]:
+        """The nearest papers that count as matches: in hybrid mode, beside the words, only
+        papers near enough in meaning."""
         if self.search_mode == Mode.HYBRID:
-            # Beside the words, only papers near enough in meaning count as matches.
-            found = [(pk, sim) for pk, sim in found if sim >= hybrid.MEANING_FLOOR]
-        return found
+            return [(pk, sim) for pk, sim in self._nearest if sim >= hybrid.MEANING_FLOOR]
+        return self._nearest
 
     @property
     def matches(self):
@@ -316,15 +320,13 @@ class PaperFilter(django_filters.FilterSet):
             return hybrid.semantic_ranking(self._neighbours)
 
         def fuse(rows):
-            keyword = [(pk, rank) for pk, rank, _ in rows]
-            similarity = {pk: sim for pk, _, sim in rows if sim is not None}
-            return hybrid.fuse(keyword, self._neighbours, similarity)
+            # Similarities of the best keyword candidates only, by primary key: a join of
+            # every candidate to its embedding reads the whole embeddings table (a hash join).
+            best = [pk for pk, _ in rows[: hybrid.FUSE_DEPTH]] if self._nearest else []
+            similarity = hybrid.similarities(best, self._vector)  # none embedded: no query
+            return hybrid.fuse(rows, self._neighbours, similarity)
 
-        # Each candidate's similarity comes with its rank, in the same statement.
-        ranked = self._keyword_ranked().annotate(similarity=hybrid.similarity_to(self._vector))
-        return cached_ranking(
-            ranked, matches, fuse, extra=self._neighbours, fields=("rank", "similarity")
-        )
+        return cached_ranking(self._keyword_ranked(), matches, fuse, extra=self._neighbours)
 
     def results(self, prepare=lambda papers: papers, *, matches: int | None = None):
         """What pages slice: ``qs``, except that a relevance ranking comes from the cache

@@ -8,7 +8,8 @@
   query's (or, with ``like``, a paper's), through the HNSW index, every other filter honoured.
 - ``hybrid`` (the default with a query): both sets, fused by score. Each keyword candidate's
   relevance is scaled to [0, 1] by the best one's, and every candidate of either set gets its
-  cosine similarity to the query: ``score = keyword + MEANING_WEIGHT * similarity``. A paper
+  cosine similarity to the query (keyword candidates: the ``FUSE_DEPTH`` best):
+  ``score = keyword + MEANING_WEIGHT * similarity``. A paper
   that has the words keeps its lead over one that merely means something close, and among
   papers with the words the one closer in meaning comes first; when the words match nothing
   (a reworded title), meaning alone orders the results. Rank fusion (RRF) of the two lists
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Q, QuerySet, Value
+from django.db.models import Q, QuerySet
 from pgvector.django import CosineDistance
 
 from catalogue import search
@@ -45,6 +46,9 @@ MEANING_WEIGHT = 0.3
 # In hybrid mode a paper without the words is a match only this similar to the query (in
 # semantic mode the nearest papers are listed whatever their similarity).
 MEANING_FLOOR = 0.35
+# Meaning re-orders the best keyword candidates only: below these a paper's words score too
+# little for its meaning to lift it onto the first pages.
+FUSE_DEPTH = 200
 
 
 @dataclass
@@ -78,9 +82,14 @@ def neighbours(papers: QuerySet, vector, limit: int) -> list[tuple[int, float]]:
     return sorted(((pk, 1.0 - distance) for pk, distance in rows), key=lambda r: -r[1])
 
 
-def similarity_to(vector):
-    """A paper's cosine similarity to ``vector`` (NULL without an embedding)."""
-    return Value(1.0) - CosineDistance("embedding__vector", vector)
+def similarities(ids: list[int], vector) -> dict[int, float]:
+    """Cosine similarity of these papers to ``vector`` (papers without embeddings left out)."""
+    if not ids:
+        return {}
+    rows = PaperEmbedding.objects.filter(paper_id__in=ids).annotate(
+        distance=CosineDistance("vector", vector)
+    )
+    return {pk: 1.0 - distance for pk, distance in rows.values_list("paper_id", "distance")}
 
 
 def fuse(

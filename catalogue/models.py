@@ -125,9 +125,10 @@ class PaperQuerySet(models.QuerySet):
 
     def by_relevance(self, candidates: int, title_query: str = ""):
         """Most relevant first among the ``candidates`` newest matches and, with
-        ``title_query``, the ``candidates`` newest matches with the query in their title
+        ``title_query``, the ``candidates / 10`` newest matches with the query in their title
         (needs ``rank``): an older paper named after the query is not crowded out by the
-        newest papers that merely mention it.
+        newest papers that merely mention it. (A tenth: titles of a common phrase are many
+        too, and reading thousands of them doubles a ranking's cost.)
 
         Ranking reads every candidate's search vector (~13 µs each): ranking all matches of a
         common word costs seconds at a million papers. Newest candidates come cheap from the
@@ -136,12 +137,14 @@ class PaperQuerySet(models.QuerySet):
         matches already: the ranking does not test them against the query again (for a
         phrase, another ~50 ms of vector and pattern checks).
         """
-        pool = Q(pk__in=self.newest_first().values("pk")[:candidates])
+        pool = self.newest_first().values("pk")[:candidates]
         if title_query:
             in_titles = self.filter(search_vector=search.RawTsQuery(title_query))
-            pool |= Q(pk__in=in_titles.newest_first().values("pk")[:candidates])
+            # One UNION, not an OR of two IN lists: PostgreSQL answers the OR by scanning
+            # the whole table against both lists (75 ms at 100,000 papers, not 15).
+            pool = pool.union(in_titles.newest_first().values("pk")[: max(candidates // 10, 1)])
         rank = self.query.annotations["rank"]
-        candidates = self.model.objects.filter(pool).annotate(rank=rank)
+        candidates = self.model.objects.filter(pk__in=pool).annotate(rank=rank)
         return candidates.order_by("-rank", "-id")
 
     def newest_first(self):

@@ -49,14 +49,14 @@ def test_a_short_text_outranks_a_long_one_with_the_same_mention(client):
 def test_an_older_paper_with_the_query_in_its_title_is_ranked(client, settings):
     """Relevance ranks the newest SEARCH_RANK_CANDIDATES matches and the newest matches in
     titles: the classic paper named after the query is not crowded out by newer mentions."""
-    settings.SEARCH_RANK_CANDIDATES = 3
+    settings.SEARCH_RANK_CANDIDATES = 10  # and a tenth of it, 1, from titles
     make_paper("old", "Speculative decoding", "The method. " + FILLER, dt.date(2019, 1, 1))
-    for i in range(6):
+    for i in range(12):
         make_paper(f"new{i}", "A study", f"We mention speculative decoding. {FILLER}",
                    dt.date(2025, 1, 1 + i))  # fmt: skip
     results = ranked(client, "speculative decoding")
     assert results[0] == "old"
-    assert len(results) == 4  # the 3 newest and the title match
+    assert len(results) == 11  # the 10 newest and the title match
 
 
 def test_every_word_is_still_required(client):
