@@ -57,6 +57,8 @@ class Summary:
 def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
     """The (cached) summary of an unordered queryset of papers; ``topics``: with facets."""
     matches = matches.order_by()
+    if matches.query.is_empty():  # e.g. a search by meaning before any paper has an embedding
+        return Summary(count=0, exact=True)
     key = _cache_key("summary" if topics else "count", matches)
     return _cached(key, lambda: _summary(matches, topics))
 

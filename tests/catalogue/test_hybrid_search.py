@@ -192,3 +192,17 @@ def test_fuse_keeps_keyword_order_and_appends_meaning_only_papers():
     ranking = hybrid.fuse(keyword, meaning, {1: 0.4, 2: 0.1}, weight=0.5)
     assert ranking.ids == [1, 2, 3]  # 1.0 + 0.2, 0.33 + 0.05, 0.35 × 0.5 ...
     assert ranking.reasons == {1: (WORDS, MEANING), 2: (WORDS,), 3: (MEANING,)}
+
+
+@pytest.mark.parametrize("exact_below", [1, 100_000])
+def test_search_by_meaning_before_any_embedding_is_an_empty_page(client, settings, exact_below):
+    """Sampled (large catalogue) or exact summaries: no neighbours is 0 papers, not a 500."""
+    settings.SUMMARY_EXACT_BELOW = exact_below
+    make_paper("2506.00001", "Not embedded yet")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalogue_paper")  # reltuples: what decides to sample
+    for params in ({"q": QUERY, "mode": "semantic"}, {"like": "2506.00001"}):
+        response = client.get(reverse("paper-list"), params)
+        assert response.status_code == 200
+        assert response.context["summary"].count == 0
+        assert api(client, **params)["count"] == 0
