@@ -52,6 +52,7 @@ def test_a_small_benchmark_runs_every_query_class_without_errors(tmp_path):
     )
     assert re.search(r"Embeddings \(`manage.py embed`.*\): 300 papers in [\d.]+ s", text)
     assert not any(benchmark.NO_EMBEDDINGS in row for row in rows)  # 300 <= --embed-up-to
+    assert re.search(r"estimate of the papers: [\d,]+ rows, so every count and facet is", text)
 
 
 @pytest.mark.django_db
