@@ -72,10 +72,14 @@ class PaperFilterForm(forms.Form):
             self.add_error("until", "Until must not be before since.")
         return cleaned
 
+    like_paper = None  # the paper ``like`` names, found once here
+
     def clean_like(self):
         slug = (self.cleaned_data.get("like") or "").strip()
-        if slug and _paper_by_slug(slug) is None:
-            raise forms.ValidationError("No paper with this id.")
+        if slug:
+            self.like_paper = _paper_by_slug(slug)
+            if self.like_paper is None:
+                raise forms.ValidationError("No paper with this id.")
         return slug
 
 
@@ -185,10 +189,9 @@ class PaperFilter(django_filters.FilterSet):
     def _parsed(self) -> search.ParsedQuery | None:
         return search.parse(self.query_text) if self.query_text else None
 
-    @cached_property
+    @property
     def like_paper(self) -> Paper | None:
-        slug = self.cleaned.get("like")
-        return _paper_by_slug(slug) if slug else None
+        return self.form.like_paper if self.cleaned else None
 
     @cached_property
     def search_mode(self) -> str | None:

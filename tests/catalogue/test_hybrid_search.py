@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from catalogue import hybrid
@@ -206,3 +207,12 @@ def test_search_by_meaning_before_any_embedding_is_an_empty_page(client, setting
         assert response.status_code == 200
         assert response.context["summary"].count == 0
         assert api(client, **params)["count"] == 0
+
+
+def test_more_like_this_finds_its_paper_once(client, query_vector):
+    me = make_paper("2507.00001", "Me", query_vector.tolist())
+    make_paper("2507.00002", "Close", at_cosine(query_vector, 0.9, np.random.default_rng(2)))
+    with CaptureQueriesContext(connection) as queries:
+        assert titles(api(client, like=me.arxiv_id)) == ["Close"]
+    by_arxiv_id = [q for q in queries if '"catalogue_paper"."arxiv_id" =' in q["sql"]]
+    assert len(by_arxiv_id) == 1
