@@ -27,21 +27,36 @@ from operator import and_, or_
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
 from django.db import connection
 from django.db.models import F, Q, QuerySet
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 CONFIG = "english"
 AUTHOR_CONFIG = "simple"
 FIELDS = ("title", "author", "abstract")
 
-# Highlights: <mark> around matches, short fragments for abstract excerpts.
-_HEADLINE_OPTIONS = {"start_sel": "<mark>", "stop_sel": "</mark>", "highlight_all": True}
+# Highlights: matches between two control characters no listing text needs, short fragments
+# for abstract excerpts. The headline is then escaped and only the marks become <mark>
+# (``marked_html``): a title's own markup ("<script>…") is shown as text, never run.
+_START, _STOP = "\x02", "\x03"
+_HEADLINE_OPTIONS = {"start_sel": _START, "stop_sel": _STOP, "highlight_all": True}
 _EXCERPT_OPTIONS = {
-    "start_sel": "<mark>",
-    "stop_sel": "</mark>",
+    "start_sel": _START,
+    "stop_sel": _STOP,
     "max_words": 45,
     "min_words": 25,
     "max_fragments": 2,
     "fragment_delimiter": " … ",
 }
+
+
+def marked_html(headline: str | None) -> str | None:
+    """A headline (``highlight``) as safe HTML: its text escaped, its matches in <mark>."""
+    if headline is None:
+        return None
+    # Escaped first, so nothing but the marks can become markup (a text carrying the control
+    # characters itself gets a stray <mark>, never a tag of its own).
+    return mark_safe(escape(headline).replace(_START, "<mark>").replace(_STOP, "</mark>"))
+
 
 _TOKEN = re.compile(
     r'(?P<neg>-)?(?:(?P<field>title|author|abstract):)?(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))',
@@ -289,7 +304,8 @@ def apply(queryset: QuerySet, text: str) -> QuerySet:
 
 
 def highlight(queryset: QuerySet, text: str) -> QuerySet:
-    """Annotate ``title_html`` and ``excerpt_html`` with matches in <mark>.
+    """Annotate ``title_html`` and ``excerpt_html``: headlines with the matches marked
+    (turn them into HTML with ``marked_html``).
 
     Headlines re-parse the documents, so apply this to the displayed page only.
     """

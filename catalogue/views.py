@@ -148,6 +148,9 @@ def _highlight(page, query: str) -> None:
     """Highlights cost a re-parse of each document: only for the rows on this page."""
     ids = [paper.pk for paper in page.object_list]
     marked = {p.pk: p for p in search.highlight(Paper.objects.filter(pk__in=ids), query)}
+    for paper in marked.values():  # no headlines when the query has no positive words
+        paper.title_html = search.marked_html(getattr(paper, "title_html", None))
+        paper.excerpt_html = search.marked_html(getattr(paper, "excerpt_html", None))
     for paper in page.object_list:
         if paper.pk in marked:
             marked[paper.pk].match_reasons = getattr(paper, "match_reasons", ())

@@ -153,3 +153,19 @@ def test_hidden_papers_are_neither_listed_nor_served(client, seed):
     Paper.objects.filter(pk=paper.pk).update(hidden=True)
     assert paper.title not in titles(get(client))
     assert client.get(paper.get_absolute_url()).status_code == 404
+
+
+def test_highlights_show_a_listings_markup_as_text_never_as_markup(client):
+    Paper.objects.create(
+        arxiv_id="2512.00001",
+        title='<script>alert("t")</script> Decoupling "><img src=x onerror=alert(1)>',
+        abstract="We study decoupling. <script>alert('a')</script><b onmouseover=alert(2)>x</b>",
+    )
+    response = get(client, q="decoupling")
+    html = response.content.decode()
+    assert response.context["page"].object_list[0].title_html  # the highlighted path
+    assert "<mark>Decoupling</mark>" in html and "<mark>decoupling</mark>" in html
+    for live in ("<script>alert", "<img src=x", "<b onmouseover"):
+        assert live not in html
+    assert "&lt;script&gt;alert(&quot;t&quot;)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
