@@ -25,8 +25,6 @@ from urllib.parse import urlencode
 import django_filters
 from django import forms
 from django.conf import settings
-from django.contrib.postgres.fields import ArrayField
-from django.db.models import BigIntegerField, F, Func, Value
 from django.utils import timezone
 
 from catalogue import hybrid, search
@@ -77,18 +75,10 @@ class PaperFilterForm(forms.Form):
     def clean_like(self):
         slug = (self.cleaned_data.get("like") or "").strip()
         if slug:
-            self.like_paper = _paper_by_slug(slug)
+            self.like_paper = Paper.objects.visible().with_slug(slug).first()
             if self.like_paper is None:
                 raise forms.ValidationError("No paper with this id.")
         return slug
-
-
-def _paper_by_slug(slug: str) -> Paper | None:
-    """A visible paper by its public id (arXiv id, else catalogue number)."""
-    papers = Paper.objects.visible()
-    if slug.isascii() and slug.isdigit():
-        return papers.filter(pk=int(slug), arxiv_id__isnull=True).first()
-    return papers.filter(arxiv_id=slug.replace("\x00", "")).first()
 
 
 class PaperFilter(django_filters.FilterSet):
@@ -284,7 +274,7 @@ class PaperFilter(django_filters.FilterSet):
         papers = self._filtered
         if self.like_paper:
             papers = papers.exclude(pk=self.like_paper.pk)
-        return hybrid.neighbours(papers, self._vector, hybrid.semantic_limit())
+        return hybrid.neighbours(papers, self._vector, settings.SEMANTIC_NEIGHBOURS)
 
     @cached_property
     def _neighbours(self) -> list[tuple[int, float]]:
@@ -344,14 +334,16 @@ class PaperFilter(django_filters.FilterSet):
     def reachable(self) -> int:
         """How many results pages can reach in this order (see ``qs``)."""
         if self.sort_order == Sort.RELEVANCE:
-            return settings.SEARCH_RANK_CANDIDATES * 2 + settings.SEMANTIC_NEIGHBOURS
+            # The newest matches, a tenth as many title matches, the neighbours by meaning.
+            candidates = settings.SEARCH_RANK_CANDIDATES
+            return candidates + max(candidates // 10, 1) + settings.SEMANTIC_NEIGHBOURS
         return settings.LIST_MAX_RESULTS
 
     @property
     def qs(self):
         """The matches in the chosen order, as a queryset (feeds and digests slice it)."""
         if self.sort_order == Sort.RELEVANCE:
-            return _in_order(self.ranking().ids)
+            return Paper.objects.in_order(self.ranking().ids)
         matches = self.matches
         return {
             Sort.NEWEST: matches.newest_first,
@@ -359,10 +351,3 @@ class PaperFilter(django_filters.FilterSet):
             Sort.UPVOTES: matches.most_upvoted,
             Sort.TRENDING: matches.trending,
         }[self.sort_order]()
-
-
-def _in_order(ids: list[int]):
-    """Papers ``ids`` as a queryset in that order."""
-    position = Func(Value(ids, output_field=ArrayField(BigIntegerField())), F("id"),
-                    function="array_position")  # fmt: skip
-    return Paper.objects.filter(pk__in=ids).order_by(position)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db.models import Q, QuerySet
 from pgvector.django import CosineDistance
 
@@ -69,9 +68,12 @@ def query_vector(text: str):
         return None
 
 
-def paper_vector(paper: Paper | None):
-    row = PaperEmbedding.objects.filter(paper=paper).values_list("vector", flat=True).first()
-    return None if row is None else list(row)
+def paper_vector(paper: Paper):
+    """A paper's embedding (load it with ``select_related("embedding")``), or None."""
+    try:
+        return list(paper.embedding.vector)
+    except PaperEmbedding.DoesNotExist:
+        return None
 
 
 def neighbours(papers: QuerySet, vector, limit: int) -> list[tuple[int, float]]:
@@ -121,10 +123,6 @@ def semantic_ranking(meaning: list[tuple[int, float]]) -> Ranking:
 
 def keyword_ranking(keyword: list[tuple[int, float]]) -> Ranking:
     return Ranking([pk for pk, _ in keyword], {pk: (WORDS,) for pk, _ in keyword})
-
-
-def semantic_limit() -> int:
-    return settings.SEMANTIC_NEIGHBOURS
 
 
 def matches_of(filtered: QuerySet, keyword_condition: Q | None, neighbour_ids: list[int]):

@@ -73,6 +73,23 @@ class PaperQuerySet(models.QuerySet):
     def with_min_upvotes(self, minimum: int | None):
         return self if minimum is None else self.filter(upvotes__gte=minimum)
 
+    def with_slug(self, slug: str):
+        """The paper whose public id is ``slug`` (``Paper.slug``: its arXiv id, else its
+        catalogue number), with its embedding."""
+        papers = self.select_related("embedding")
+        if slug.isascii() and slug.isdigit():  # not "²": int() refuses what isdigit() allows
+            return papers.filter(pk=int(slug), arxiv_id__isnull=True)
+        return papers.filter(arxiv_id=slug.replace("\x00", ""))
+
+    def in_order(self, ids: list[int]):
+        """Papers ``ids`` in that order (a ranking as a queryset)."""
+        position = Func(
+            models.Value(ids, output_field=ArrayField(models.BigIntegerField())),
+            models.F("id"),
+            function="array_position",
+        )
+        return self.filter(pk__in=ids).order_by(position)
+
     def nearest_to(self, vector, limit: int):
         """The ``limit`` papers whose embeddings are nearest ``vector`` (cosine), nearest
         first, annotated with ``distance`` (0 same direction, 2 opposite). Through the HNSW

@@ -240,12 +240,9 @@ def _href(pairs: list[tuple[str, str]], add: bool = False, **changes: str) -> st
 def paper_detail(request, slug: str):
     """A paper by arXiv id (``2401.01234``, ``hep-th/9901001``) or catalogue number."""
     # The embedding comes with the paper (one join): its vector finds the similar papers.
-    papers = Paper.objects.visible().select_related("embedding")
+    papers = Paper.objects.visible()
     try:
-        if slug.isdigit():
-            paper = get_object_or_404(papers, pk=int(slug), arxiv_id__isnull=True)
-        else:
-            paper = get_object_or_404(papers, arxiv_id=slug)
+        paper = get_object_or_404(papers.with_slug(slug))
     except Http404:
         # A paper merged into another one: its old URL now points there for good.
         canonical = merging.canonical_paper(slug, papers)
