@@ -525,8 +525,10 @@ class Importer:
     def _insert(self, batch: Batch) -> None:
         rows = self._convert(batch)
         self.progress(len(batch.lines))
-        if not rows or self.total_problems:
-            return  # nothing will be committed: only look for more problems
+        if not rows:
+            return
+        # Inserted even after a problem (the whole import is rolled back then): later rows
+        # that name these ones are checked against them, and only their own faults reported.
         try:
             with transaction.atomic():
                 batch.kind.insert([obj for _, obj, _ in rows], [row for _, _, row in rows])
