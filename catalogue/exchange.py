@@ -201,7 +201,28 @@ class Kind:
         return tuple(self.extras())
 
     def insert(self, objects: list[models.Model], rows: list[dict]) -> None:
-        self.model.objects.bulk_create(objects)
+        copy_into(self.model, objects, with_pk=self.keeps_pk)
+
+
+def copy_into(model: type[models.Model], objects: list[models.Model], *, with_pk: bool) -> None:
+    """Insert ``objects`` with one COPY: bulk_create spends ten times longer in Python
+    building and splitting its SQL than PostgreSQL spends storing the rows."""
+    fields = [
+        f
+        for f in model._meta.concrete_fields
+        if not f.generated and (with_pk or not isinstance(f, models.AutoField))
+    ]
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(model._meta.db_table)
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,  # psycopg's errors as Django's DatabaseError
+        cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+    ):
+        for obj in objects:
+            copy.write_row(
+                [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+            )
 
 
 class UserKind(Kind):
@@ -525,6 +546,8 @@ class Importer:
     def _insert(self, batch: Batch) -> None:
         rows = self._convert(batch)
         self.progress(len(batch.lines))
+        # With DEBUG on, Django keeps the last 9,000 queries' SQL: 2,000 rows' worth each.
+        connection.queries_log.clear()
         if not rows:
             return
         # Inserted even after a problem (the whole import is rolled back then): later rows
