@@ -416,6 +416,10 @@ def _snapshot():
         if outermost:  # must be the transaction's first statement
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        with connection.cursor() as cursor:
+            # Every row is read: plan the cursors for the whole result, not its first tenth
+            # (nested loops over the papers' index otherwise, several times slower).
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         yield
 
 

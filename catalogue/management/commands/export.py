@@ -8,6 +8,7 @@ looks whole. What is in it, and what is not: ``catalogue.exchange``.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import sys
 import time
@@ -89,6 +90,7 @@ def _output(file: str):
 
 def _open(path: Path, *, compress: bool):
     if compress:
-        # Level 6: nearly the size of 9 at a fraction of the time.
-        return gzip.open(path, "wb", compresslevel=6)
+        # Level 3: 11 % larger than the default 6 at under half its time; buffered, because
+        # gzip pays a call per write and rows are written one line at a time.
+        return io.BufferedWriter(gzip.open(path, "wb", compresslevel=3), 1 << 20)
     return open(path, "wb", buffering=1 << 20)
