@@ -37,9 +37,11 @@ from importlib import metadata
 from typing import IO, Any
 from uuid import UUID
 
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.postgres.aggregates import ArrayAgg
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import DatabaseError, connection, models, transaction
@@ -203,6 +205,16 @@ class Kind:
     def insert(self, objects: list[models.Model], rows: list[dict]) -> None:
         copy_into(self.model, objects, with_pk=self.keeps_pk)
 
+    def clear(self) -> None:
+        """Delete every row (``--replace``); rows that name these are deleted before."""
+        _delete_all(self.model)
+
+
+def _delete_all(model: type[models.Model]) -> None:
+    # One statement: the ORM would first read every row to emulate cascades.
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}")
+
 
 def copy_into(model: type[models.Model], objects: list[models.Model], *, with_pk: bool) -> None:
     """Insert ``objects`` with one COPY: bulk_create spends ten times longer in Python
@@ -242,6 +254,11 @@ class UserKind(Kind):
             ),
         }
 
+    def clear(self) -> None:
+        for through in (User.groups.through, User.user_permissions.through, LogEntry):
+            _delete_all(through)
+        _delete_all(User)
+
     def insert(self, objects: list[models.Model], rows: list[dict]) -> None:
         User.objects.bulk_create(objects)
         groups = _by_name(Group, {g for row in rows for g in row["group_names"]})
@@ -275,6 +292,9 @@ class GroupKind(Kind):
             )
         }
 
+    def clear(self) -> None:
+        """Groups stay: the file's groups take their permissions, others keep theirs."""
+
     def insert(self, objects: list[models.Model], rows: list[dict]) -> None:
         permissions = _permissions({p for row in rows for p in row["permission_names"]})
         for new, row in zip(objects, rows, strict=True):
@@ -288,6 +308,11 @@ class SourceKind(Kind):
     def insert(self, objects: list[models.Model], rows: list[dict]) -> None:
         for source in objects:
             source.save()
+
+    def clear(self) -> None:
+        """One by one: each takes its beat entry with it; its runs stay, without a source."""
+        for source in self.model.objects.all():
+            source.delete()
 
 
 def _by_name(model, names: set[str]) -> dict[str, int]:
@@ -471,8 +496,19 @@ def refuse_unless_empty(selected: list[Kind]) -> None:
         rows = ", ".join(f"{count} {name}" for name, count in present.items())
         raise ImportRefused(
             f"the catalogue is not empty ({rows}); import restores into an empty database: "
-            "create one, run `manage.py migrate`, and import there"
+            "create one, run `manage.py migrate`, and import there (or --replace this one)"
         )
+
+
+def clear_catalogue() -> None:
+    """Delete every kind of row an import writes, the most dependent first, and sessions.
+
+    DELETE, not TRUNCATE: readers keep seeing the old catalogue until the import commits
+    (TRUNCATE would lock them out for the whole import).
+    """
+    for kind in reversed(kinds()):
+        kind.clear()
+    Session.objects.all().delete()  # they name users by primary keys that no longer exist
 
 
 @dataclass
@@ -679,8 +715,10 @@ def import_catalogue(
     lines: Iterator[bytes],
     *,
     progress: Callable[[dict], Callable[[int], None]] = lambda counts: lambda n: None,
+    replace: bool = False,
 ) -> dict[str, int]:
-    """Restore an export into this (empty) catalogue, all or nothing; rows per kind."""
+    """Restore an export into this (empty) catalogue, all or nothing; rows per kind.
+    ``replace`` deletes the catalogue there is first, in the same transaction."""
     try:
         first = next(lines, b"")
     except (EOFError, OSError, zlib.error) as exc:
@@ -691,6 +729,8 @@ def import_catalogue(
         raise ImportRefused(f"the file holds kinds this version does not know: {sorted(unknown)}")
     selected = [kind for kind in kinds() if kind.name in head["counts"]]
     with transaction.atomic():
+        if replace:
+            clear_catalogue()
         refuse_unless_empty(kinds())
         importer = Importer(head, progress(head["counts"]))
         with stored_timestamps(selected):

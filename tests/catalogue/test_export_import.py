@@ -19,6 +19,7 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
+from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
 from django.db import connection, connections, models
 from django_celery_beat.models import PeriodicTask
@@ -578,3 +579,35 @@ def test_a_value_the_database_refuses_is_reported_by_line(tmp_path):
     with pytest.raises(CommandError, match=f"line {number}: paper not stored: value too long"):
         import_file(path)
     assert catalogue_is_empty()
+
+
+# --- --replace ------------------------------------------------------------------------------
+
+
+def another_catalogue() -> None:
+    Paper.objects.create(arxiv_id="2401.00001", title="Not in the file")
+    someone = User.objects.create_user("someone")
+    SavedSearch.objects.create(user=someone, name="mine", query="q=x")
+    Topic.objects.create(name="Other", slug="other", query="other")
+    a_source()
+    Session.objects.create(
+        session_key="k" * 32, session_data="", expire_date=dt.datetime.now(dt.UTC)
+    )
+
+
+@pytest.mark.django_db
+def test_replace_deletes_the_catalogue_there_was_unless_the_file_is_bad(tmp_path):
+    path = small_export(tmp_path)
+    another_catalogue()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join(lines(path)[:-1]))
+    with pytest.raises(CommandError, match="a truncated file"):
+        import_file(bad, "--replace")
+    assert Paper.objects.filter(arxiv_id="2401.00001").exists() and Source.objects.exists()
+
+    import_file(path, "--replace")
+    again = tmp_path / "again.jsonl"
+    export(again)
+    assert lines(again)[1:] == lines(path)[1:]
+    assert not Session.objects.exists()
+    assert not PeriodicTask.objects.filter(name__startswith="ingest source").exists()

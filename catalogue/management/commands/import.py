@@ -30,13 +30,19 @@ class Command(BaseCommand):
             action="store_true",
             help="do not queue embeddings on the worker (run `manage.py embed` later)",
         )
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="delete this database's catalogue, users and sessions first (in the same "
+            "transaction: a failed import keeps them)",
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    def handle(self, *args, file, no_embed, no_progress, **options):
+    def handle(self, *args, file, no_embed, replace, no_progress, **options):
         started = time.monotonic()
         try:
             with _input(file) as stream, progress_bar(disabled=no_progress) as progress:
-                counts = import_catalogue(iter(stream), progress=progress)
+                counts = import_catalogue(iter(stream), progress=progress, replace=replace)
         except (ImportRefused, ImportFailed) as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
