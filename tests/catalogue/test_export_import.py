@@ -16,10 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.sessions.models import Session
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import connection, connections, models
 from django_celery_beat.models import PeriodicTask
@@ -41,7 +43,7 @@ from ingest.models import IngestRun, RejectedRecord, Source
 from ingest.records import PaperRecord
 from ingest.runner import create_run, execute_run
 from ingest.upsert import upsert_papers
-from tests.conftest import DATA_DIR, SEED
+from tests.conftest import DATA_DIR, SEED, private_queue
 
 FORMATS = DATA_DIR / "formats"
 PAYLOADS = [
@@ -611,3 +613,25 @@ def test_replace_deletes_the_catalogue_there_was_unless_the_file_is_bad(tmp_path
     assert lines(again)[1:] == lines(path)[1:]
     assert not Session.objects.exists()
     assert not PeriodicTask.objects.filter(name__startswith="ingest source").exists()
+
+
+# --- after the import ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_import_queues_embeddings_for_the_papers_without_one(tmp_path):
+    path = small_export(tmp_path)
+    out = StringIO()
+    broker = redis.Redis.from_url(settings.REDIS_URL)
+    with private_queue() as queue:
+        try:
+            call_command("import", str(path), "--no-progress", stdout=out)
+            queued = sum(broker.llen(key) for key in broker.scan_iter(f"{queue}*"))
+        finally:
+            for key in broker.scan_iter(f"*{queue}*"):
+                broker.delete(key)
+            cache.delete(f"embed-papers-chain:{queue}")
+    assert queued == 1  # one embed_papers task, which goes on through every pending paper
+    assert (
+        f"{Paper.objects.count()} papers lack embeddings: queued on the worker." in out.getvalue()
+    )
