@@ -222,3 +222,9 @@ INGEST_RETRY_BACKOFF = float(env_str("INGEST_RETRY_BACKOFF", "30"))
 INGEST_USER_AGENT = env_str(
     "INGEST_USER_AGENT", "paper-catalogue/0.1 (research paper catalogue; admin@localhost)"
 )
+
+
+# --- Ingest runs: rejections kept per run (issue 13) -------------------------------------------
+# A run counts every rejected record but stores only the first this many (reason, position,
+# excerpt): a junk file must not write a row per line.
+INGEST_MAX_STORED_REJECTIONS = env_int("INGEST_MAX_STORED_REJECTIONS", 1000)

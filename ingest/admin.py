@@ -7,6 +7,7 @@ retrying a failed one. Every action writes admin history like the change form do
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.core.exceptions import ValidationError
@@ -231,7 +232,17 @@ class IngestRunAdmin(admin.ModelAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["source", "format_name", "location", "options", "status", "attempts"]},
+            {
+                "fields": [
+                    "source",
+                    "format_name",
+                    "location",
+                    "options",
+                    "status",
+                    "attempts",
+                    "worker",
+                ]
+            },
         ),
         ("Error", {"fields": ["error"]}),
         (
@@ -245,6 +256,7 @@ class IngestRunAdmin(admin.ModelAdmin):
                     "updated",
                     "unchanged",
                     "rejected",
+                    "rejections_stored",
                     "deleted",
                 ]
             },
@@ -306,10 +318,11 @@ class IngestRunAdmin(admin.ModelAdmin):
         url = reverse("admin:ingest_rejectedrecord_changelist") + f"?run__id__exact={run.pk}"
         return format_html(
             "<table><tr><th>where</th><th>reason</th><th>record</th></tr>{}</table>"
-            '<p><a href="{}">All {} rejected records of this run</a></p>',
+            '<p><a href="{}">All {} stored rejected records of this run</a>{}</p>',
             rows,
             url,
-            run.rejected,
+            run.rejections_stored,
+            _not_stored(run),
         )
 
     @admin.action(description="Retry selected failed runs", permissions=["retry"])
@@ -325,6 +338,15 @@ class IngestRunAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"Skipped {skipped} run(s) that did not fail.", messages.WARNING
             )
+
+
+def _not_stored(run: IngestRun) -> str:
+    if not run.rejections_not_stored:
+        return ""
+    return (
+        f"; {run.rejections_not_stored} more were counted but not stored (a run stores "
+        f"the first {settings.INGEST_MAX_STORED_REJECTIONS}: INGEST_MAX_STORED_REJECTIONS)"
+    )
 
 
 def _retry(run: IngestRun) -> IngestRun:

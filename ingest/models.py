@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ingest import sources
+from ingest.lease import LEASE_HELD_SQL, NAMESPACE
 
 FORMAT_CHOICES = [(name, name) for name in sources.FORMATS]
 
@@ -97,7 +101,27 @@ class Source(models.Model):
         return result
 
 
+class IngestRunQuerySet(models.QuerySet):
+    def orphaned(self):
+        """Runs said to be running whose lease nobody holds: their worker died (or lost its
+        database session) mid-run, and they wait for the reaper to queue them again."""
+        leased = RawSQL(LEASE_HELD_SQL, [NAMESPACE], output_field=BooleanField())
+        return (
+            self.filter(status=IngestRun.Status.RUNNING).alias(leased=leased).filter(leased=False)
+        )
+
+
 class IngestRun(models.Model):
+    """One ingest of a file, URL or Source, and its progress.
+
+    Progress is a checkpoint in batches (a run is parsed into numbered batches of
+    ``batch_size`` results): batches below ``checkpoint`` and those in ``batches_ahead`` are
+    written, each in the transaction that added its counts here. A run resumed after its worker
+    died parses its input again and writes only the other batches, so its counts end as if it
+    had run once. Batches, not bytes: parsers yield records, not offsets, and several writers
+    commit batches out of order (``batches_ahead`` holds those past a gap, a few at most).
+    """
+
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -120,12 +144,20 @@ class IngestRun(models.Model):
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    # Rejections are all counted; the first INGEST_MAX_STORED_REJECTIONS are stored as samples.
+    rejections_stored = models.PositiveIntegerField(default=0)
     deleted = models.PositiveIntegerField(default=0)
     expected = models.PositiveIntegerField(null=True, blank=True, help_text="For progress.")
     error = models.TextField(blank=True)
+    batch_size = models.PositiveIntegerField(null=True, blank=True)
+    checkpoint = models.PositiveIntegerField(default=0, help_text="Batches written before any gap.")
+    batches_ahead = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="Host and pid executing it.")
     queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = IngestRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-queued_at"]
@@ -149,11 +181,38 @@ class IngestRun(models.Model):
             return self.finished_at - self.started_at
         return None
 
+    @property
+    def rejections_not_stored(self) -> int:
+        return self.rejected - self.rejections_stored
+
+    def is_written(self, batch: int) -> bool:
+        return batch < self.checkpoint or batch in self.batches_ahead
+
     def counts_line(self) -> str:
-        return (
+        line = (
             f"seen {self.seen}, created {self.created}, updated {self.updated}, "
             f"unchanged {self.unchanged}, rejected {self.rejected}"
         )
+        if self.rejections_not_stored:
+            line += f" ({self.rejections_not_stored} not stored)"
+        return line
+
+
+def checkpoint_after(checkpoint: int, ahead: list[int], batch: int) -> tuple[int, list[int]]:
+    """The checkpoint once ``batch`` is written too: the gap-free prefix grows over ``ahead``."""
+    ahead = sorted({*ahead, batch})
+    while ahead and ahead[0] == checkpoint:
+        ahead.pop(0)
+        checkpoint += 1
+    return checkpoint, ahead
+
+
+def storable(text: str, limit: int | None = None) -> str:
+    """``text`` as PostgreSQL can store it whatever a listing held: a NUL (which no text
+    column accepts) becomes ``\\x00`` and a lone surrogate (which UTF-8 cannot encode)
+    ``\\udc80``; the rest is kept as it was."""
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:limit] if limit else text
 
 
 class RejectedRecord(models.Model):
@@ -166,3 +225,13 @@ class RejectedRecord(models.Model):
 
     def __str__(self):
         return f"{self.position}: {self.reason}"
+
+    @classmethod
+    def sample(cls, run_id: int, rejected) -> RejectedRecord:
+        """The stored sample of a ``Rejected``: always storable (see ``storable``)."""
+        return cls(
+            run_id=run_id,
+            reason=storable(rejected.reason),
+            raw=storable(rejected.raw),
+            position=storable(rejected.position, 100),
+        )

@@ -8,24 +8,39 @@ that every way in reports the same counts, rejections and errors. A run reads on
 - a ``Source`` (its format's ``fetch_pages`` walks every page of the listing).
 
 Parsing and writing overlap: a thread parses the next batch while PostgreSQL writes this one.
+
+A run cannot wedge. It is executed only under its lease (``ingest.lease``): a second delivery of
+its task finds the lease taken and does nothing. Each batch commits with the run's counts and
+checkpoint, so a run whose worker died is resumed (``requeue_orphaned_runs``, the reaper) from
+what was written, with exact counts. A record the database refuses (a NUL, a number out of
+range) becomes a rejection and the rest of its batch lands. Any other error ends the run
+failed, with the error's type and message; transient ones (network, lost database connection)
+are retried first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
+import json
 import logging
+import os
 import queue
+import socket
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
+from django import db
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -33,21 +48,48 @@ from catalogue.tasks import queue_embedding, tag_recent_papers
 from catalogue.trending import refresh_trending
 from ingest import sources
 from ingest.http import Fetcher, FetchError, MemoryValidatorCache
-from ingest.models import IngestRun, RejectedRecord, Source
+from ingest.lease import run_lease
+from ingest.models import IngestRun, RejectedRecord, Source, checkpoint_after
 from ingest.records import Deleted, PaperRecord, ParseError, Rejected
-from ingest.upsert import mark_deleted, upsert_papers
+from ingest.upsert import BatchCounts, mark_deleted, upsert_papers
 
 log = logging.getLogger(__name__)
 _SNIFF_BYTES = 64 * 1024
 _CLOCK_MARGIN = dt.timedelta(minutes=5)
+# A run started this many times is given up: a payload that kills its worker every time (by
+# exhausting memory, say) must not be resumed for ever.
+MAX_ATTEMPTS = 10
+
+# Errors of one record, not of the batch or the database: the batch is split to find the
+# record, which becomes a rejection. Django wraps the errors of its cursors; the upsert's COPY
+# raises psycopg's own. psycopg refuses to encode a lone surrogate before sending anything.
+RECORD_ERRORS = (
+    db.DataError,
+    db.IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    UnicodeEncodeError,
+)
+# Errors a later attempt may get past: the connection was lost, the server restarts, a
+# deadlock or serialization failure. Bad data is never retried.
+TRANSIENT_DB_ERRORS = (
+    db.OperationalError,
+    db.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 
 class RetryLater(Exception):
-    """A transient failure (timeout, 5xx, 429) that a later attempt may get past."""
+    """A transient failure (timeout, 5xx, 429, a lost database) a later attempt may get past."""
 
-    def __init__(self, error: FetchError):
-        super().__init__(str(error))
-        self.error = error
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class LeaseLost(Exception):
+    """Another process executes this run now (this one lost its database session)."""
 
 
 def create_run(
@@ -66,31 +108,80 @@ def create_run(
     )
 
 
-def execute_run(run: IngestRun, *, final_attempt: bool = True) -> IngestRun:
+def execute_run(
+    run: IngestRun, *, final_attempt: bool = True, results: Iterable | None = None
+) -> IngestRun:
     """Ingest what ``run`` names; it ends succeeded, partial or failed, never half-open.
 
-    A transient fetch failure raises ``RetryLater`` unless this is the ``final_attempt``.
-    Re-executing a run (a redelivered task) starts its counts afresh: the upsert is
-    idempotent, so nothing is doubled.
+    Without the run's lease (another process executes it) this does nothing. A run already
+    under way resumes after its last written batch. A transient failure raises ``RetryLater``
+    unless this is the ``final_attempt``; any other error fails the run with its reason.
+    ``results`` are records parsed already, written instead of reading the run's location.
     """
-    _start(run)
+    with run_lease(run.pk) as leased:
+        if not leased:
+            log.info("ingest run %s is executed elsewhere: nothing to do here", run.pk)
+            run.refresh_from_db()
+            return run
+        try:
+            return _execute_leased(run, final_attempt, results)
+        except LeaseLost:
+            log.warning("ingest run %s was taken over by another process; stopped", run.pk)
+            return run
+
+
+def _execute_leased(run: IngestRun, final_attempt: bool, results: Iterable | None) -> IngestRun:
+    if not _start(run):
+        return run
+    numbers = itertools.count()  # batches are numbered across the run's payloads
     try:
-        for payload in _payloads(run):
-            with payload.open() as stream:
-                _consume(run, _parse(run, payload, stream))
+        for parsed in _parsed_payloads(run) if results is None else [results]:
+            _consume(run, parsed, numbers)
+    except LeaseLost:
+        raise
     except FetchError as exc:
         if exc.transient and not final_attempt:
             _mark(run, status=IngestRun.Status.QUEUED, error=f"will retry: {exc}")
-            raise RetryLater(exc) from exc
+            raise RetryLater(str(exc), exc.retry_after) from exc
         return _finish(run, IngestRun.Status.FAILED, error=str(exc))
-    except (OSError, ValueError, ParseError, SoftTimeLimitExceeded) as exc:
-        # ValueError: an unknown format or bad source parameters; both are worth reading.
-        log.warning("ingest run %s failed: %s", run.pk, exc)
+    except TRANSIENT_DB_ERRORS as exc:
+        log.warning("ingest run %s: database error, %s", run.pk, _describe(exc))
+        _reconnect_if_broken()
+        if not final_attempt:
+            _mark(run, status=IngestRun.Status.QUEUED, error=f"will retry: {_describe(exc)}")
+            raise RetryLater(_describe(exc)) from exc
+        return _finish(run, IngestRun.Status.FAILED, error=_describe(exc))
+    except (ParseError, OSError, ValueError, SoftTimeLimitExceeded) as exc:
+        # Expected ends: a truncated file, a missing one, an unknown format, bad parameters.
+        log.warning("ingest run %s failed: %s", run.pk, _describe(exc))
+        return _finish(run, IngestRun.Status.FAILED, error=_describe(exc))
+    except Exception as exc:
+        # Unexpected: still the run's end, never a run left "running".
+        log.exception("ingest run %s failed", run.pk)
+        _reconnect_if_broken()
         return _finish(run, IngestRun.Status.FAILED, error=_describe(exc))
     status = IngestRun.Status.PARTIAL if run.rejected else IngestRun.Status.SUCCEEDED
     _finish(run, status)
     _after_changes(run)
     return run
+
+
+def requeue_orphaned_runs(enqueue: Callable[[int], object]) -> list[int]:
+    """The reaper: runs said to be running whose worker died get queued again, to resume.
+
+    ``enqueue(run_id)`` sends the task. It is sent before the run is marked queued: were this
+    process to die in between, the run stays orphaned and the next reaper sends it again. A
+    duplicate task finds the lease taken (or the run finished) and does nothing.
+    """
+    requeued = []
+    for run in IngestRun.objects.orphaned().only("pk", "attempts"):
+        enqueue(run.pk)
+        IngestRun.objects.filter(
+            pk=run.pk, status=IngestRun.Status.RUNNING, attempts=run.attempts
+        ).update(status=IngestRun.Status.QUEUED, error="resuming: its worker stopped mid-run")
+        log.warning("ingest run %s lost its worker; queued to resume", run.pk)
+        requeued.append(run.pk)
+    return requeued
 
 
 def _after_changes(run: IngestRun) -> None:
@@ -110,13 +201,32 @@ def _after_changes(run: IngestRun) -> None:
     transaction.on_commit(enqueue)
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException) -> str:
     if isinstance(exc, SoftTimeLimitExceeded):
         return "stopped: the task's time limit was reached"
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, (ParseError, FetchError)):
+        return str(exc)  # they say what and where already
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _reconnect_if_broken() -> None:
+    """After a database error outside any transaction, drop a connection that no longer
+    works, so the run's status can still be written (Django reconnects on next use)."""
+    if connection.in_atomic_block or connection.connection is None:
+        return
+    if not connection.is_usable():
+        connection.close()
 
 
 # --- payloads ------------------------------------------------------------------------------
+
+
+def _parsed_payloads(run: IngestRun) -> Iterator[Iterator]:
+    """Each payload's parse results, read while its file is open."""
+    for payload in _payloads(run):
+        with payload.open() as stream:
+            yield _parse(run, payload, stream)
 
 
 @dataclass
@@ -217,31 +327,53 @@ def _listed_on(run: IngestRun) -> dt.date | None:
 # --- writing -------------------------------------------------------------------------------
 
 
-def _consume(run: IngestRun, results: Iterable) -> None:
+@dataclass
+class _Batch:
+    run_id: int
+    attempt: int  # the run's attempts when this execution started: the writer's fence
+    number: int
+    first: int  # 1-based number of its first result in the run, for rejections' positions
+    results: list
+
+
+def _consume(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
     """Upsert parsed results batch by batch; each batch commits with the run's counts.
 
-    Batches are written by ``INGEST_WRITERS`` threads, each on its own connection, so that
-    PostgreSQL computes search vectors on several cores. Inside a caller's transaction (tests,
-    a shell) everything is written on the caller's connection instead.
+    Batches are numbered across the run's payloads; a batch the run wrote before (it resumes)
+    is parsed again but not written. They are written by ``INGEST_WRITERS`` threads, each on
+    its own connection, so that PostgreSQL computes search vectors on several cores. Inside a
+    caller's transaction (tests, a shell) everything is written on the caller's connection.
     """
-    batches = _batches_parsed_ahead(results, settings.INGEST_BATCH_SIZE)
+    batches = _batches_parsed_ahead(results, run.batch_size)
     writers = 1 if transaction.get_connection().in_atomic_block else settings.INGEST_WRITERS
     if writers <= 1:
-        for batch in batches:
-            _write_batch(run, batch)
-        return
+        for batch in _to_write(run, batches, numbers):
+            _write_batch(batch)
+    else:
+        _write_in_threads(_to_write(run, batches, numbers), writers)
+    run.refresh_from_db(fields=_PROGRESS)
+
+
+def _write_in_threads(batches: Iterable[_Batch], writers: int) -> None:
     with ThreadPoolExecutor(writers, thread_name_prefix="ingest-writer") as pool:
         pending: set[Future] = set()
         try:
             for batch in batches:
-                pending.add(pool.submit(_write_batch_in_thread, run.pk, batch))
+                pending.add(pool.submit(_write_batch_in_thread, batch))
                 if len(pending) >= writers:  # back-pressure: parse no further ahead
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     _raise_first_error(done)
         finally:
             done, _ = wait(pending)  # what was handed out is written before any error rises
         _raise_first_error(done)
-    run.refresh_from_db(fields=_COUNTS)
+
+
+def _to_write(run: IngestRun, batches: Iterable[list], numbers: Iterator[int]) -> Iterator[_Batch]:
+    """The batches this execution writes: those a previous one did not."""
+    for batch in batches:
+        number = next(numbers)
+        if not run.is_written(number):
+            yield _Batch(run.pk, run.attempts, number, number * run.batch_size + 1, batch)
 
 
 def _raise_first_error(futures) -> None:
@@ -249,41 +381,98 @@ def _raise_first_error(futures) -> None:
         future.result()
 
 
-def _write_batch_in_thread(run_id: int, batch: list) -> None:
+def _write_batch_in_thread(batch: _Batch) -> None:
     try:
-        _write_batch(IngestRun(pk=run_id), batch)
+        _write_batch(batch)
     finally:
         connections.close_all()  # this thread's connection; the pool's threads are short-lived
 
 
-def _write_batch(run: IngestRun, batch: list) -> None:
-    papers = [r for r in batch if isinstance(r, PaperRecord)]
-    deletions = [r for r in batch if isinstance(r, Deleted)]
-    rejected = [r for r in batch if isinstance(r, Rejected)]
+def _write_batch(batch: _Batch) -> None:
+    """Write one batch in one transaction, with its counts, rejections and checkpoint."""
+    papers, deletions, rejected = [], [], []
+    for index, result in enumerate(batch.results, batch.first):
+        if isinstance(result, Rejected):
+            rejected.append(result)
+        elif isinstance(result, Deleted):
+            deletions.append((index, result))
+        elif isinstance(result, PaperRecord):
+            papers.append((index, result))
     with transaction.atomic():
-        counts = upsert_papers(papers)
-        deleted = mark_deleted(deletions) if deletions else 0
-        RejectedRecord.objects.bulk_create(
-            RejectedRecord(run_id=run.pk, reason=r.reason, raw=r.raw, position=r.position)
-            for r in rejected
-        )
-        # Increments, not assignments: several writers report into the same run row.
+        counts, refused = _isolating(upsert_papers, papers, BatchCounts())
+        deleted, refused_deletions = _isolating(mark_deleted, deletions, 0)
+        rejected += refused + refused_deletions
         increments = {
-            "seen": len(papers) + len(deletions),
+            "seen": len(papers) + len(deletions) - len(refused) - len(refused_deletions),
             "created": counts.created,
             "updated": counts.updated,
             "unchanged": counts.unchanged,
             "rejected": len(rejected),
             "deleted": deleted,
         }
-        IngestRun.objects.filter(pk=run.pk).update(
-            **{name: F(name) + value for name, value in increments.items()}
-        )
-    for name, value in increments.items():
-        setattr(run, name, getattr(run, name) + value)
+        _commit_progress(batch, increments, rejected)
+
+
+def _isolating(write, numbered: list[tuple[int, object]], total):
+    """``write`` the items, each attempt in a savepoint; when the database refuses one record
+    (``RECORD_ERRORS``), halve the items and try again, until the refused records stand alone.
+
+    Returns the sum of what the writes returned and a ``Rejected`` per refused record. One
+    bad record in a batch of 2,000 costs ~22 more attempts of ever smaller halves (measured:
+    0.1-0.5 s more for the batch). Any other error is the batch's, and rises.
+    """
+    if not numbered:
+        return total, []
+    try:
+        with transaction.atomic():
+            return total + write([item for _, item in numbered]), []
+    except RECORD_ERRORS as exc:
+        if len(numbered) == 1:
+            return total, [_refused(*numbered[0], exc)]
+    middle = len(numbered) // 2
+    first, refused_first = _isolating(write, numbered[:middle], total)
+    both, refused_second = _isolating(write, numbered[middle:], first)
+    return both, refused_first + refused_second
+
+
+def _refused(index: int, record, exc: Exception) -> Rejected:
+    log.warning("record %s refused by the database: %s", index, _describe(exc))
+    raw = json.dumps(dataclasses.asdict(record), default=str, ensure_ascii=False)
+    return Rejected(f"the database refused it: {_describe(exc)}", raw, f"record {index}")
+
+
+def _commit_progress(batch: _Batch, increments: dict, rejected: list[Rejected]) -> None:
+    """Add the batch's counts and checkpoint to its run and store its first rejections.
+
+    The run's row is locked: writers add up one after the other, and the count of stored
+    rejections is exact. Fenced on ``attempts``: when another process took the run over, the
+    batch rolls back.
+    """
+    progress = (
+        IngestRun.objects.select_for_update()
+        .filter(pk=batch.run_id, attempts=batch.attempt)
+        .values("rejections_stored", "checkpoint", "batches_ahead")
+        .first()
+    )
+    if progress is None:
+        raise LeaseLost(batch.run_id)
+    room = max(0, settings.INGEST_MAX_STORED_REJECTIONS - progress["rejections_stored"])
+    samples = [RejectedRecord.sample(batch.run_id, r) for r in rejected[:room]]
+    RejectedRecord.objects.bulk_create(samples)
+    checkpoint, ahead = checkpoint_after(
+        progress["checkpoint"], progress["batches_ahead"], batch.number
+    )
+    # Increments, not assignments: several writers report into the same run row.
+    IngestRun.objects.filter(pk=batch.run_id).update(
+        **{name: F(name) + value for name, value in increments.items()},
+        rejections_stored=F("rejections_stored") + len(samples),
+        checkpoint=checkpoint,
+        batches_ahead=ahead,
+    )
 
 
 _COUNTS = ["seen", "created", "updated", "unchanged", "rejected", "deleted"]
+_PROGRESS = [*_COUNTS, "rejections_stored", "checkpoint", "batches_ahead"]
 _END = object()
 
 
@@ -334,24 +523,55 @@ def _batches_parsed_ahead(results: Iterable, size: int) -> Iterator[list]:
 # --- life cycle ----------------------------------------------------------------------------
 
 
-def _start(run: IngestRun) -> None:
-    fields = {name: 0 for name in _COUNTS}
-    _mark(
-        run,
-        status=IngestRun.Status.RUNNING,
-        started_at=timezone.now(),
-        finished_at=None,
-        error="",
-        attempts=run.attempts + 1,
-        **fields,
-    )
+def _start(run: IngestRun) -> bool:
+    """Begin an attempt (under the lease); False when there is nothing to do.
+
+    The run's row is locked first: a batch the previous holder was committing when it died is
+    either in the checkpoint read here or rolled back. A run with no batch written starts from
+    zero; one with batches written keeps their counts and rejections and resumes after them.
+    """
+    with transaction.atomic():
+        IngestRun.objects.select_for_update().get(pk=run.pk)
+        run.refresh_from_db()
+        if run.is_finished:  # a late duplicate of a finished run's task
+            return False
+        if run.attempts >= MAX_ATTEMPTS:
+            _finish(run, IngestRun.Status.FAILED, error=_given_up(run))
+            return False
+        fresh = {} if run.checkpoint or run.batches_ahead else _zero_progress(run)
+        IngestRun.objects.filter(pk=run.pk).update(
+            status=IngestRun.Status.RUNNING,
+            started_at=run.started_at or timezone.now(),
+            finished_at=None,
+            error="",
+            attempts=run.attempts + 1,
+            batch_size=run.batch_size or settings.INGEST_BATCH_SIZE,
+            worker=f"{socket.gethostname()} pid {os.getpid()}",
+            **fresh,
+        )
+    run.refresh_from_db()
+    return True
+
+
+def _zero_progress(run: IngestRun) -> dict:
     run.rejections.all().delete()
+    return {**{name: 0 for name in _COUNTS}, "rejections_stored": 0, "batches_ahead": []}
+
+
+def _given_up(run: IngestRun) -> str:
+    return (
+        f"given up after {run.attempts} attempts: its worker stopped each time "
+        f"(last error: {run.error or 'none'})"
+    )
 
 
 def _mark(run: IngestRun, **fields) -> None:
+    """Update the run's row, as long as this execution still owns the run."""
+    updated = IngestRun.objects.filter(pk=run.pk, attempts=run.attempts).update(**fields)
+    if not updated:
+        raise LeaseLost(run.pk)
     for name, value in fields.items():
         setattr(run, name, value)
-    run.save(update_fields=list(fields))
 
 
 def _finish(run: IngestRun, status: str, error: str = "") -> IngestRun:

@@ -1,7 +1,11 @@
 """Celery tasks: thin wrappers whose arguments are ids and strings.
 
-Both are acknowledged late (a worker killed mid-run has the task redelivered, and the run
-re-executes idempotently) and retry transient fetch failures with exponential backoff.
+``ingest_run`` is acknowledged late and retries transient failures (network, a lost database
+connection) with exponential backoff, never bad data. A worker killed mid-run does not wait
+for Redis to redeliver its task (the visibility timeout is hours, sized to the longest task):
+the reaper, ``requeue_orphaned_runs``, sees the run's lease gone within 30 seconds (beat) or
+when a worker starts, and queues it again; it resumes where its batches stopped. A delivery
+that finds the run leased by another worker does nothing.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import random
 from urllib.parse import urlencode
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 
+from ingest import runner
 from ingest.models import IngestRun, Source
 from ingest.runner import RetryLater, create_run, execute_run
 from ingest.sources import arxiv_atom
@@ -21,9 +27,17 @@ MAX_RETRIES = 4
 REFETCH_BATCH = 100
 
 
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+    # The database unreachable before or after the run could be marked: try again later
+    # (the run resumes; were it left "running", the reaper would queue it again).
+    autoretry_for=runner.TRANSIENT_DB_ERRORS,
+    retry_backoff=True,
+)
 def ingest_run(self, run_id: int) -> str:
-    """Execute a queued IngestRun; returns its final status."""
+    """Execute a queued IngestRun; returns its status (a run executed elsewhere: "running")."""
     run = IngestRun.objects.select_related("source").get(pk=run_id)
     if run.is_finished:
         # A redelivered task whose run already finished: nothing to do twice.
@@ -31,7 +45,20 @@ def ingest_run(self, run_id: int) -> str:
     try:
         return execute_run(run, final_attempt=self.request.retries >= self.max_retries).status
     except RetryLater as exc:
-        raise self.retry(countdown=_backoff(self.request.retries, exc.error.retry_after)) from exc
+        raise self.retry(countdown=_backoff(self.request.retries, exc.retry_after)) from exc
+
+
+# Expires: a reaper that waited longer than the next one's interval is superseded by it.
+@shared_task(expires=25)
+def requeue_orphaned_runs() -> list[int]:
+    """Beat's reaper (every 30 s) and every worker's at start: queue runs whose worker died."""
+    return runner.requeue_orphaned_runs(ingest_run.delay)
+
+
+@worker_ready.connect
+def _requeue_orphaned_runs_at_start(**kwargs) -> None:
+    # A worker restarted after a crash resumes its runs at once, beat or no beat.
+    requeue_orphaned_runs.delay()
 
 
 @shared_task(acks_late=True)

@@ -70,6 +70,13 @@ class BatchCounts:
     updated: int = 0
     unchanged: int = 0
 
+    def __add__(self, other: BatchCounts) -> BatchCounts:
+        return BatchCounts(
+            self.created + other.created,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+        )
+
     def __iadd__(self, other: BatchCounts) -> BatchCounts:
         self.created += other.created
         self.updated += other.updated

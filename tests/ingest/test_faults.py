@@ -1,23 +1,23 @@
-"""Faults, each with its test: bad records, truncated files, flaky servers, killed workers."""
+"""Faults, each with its test: bad records, truncated files, flaky servers.
+
+Killed workers: test_worker_crash.py; records the database refuses and failed tasks:
+test_runs.py."""
 
 import contextlib
 import http.server
-import os
-import signal
 import threading
 import time
 from io import StringIO
 
-import psutil
 import pytest
 from django.core.management import CommandError, call_command
 
 from catalogue.models import Paper, Sighting
 from ingest.models import IngestRun
 from ingest.runner import create_run, execute_run
-from ingest.synthetic import snapshot_lines, write_snapshot
-from ingest.tasks import MAX_RETRIES, ingest_run
-from tests.conftest import DATA_DIR, FAST_RETRIES, private_queue, start_worker, stop_worker
+from ingest.synthetic import snapshot_lines
+from ingest.tasks import MAX_RETRIES
+from tests.conftest import DATA_DIR, FAST_RETRIES
 
 HF_DAILY = DATA_DIR / "formats/hf_daily_papers/daily/2025-03-03.json"
 
@@ -171,55 +171,3 @@ def test_404_fails_at_once_without_retries(celery_worker, serve):
         ingest_url(server.url)
     assert server.requests == 1
     assert IngestRun.objects.get().attempts == 1
-
-
-# --- a worker killed mid-run -----------------------------------------------------------------
-
-
-def kill_tree(pid: int) -> None:
-    parent = psutil.Process(pid)
-    for process in [*parent.children(recursive=True), parent]:
-        os.kill(process.pid, signal.SIGKILL)
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return result
-
-
-@pytest.mark.django_db(transaction=True)
-def test_worker_killed_mid_run_has_its_task_redelivered_and_nothing_is_lost_or_doubled(
-    tmp_path,
-):
-    papers = 15_000
-    path = write_snapshot(tmp_path / "snapshot.jsonl", papers)
-    env = {"CELERY_VISIBILITY_TIMEOUT": "3", "INGEST_BATCH_SIZE": "250"}
-    with private_queue() as queue:
-        first = start_worker(tmp_path / "first.log", queue, **env)
-        run = create_run(str(path))
-        ingest_run.delay(run.pk)
-
-        def mid_run():
-            run.refresh_from_db()
-            return run.status == IngestRun.Status.RUNNING and run.seen >= 500
-
-        wait_for(mid_run, 60, "the run to be under way")
-        kill_tree(first.process.pid)  # SIGKILL: no chance to ack, requeue or clean up
-        first.process.wait()
-        run.refresh_from_db()
-        assert run.status == IngestRun.Status.RUNNING and run.seen < papers
-
-        second = start_worker(tmp_path / "second.log", queue, **env)
-        try:
-            wait_for(lambda: run.refresh_from_db() or run.is_finished, 120, "redelivery")
-        finally:
-            stop_worker(second)
-
-    assert run.status == IngestRun.Status.SUCCEEDED, run.error
-    assert run.attempts == 2
-    assert run.seen == papers
-    assert Paper.objects.count() == papers
-    assert Sighting.objects.count() == papers

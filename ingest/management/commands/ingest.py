@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
@@ -14,6 +15,8 @@ from ingest import sources
 from ingest.models import IngestRun, Source
 from ingest.runner import create_run, execute_run
 from ingest.tasks import ingest_run
+
+REJECTIONS_SHOWN = 20
 
 
 def _date(value: str) -> dt.date:
@@ -94,7 +97,14 @@ class Command(BaseCommand):
         if run.status == IngestRun.Status.FAILED:
             raise CommandError(f"{line}\n{run.error}")
         self.stdout.write(self.style.SUCCESS(line))
-        for rejection in run.rejections.all()[:20]:
+        shown = run.rejections.order_by("pk")[:REJECTIONS_SHOWN]
+        for rejection in shown:
             self.stdout.write(f"  rejected {rejection.position}: {rejection.reason}")
-        if run.rejected > 20:
-            self.stdout.write(f"  … and {run.rejected - 20} more (see the run in the admin)")
+        more_stored = run.rejections_stored - len(shown)
+        if more_stored:
+            self.stdout.write(f"  … and {more_stored} more (see the run in the admin)")
+        if run.rejections_not_stored:
+            self.stdout.write(
+                f"  … and {run.rejections_not_stored} more counted but not stored "
+                f"(INGEST_MAX_STORED_REJECTIONS is {settings.INGEST_MAX_STORED_REJECTIONS})"
+            )

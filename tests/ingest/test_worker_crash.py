@@ -1,0 +1,143 @@
+"""A worker SIGKILLed mid-ingest, and a task delivered twice: real worker processes.
+
+The run must resume promptly on another worker (the reaper, not the broker's visibility
+timeout of hours), never be executed by two workers at once, lose nothing and end with the
+counts of one clean run.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+
+from catalogue.dburl import url_from_settings
+from catalogue.models import Paper, Sighting
+from ingest.models import IngestRun
+from ingest.runner import create_run
+from ingest.synthetic import write_snapshot
+from ingest.tasks import ingest_run
+from tests.conftest import (
+    FAST_RETRIES,
+    WorkerProcess,
+    _wait_until_ready,
+    private_queue,
+    stop_worker,
+)
+
+PAPERS = 30_000
+# Small batches, so that a kill lands between many commits; the broker's visibility timeout
+# as in production (hours): only the reaper can resume the run within the test's bounds.
+WORKER_ENV = {"INGEST_BATCH_SIZE": "250", "CELERY_VISIBILITY_TIMEOUT": str(4 * 3600)}
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start_worker_group(log_path, queue: str) -> WorkerProcess:
+    """A worker in a process group of its own, so that the whole group can be killed."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": url_from_settings(settings.DATABASES["default"]),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_QUEUE": queue,
+        **FAST_RETRIES,
+        **WORKER_ENV,
+    }
+    command = [
+        sys.executable, "-m", "celery", "-A", "catalogue", "worker", "-Q", queue,
+        "-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h", "--concurrency", "1", "-l", "info",
+        "--without-mingle", "--without-gossip", "--without-heartbeat",
+    ]  # fmt: skip
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = WorkerProcess(process, queue, log_path)
+    _wait_until_ready(worker)
+    return worker
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+    return result
+
+
+def under_way(run: IngestRun, seen: int):
+    def check():
+        run.refresh_from_db()
+        return run.status == IngestRun.Status.RUNNING and run.seen >= seen
+
+    return check
+
+
+def assert_ingested_once(run: IngestRun) -> None:
+    counts = (run.seen, run.created, run.updated, run.unchanged, run.rejected)
+    assert counts == (PAPERS, PAPERS, 0, 0, 0)
+    assert Paper.objects.count() == PAPERS  # no paper lost, none doubled
+    assert Sighting.objects.count() == PAPERS
+
+
+def test_worker_killed_mid_run_resumes_promptly_elsewhere_and_counts_come_out_exact(tmp_path):
+    path = write_snapshot(tmp_path / "snapshot.jsonl", PAPERS)
+    with private_queue() as queue:
+        first = start_worker_group(tmp_path / "first.log", queue)
+        run = create_run(str(path))
+        ingest_run.delay(run.pk)
+        wait_for(under_way(run, 2_000), 120, "the run to be under way")
+
+        os.killpg(first.process.pid, signal.SIGKILL)  # the whole worker, at once
+        first.process.wait()
+        run.refresh_from_db()
+        assert run.status == IngestRun.Status.RUNNING and run.seen < PAPERS
+
+        second = start_worker_group(tmp_path / "second.log", queue)
+        try:
+            restarted = time.monotonic()
+            wait_for(lambda: run.refresh_from_db() or run.attempts == 2, 30, "the resume")
+            resumed_after = time.monotonic() - restarted
+            wait_for(lambda: run.refresh_from_db() or run.is_finished, 240, "the run's end")
+        finally:
+            stop_worker(second)
+
+    print(f"resumed {resumed_after:.1f} s after a worker started again")  # pytest -s shows it
+    assert run.status == IngestRun.Status.SUCCEEDED, run.error
+    assert run.attempts == 2
+    assert_ingested_once(run)
+
+
+def test_a_second_delivery_while_the_run_executes_does_no_work(tmp_path):
+    path = write_snapshot(tmp_path / "snapshot.jsonl", PAPERS)
+    with private_queue() as queue:
+        workers = [start_worker_group(tmp_path / f"worker{n}.log", queue) for n in (1, 2)]
+        try:
+            run = create_run(str(path))
+            ingest_run.delay(run.pk)
+            wait_for(under_way(run, 1_000), 120, "the run to be under way")
+            ingest_run.delay(run.pk)  # as a redelivery would: the idle worker gets it
+
+            def skipped():
+                return any("is executed elsewhere" in worker.log() for worker in workers)
+
+            wait_for(skipped, 60, "the second delivery to be turned away")
+            run.refresh_from_db()
+            assert run.status == IngestRun.Status.RUNNING  # turned away while it ran
+            wait_for(lambda: run.refresh_from_db() or run.is_finished, 240, "the run's end")
+        finally:
+            for worker in workers:
+                stop_worker(worker)
+
+    assert run.status == IngestRun.Status.SUCCEEDED, run.error
+    assert run.attempts == 1
+    assert_ingested_once(run)
