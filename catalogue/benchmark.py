@@ -354,7 +354,11 @@ def gunicorn(env: dict[str, str], cwd: Path, log: Path, workers: int = 4) -> Ite
         # Above gunicorn's default 30 s: a page slower than that is measured, not killed.
         "--timeout", str(WORKER_TIMEOUT),
     ]  # fmt: skip
-    server = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+    # The application's own log lines (a 500's traceback) go to the log too.
+    with open(log, "ab") as application_log:
+        server = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=application_log
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_serving(server, base_url, log)

@@ -121,16 +121,23 @@ def distinct_urls(vocabulary: Vocabulary, seed: int) -> Iterator[tuple[str, str]
     names = list(classes)
     weights = [classes[name][0] for name in names]
     seen: set[str] = set()
-    while True:
+    while names:
         name = rng.choices(names, weights)[0]
-        for _ in range(100):  # a repeat is rare; a class that only repeats is a bug
-            url = classes[name][1]()
-            if url not in seen:
-                break
-        else:
-            raise RuntimeError(f"page class {name!r} keeps repeating its URLs")
+        url = _new_url(classes[name][1], seen)
+        if url is None:  # this class has no new URL left (a small corpus's paper pages)
+            weights.pop(names.index(name))
+            names.remove(name)
+            continue
         seen.add(url)
         yield name, url
+
+
+def _new_url(make, seen: set[str], attempts: int = 200) -> str | None:
+    for _ in range(attempts):
+        url = make()
+        if url not in seen:
+            return url
+    return None
 
 
 # --- the crawler sweep ------------------------------------------------------------------------

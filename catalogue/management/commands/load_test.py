@@ -152,6 +152,7 @@ class Command(BaseCommand):
             f"{len(requests) / duration:.1f} requests/s."
         )
         problem = f"{failures} load-test requests failed" if failures else ""
+        self._show_log_if(problem, "load")
         return f"{heading}\n\n{table}", problem
 
     def _locust(self, base_url: str, urls_file: Path, users: int, duration: int) -> list[Request]:
@@ -192,7 +193,14 @@ class Command(BaseCommand):
                     f"{len(requests):,} requests in {seconds:.0f} s.\n\n{table}"
                 )
         problem = f"{bad} sweep requests answered 5xx or timed out" if bad else ""
+        self._show_log_if(problem, "sweep")
         return "\n\n".join(parts), problem
+
+    def _show_log_if(self, problem: str, name: str) -> None:
+        """The end of the server's log (tracebacks of 500s) when something failed."""
+        if problem:
+            log = (self.tmp / f"{name}.log").read_text(errors="replace")
+            self._note(f"{problem}; the end of gunicorn's log:\n{log[-5000:]}")
 
     # --- the report ---------------------------------------------------------------------------
 
