@@ -146,7 +146,9 @@ DEEP_PAGES = [1, 10, 100, 400, 401, 4_000, 40_000]
 EVERY_DATE = {"since": "1900-01-01", "until": "2100-12-31"}
 
 
-def sweep_urls(vocabulary: Vocabulary, days: int, weeks: int) -> list[tuple[str, str]]:
+def sweep_urls(
+    vocabulary: Vocabulary, days: int, weeks: int, months: int | None = None
+) -> list[tuple[str, str]]:
     """(kind, URL) of a crawler's visit: deep pages, long ranges, calendar pages in turn."""
     broad = vocabulary.common[0] if vocabulary.common else "learning"
     urls = []
@@ -163,19 +165,23 @@ def sweep_urls(vocabulary: Vocabulary, days: int, weeks: int) -> list[tuple[str,
         api = {**search, **EVERY_DATE, "sort": sort, "page_size": 100}
         urls.append(("every date, each sort, API", "/api/papers?" + urlencode(api)))
     urls.append(("every date, feed", "/feed/?" + urlencode(EVERY_DATE)))
-    urls += _calendar(vocabulary, days, weeks)
+    urls += _calendar(vocabulary, days, weeks, months)
     return urls
 
 
-def _calendar(vocabulary: Vocabulary, days: int, weeks: int) -> list[tuple[str, str]]:
-    """Every month page of the corpus; the last ``weeks`` weeks; the last ``days`` days."""
+def _calendar(
+    vocabulary: Vocabulary, days: int, weeks: int, months: int | None
+) -> list[tuple[str, str]]:
+    """The last ``months`` month pages (None: every month of the corpus), ``weeks`` week pages
+    and ``days`` day pages."""
     first, last = vocabulary.first_day, vocabulary.last_day
-    urls = [
+    every_month = [
         ("month pages", f"/papers/month/{year}-{month:02d}/")
         for year in range(first.year, last.year + 1)
         for month in range(1, 13)
         if (first.year, first.month) <= (year, month) <= (last.year, last.month)
     ]
+    urls = every_month if months is None else every_month[len(every_month) - months :]
     for back in range(weeks):
         year, week, _ = (last - dt.timedelta(weeks=back)).isocalendar()
         urls.append(("week pages", f"/papers/week/{year}-W{week:02d}/"))

@@ -62,6 +62,7 @@ class Command(BaseCommand):
         parser.add_argument("--sweep-concurrency", type=int, default=8)
         parser.add_argument("--sweep-days", type=int, default=366, help="last N day pages")
         parser.add_argument("--sweep-weeks", type=int, default=260, help="last N week pages")
+        parser.add_argument("--sweep-months", type=int, help="last N month pages (default: all)")
         parser.add_argument("--skip-load", action="store_true")
         parser.add_argument("--skip-sweep", action="store_true")
         parser.add_argument("--rebuild", action="store_true", help="rebuild the database")
@@ -172,8 +173,9 @@ class Command(BaseCommand):
     # --- the sweep ----------------------------------------------------------------------------
 
     def _sweep(self, vocabulary: Vocabulary) -> tuple[str, str]:
+        options = self.options
         urls = workload.sweep_urls(
-            vocabulary, self.options["sweep_days"], self.options["sweep_weeks"]
+            vocabulary, options["sweep_days"], options["sweep_weeks"], options["sweep_months"]
         )
         concurrency = self.options["sweep_concurrency"]
         caches_off = {"PAGE_CACHE_SECONDS": "0", "SUMMARY_CACHE_SECONDS": "0"}
