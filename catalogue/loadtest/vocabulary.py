@@ -32,6 +32,7 @@ class Vocabulary:
     first_day: dt.date  # of the sampled papers' first versions
     last_day: dt.date
     sampled: int
+    papers: int  # lines in the corpus
 
 
 def read_vocabulary(corpus: Path, sample: int = 20_000) -> Vocabulary:
@@ -62,6 +63,7 @@ def read_vocabulary(corpus: Path, sample: int = 20_000) -> Vocabulary:
         first_day=min(days),
         last_day=max(days),
         sampled=sampled,
+        papers=total,
     )
 
 

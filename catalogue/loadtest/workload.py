@@ -15,7 +15,10 @@ import random
 from collections.abc import Iterator
 from urllib.parse import quote, urlencode
 
+from django.conf import settings
+
 from catalogue.loadtest.vocabulary import Vocabulary
+from catalogue.views import PAGE_SIZE
 
 SORTS = ["newest", "oldest", "upvotes", "trending"]
 TOPICS = ["linear-attention", "diffusion", "reinforcement-learning"]  # benchmark.TOPICS
@@ -64,13 +67,18 @@ class Mix:
         return _list({"topic": self._pick(TOPICS), **self._range(), **self._maybe_sort()})
 
     def date_range(self) -> str:
-        return _list({**self._range(), "sort": self._pick(SORTS)})
+        params = {**self._range(), "sort": self._pick(SORTS)}
+        if self.rng.random() < 0.3:
+            params["min_upvotes"] = self.rng.randint(1, 20)
+        if self.rng.random() < 0.3:
+            params["has_code"] = 1
+        return _list(params)
 
     def sorted_browse(self) -> str:
-        params = {"sort": self._pick(SORTS), "min_upvotes": self.rng.randint(0, 60)}
-        if self.rng.random() < 0.5:
-            params["has_code"] = 1
-        return _list({**params, "page": self.rng.randint(1, 20)})
+        """A page of the whole catalogue in one order, as readers and crawlers page through."""
+        reachable = min(self.v.papers, settings.LIST_MAX_RESULTS)
+        last_page = max(reachable // PAGE_SIZE, 1)
+        return _list({"sort": self._pick(SORTS), "page": self.rng.randint(1, last_page)})
 
     def api(self) -> str:
         params = {"q": self._pick(self.v.middling), "page_size": self.rng.randint(10, 100)}
