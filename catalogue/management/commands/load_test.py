@@ -217,6 +217,8 @@ class Command(BaseCommand):
             "",
             *[f"- {key}: {value}" for key, value in machine.items()],
             "",
+            LEGEND,
+            "",
             "\n\n".join(sections),
             "",
         ]
@@ -226,6 +228,16 @@ class Command(BaseCommand):
 
     def _note(self, message: str) -> None:
         self.stderr.write(message)
+
+
+LEGEND = """\
+How to read: the server, PostgreSQL and the load generator share the machine. Latency is the
+wall time of each GET as the client saw it; percentiles are exact (nearest rank) over every
+request of the run. With users that do not wait between requests, a request queues behind the
+others for a free gunicorn worker: in the load test p50 is close to users / requests/s, and
+per-class figures differ little. The sweep runs with the page and summary caches off (every
+answer computed); its 400s are pages past the last reachable one (the cap); its errors are
+5xx answers and timeouts (120 s)."""
 
 
 def _paper_count(database_url: str) -> int | None:
