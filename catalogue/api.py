@@ -54,8 +54,8 @@ def papers(request):
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, size, count=reachable)
     number = paging.cleaned_data["page"] or 1
-    if number > paginator.num_pages:
-        return _bad_request({"page": [f"There are {paginator.num_pages} pages."]})
+    if paginator.past_the_end(number):
+        return _bad_request({"page": [paginator.past_the_end_message()]})
     page = paginator.page(number)
     return JsonResponse(
         {

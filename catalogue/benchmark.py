@@ -123,10 +123,21 @@ def query_mix(stats: dict, like: str | None = None) -> list[QueryClass]:
         QueryClass("trending", "/", {"sort": "trending"}),
         QueryClass("topic", "/", {"topic": TOPIC_FILTERED}),
         QueryClass("author", "/", {"author": surname}),
-        QueryClass("page 50, common word", "/", {"q": common, "page": DEEP_PAGE}),
+        QueryClass("page 50, common word", "/", {"q": common, "page": deep_page(stats)}),
         QueryClass("JSON API, common word", "/api/papers", {"q": common}, "api"),
         *meaning,
     ]
+
+
+def deep_page(stats: dict) -> int:
+    """``DEEP_PAGE``, or in a corpus too small to have it, a page that exists: a page past
+    the last reachable one is a 400 (the relevance ranking reaches its newest candidates
+    only). Four fifths of the estimated matches: the share is a sample's."""
+    from django.conf import settings
+
+    matches = stats["top_terms"][0][1] * stats["papers"]
+    reachable = min(matches, settings.SEARCH_RANK_CANDIDATES) * 0.8
+    return max(1, min(DEEP_PAGE, int(reachable // PAGE_SIZE)))
 
 
 def warm_up_url(stats: dict) -> str:
@@ -354,7 +365,11 @@ def gunicorn(env: dict[str, str], cwd: Path, log: Path, workers: int = 4) -> Ite
         # Above gunicorn's default 30 s: a page slower than that is measured, not killed.
         "--timeout", str(WORKER_TIMEOUT),
     ]  # fmt: skip
-    server = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+    # The application's own log lines (a 500's traceback) go to the log too.
+    with open(log, "ab") as application_log:
+        server = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=application_log
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_serving(server, base_url, log)

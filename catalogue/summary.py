@@ -321,3 +321,19 @@ class KnownCountPaginator(Paginator):
     def __init__(self, object_list, per_page, *, count: int):
         super().__init__(object_list, per_page)
         self.__dict__["count"] = count  # Paginator.count is a cached_property
+
+    def past_the_end(self, number: str | int | None) -> bool:
+        """Whether ``number`` is a page number past the last page (pages stop at
+        LIST_MAX_RESULTS results, or a ranking's candidates): such a page is an error that
+        says so, not the last page again under endless URLs a crawler would follow."""
+        try:
+            return int(number) > self.num_pages
+        except (TypeError, ValueError):
+            return False  # no number, or not one: the paginator's first page
+
+    def past_the_end_message(self) -> str:
+        pages = f"{self.num_pages:,} page{'s' if self.num_pages != 1 else ''}"
+        return (
+            f"There {'are' if self.num_pages != 1 else 'is'} {pages}, reaching {self.count:,} "
+            "results. To see others, narrow the search: a date range, a topic, more words."
+        )

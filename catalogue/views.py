@@ -112,6 +112,8 @@ def _listing(request, papers, context: dict, data=None):
     results = paper_filter.results(matches=summary.count)
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, PAGE_SIZE, count=reachable)
+    if paginator.past_the_end(request.GET.get("page")):
+        return _no_such_page(request, paper_filter, paginator, context)
     page = paginator.get_page(request.GET.get("page"))
     query = paper_filter.query_text
     if query:
@@ -138,6 +140,13 @@ def _listing(request, papers, context: dict, data=None):
         else "",
     }
     return render(request, "catalogue/paper_list.html", context)
+
+
+def _no_such_page(request, paper_filter: PaperFilter, paginator, context: dict):
+    """A 400, as for any bad parameter, that says where pages stop and how to see the rest."""
+    paper_filter.form.add_error(None, paginator.past_the_end_message())
+    context = {**context, "filter": paper_filter, "page": None}
+    return render(request, "catalogue/paper_list.html", context, status=400)
 
 
 def _with_query(path: str, query: str) -> str:

@@ -190,8 +190,8 @@ def test_other_orders_page_through_the_first_results_only(client, corpus, settin
     assert page.paginator.num_pages == 2 and len(page.object_list) == 5
     assert response.context["summary"].count == 120
     assert "Pages show the first 30 papers" in response.content.decode()
-    # A page past the reachable ones shows the last reachable page, as for any page past the end.
-    assert client.get(reverse("paper-list"), {"page": 9}).context["page"].number == 2
+    # A page past the reachable ones is a 400 saying so (tests/catalogue/test_deep_pages.py).
+    assert client.get(reverse("paper-list"), {"page": 9}).status_code == 400
 
 
 def test_a_relevance_ranking_is_cached_until_a_paper_changes(client, corpus, settings):

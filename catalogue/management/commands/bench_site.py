@@ -95,12 +95,10 @@ class Command(BaseCommand):
     # --- one size --------------------------------------------------------------------------
 
     def _run_size(self, papers: int) -> SizeResult:
-        path, generated, stats = self._corpus(papers)
-        self._note(f"{papers:,} papers: fresh database {self.db_name}, migrate, ingest")
-        benchmark.recreate_database(self.server_url, self.db_name)
-        benchmark.manage(["migrate", "-v0"], self.env, settings.BASE_DIR)
-        ingest = ["ingest", str(path), "--inline", "--no-progress"]
-        ingest_seconds = benchmark.manage(ingest, self.env, settings.BASE_DIR)
+        path, generated, stats = corpus_file(
+            papers, self.options["seed"], self.options["cache_dir"], self.stdout, self._note
+        )
+        ingest_seconds = load_database(self.server_url, self.db_name, self.env, path, self._note)
         rows, seconds = benchmark.copy_reference(self.env["DATABASE_URL"], limit=100_000)
         self._note(f"{papers:,} papers: topics, trending, VACUUM ANALYZE")
         prepared = self._stage("prepare", {"today": corpus.END.isoformat()})
@@ -130,23 +128,6 @@ class Command(BaseCommand):
             embedding=embedding,
             embed_up_to=self.options["embed_up_to"],
         )
-
-    def _corpus(self, papers: int) -> tuple[Path, float | None, dict]:
-        """The cached corpus of this size and seed (built by make_corpus when missing)."""
-        real_dir = corpus.default_real_dir()
-        seed = self.options["seed"]
-        name = f"corpus-{papers}-seed{seed}-{corpus.fingerprint(real_dir)}.jsonl"
-        path = self.options["cache_dir"] / name
-        generated = None
-        if not (path.exists() and corpus.stats_path(path).exists()):
-            self._note(f"{papers:,} papers: generating {path}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            started = time.perf_counter()
-            call_command(
-                "make_corpus", papers=papers, out=path, seed=seed, real=real_dir, stdout=self.stdout
-            )
-            generated = time.perf_counter() - started
-        return path, generated, json.loads(corpus.stats_path(path).read_text())
 
     def _serve_and_measure(self, classes: list[QueryClass], meaning_url: str):
         log = self.tmp / "gunicorn.log"
@@ -203,11 +184,7 @@ class Command(BaseCommand):
 
     def _stage(self, stage: str, payload: dict) -> dict | list:
         """Run ``bench_site --stage STAGE`` in a child on the bench database; its JSON result."""
-        file = self.tmp / f"{stage}.json"
-        file.write_text(json.dumps(payload))
-        arguments = ["bench_site", "--stage", stage, "--stage-file", str(file)]
-        benchmark.manage(arguments, self.env, settings.BASE_DIR)
-        return json.loads(file.read_text())
+        return run_stage(stage, payload, self.env, self.tmp)
 
     def _run_stage(self, stage: str, file: Path) -> None:
         payload = json.loads(file.read_text())
@@ -302,3 +279,45 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
     lines += benchmark.before_after(results)
     lines += ["## Query plans", "", benchmark.plans_section(largest), ""]
     return "\n".join(lines)
+
+
+# --- shared with ``manage.py load_test`` -------------------------------------------------------
+
+
+def corpus_file(
+    papers: int, seed: int, cache_dir: Path, stdout, note
+) -> tuple[Path, float | None, dict]:
+    """The cached corpus of this size and seed (built by make_corpus when missing): its path,
+    the seconds generating it took (None: it came from the cache) and its statistics."""
+    real_dir = corpus.default_real_dir()
+    name = f"corpus-{papers}-seed{seed}-{corpus.fingerprint(real_dir)}.jsonl"
+    path = cache_dir / name
+    generated = None
+    if not (path.exists() and corpus.stats_path(path).exists()):
+        note(f"{papers:,} papers: generating {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        call_command(
+            "make_corpus", papers=papers, out=path, seed=seed, real=real_dir, stdout=stdout
+        )
+        generated = time.perf_counter() - started
+    return path, generated, json.loads(corpus.stats_path(path).read_text())
+
+
+def load_database(server_url: str, db_name: str, env: dict, path: Path, note) -> float:
+    """A fresh database ``db_name``, migrated, with the corpus at ``path`` ingested by the real
+    path (``manage.py ingest FILE --inline`` in a child); the ingest's seconds."""
+    note(f"fresh database {db_name}, migrate, ingest {path.name}")
+    benchmark.recreate_database(server_url, db_name)
+    benchmark.manage(["migrate", "-v0"], env, settings.BASE_DIR)
+    ingest = ["ingest", str(path), "--inline", "--no-progress"]
+    return benchmark.manage(ingest, env, settings.BASE_DIR)
+
+
+def run_stage(stage: str, payload: dict, env: dict, tmp: Path) -> dict | list:
+    """Run ``bench_site --stage STAGE`` in a child on the database of ``env``; its JSON result."""
+    file = tmp / f"{stage}.json"
+    file.write_text(json.dumps(payload))
+    arguments = ["bench_site", "--stage", stage, "--stage-file", str(file)]
+    benchmark.manage(arguments, env, settings.BASE_DIR)
+    return json.loads(file.read_text())
