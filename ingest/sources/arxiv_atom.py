@@ -30,7 +30,7 @@ from ingest.normalize import (
     parse_date,
     split_arxiv_id,
 )
-from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
 from ingest.sources._arxiv import as_stream, code_url, first_doi, is_withdrawn
 from ingest.sources._params import check_keys, choice_param, int_param, text_param
 
@@ -149,6 +149,13 @@ def _read_entry(entry: ET.Element, position: str, listed_on: dt.date | None) -> 
     title = clean_title(_text(entry, "title"))
     if not title:
         return Rejected("missing title", _excerpt(entry), position)
+    record = _record(entry, parts, title, listed_on)
+    return checked(record, position, lambda: _excerpt(entry))
+
+
+def _record(
+    entry: ET.Element, parts: tuple[str, int | None], title: str, listed_on: dt.date | None
+) -> PaperRecord:
     arxiv_id, version = parts
     summary = _text(entry, "summary")
     comment = collapse_whitespace(_text(entry, "comment", ARXIV))

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_title, is_arxiv_category, split_arxiv_id
-from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -51,16 +51,18 @@ _NEW_STYLE_ID = re.compile(r"(\d{4})\.(\d{4,5})")
 
 def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterator[ParseResult]:
     """Yield one record per ``<item>``. The feed's own date wins over ``listed_on``, which is
-    the fallback for a feed that does not state its day."""
-    channel = _channel(data)
+    the fallback for a feed that does not state its day.
+
+    A feed whose XML breaks off yields every complete item before the break, then raises
+    ``ParseError`` at it."""
+    channel, items, error = _read_feed(data)
     listed_on = _feed_date(channel) or listed_on
-    items = [
-        (item, _DESCRIPTION_HEAD.match(item.findtext("description") or ""))
-        for item in channel.iterfind("item")
-    ]
-    first_new = _first_new_id(items)
-    for number, (item, head) in enumerate(items, 1):
+    heads = [(item, _DESCRIPTION_HEAD.match(item.findtext("description") or "")) for item in items]
+    first_new = _first_new_id(heads)
+    for number, (item, head) in enumerate(heads, 1):
         yield _read_item(item, head, number, listed_on, first_new)
+    if error is not None:
+        raise error
 
 
 def looks_like(head: bytes) -> bool:
@@ -68,17 +70,52 @@ def looks_like(head: bytes) -> bool:
     return b"<rss" in head[:4096] and b"arxiv.org/schemas/atom" in head[:4096]
 
 
-def _channel(data: bytes | BinaryIO) -> ET.Element:
-    # A feed holds at most 2,000 items (a few MB): reading it whole is simpler than streaming.
+_CHUNK = 64 * 1024
+
+
+def _read_feed(data: bytes | BinaryIO) -> tuple[ET.Element, list[ET.Element], ParseError | None]:
+    """The channel, its complete ``<item>``s, and the error where the XML broke off (if it did).
+
+    Every item is needed before the first is yielded (the feed's lowest new id decides what
+    a cross-list is), and a feed holds at most 2,000 items (a few MB), so they are kept; the
+    XML is still read incrementally, so that a cut keeps the items before it.
+    """
+    parser = ET.XMLPullParser(("start", "end"))
+    stream = as_stream(data)
+    path: list[str] = []
+    channel: ET.Element | None = None
+    items: list[ET.Element] = []
     try:
-        root = ET.parse(as_stream(data)).getroot()
+        while chunk := stream.read(_CHUNK):
+            parser.feed(chunk)
+            channel = _take_events(parser, path, items, channel)
+        parser.close()
+        channel = _take_events(parser, path, items, channel)
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).rsplit(": line", 1)[0]
-        raise ParseError(f"malformed XML: {reason}", f"line {line}, column {column}") from None
-    channel = root.find("channel")
-    if root.tag != "rss" or channel is None:
-        raise ParseError(f"not an RSS 2.0 feed (root element {root.tag})", "line 1")
+        error = ParseError(f"malformed XML: {reason}", f"line {line}, column {column}")
+        if channel is None:
+            raise error from None
+        return channel, items, error
+    if channel is None:
+        raise ParseError("not an RSS 2.0 feed (no channel)", "line 1")
+    return channel, items, None
+
+
+def _take_events(parser, path: list[str], items: list, channel: ET.Element | None):
+    """Track where the parser is; collect items that are the channel's own children."""
+    for event, elem in parser.read_events():
+        if event == "start":
+            if not path and elem.tag != "rss":
+                raise ParseError(f"not an RSS 2.0 feed (root element {elem.tag})", "line 1")
+            path.append(elem.tag)
+            if path == ["rss", "channel"] and channel is None:
+                channel = elem
+            continue
+        if path == ["rss", "channel", "item"]:
+            items.append(elem)
+        path.pop()
     return channel
 
 
@@ -97,12 +134,27 @@ def _read_item(
     listed_on: dt.date | None,
     first_new: tuple[int, int] | None,
 ) -> ParseResult:
-    description = item.findtext("description") or ""
     ids = _arxiv_id(item, head)
     title = clean_title(item.findtext("title") or "")
     if not ids or not title:
-        raw = ET.tostring(item, encoding="unicode")
-        return Rejected("item without an arXiv id or title", raw, f"item {number}")
+        return Rejected("item without an arXiv id or title", _excerpt(item), f"item {number}")
+    record = _record(item, head, ids, title, listed_on, first_new)
+    return checked(record, f"item {number}", lambda: _excerpt(item))
+
+
+def _excerpt(item: ET.Element) -> str:
+    return ET.tostring(item, encoding="unicode")[:2000]
+
+
+def _record(
+    item: ET.Element,
+    head: re.Match | None,
+    ids: tuple[str, int | None],
+    title: str,
+    listed_on: dt.date | None,
+    first_new: tuple[int, int] | None,
+) -> PaperRecord:
+    description = item.findtext("description") or ""
     arxiv_id, version = ids
     announce_type = _announce_type(item, head)
     abstract = clean_abstract(description[head.end() :] if head else description)

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_author, clean_title, versionless_arxiv_id
-from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -65,7 +65,7 @@ def _read_line(obj: object, line: bytes, number: int, listed_on: dt.date | None)
     if not isinstance(obj, dict):
         return Rejected("line is not a JSON object", _excerpt(line), f"line {number}")
     try:
-        return _paper(obj, listed_on)
+        return checked(_paper(obj, listed_on), f"line {number}", lambda: _excerpt(line))
     except _Unusable as exc:
         return Rejected(str(exc), _excerpt(line), f"line {number}")
     except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:

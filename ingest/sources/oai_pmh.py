@@ -22,7 +22,15 @@ from typing import BinaryIO, NamedTuple
 
 from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_author, clean_title, versionless_arxiv_id
-from ingest.records import Deleted, Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import (
+    Deleted,
+    Page,
+    PaperRecord,
+    ParseError,
+    ParseResult,
+    Rejected,
+    checked,
+)
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -123,7 +131,9 @@ def _read_record(record: ET.Element, number: int, listed_on: dt.date | None) -> 
     if metadata is None or len(metadata) == 0:
         return Rejected("record has no metadata", _excerpt(record), f"record {number}")
     try:
-        return _read_metadata(metadata[0], listed_on, squash(header.findtext(f"{OAI}datestamp")))
+        datestamp = squash(header.findtext(f"{OAI}datestamp"))
+        paper = _read_metadata(metadata[0], listed_on, datestamp)
+        return checked(paper, f"record {number}", lambda: _excerpt(record))
     except _Unusable as exc:
         return Rejected(str(exc), _excerpt(record), f"record {number}")
 
