@@ -144,6 +144,8 @@ def unstorable_reason(record: PaperRecord) -> str | None:
     """Why ``record`` cannot be stored as it is, naming the field; None when it can."""
     if not record.title.strip():
         return "missing title"
+    if not record.source_key.strip():
+        return "missing source key (nothing in the record to tell it apart)"
     for name in _TEXT_FIELDS:
         value = getattr(record, name)
         for text in value if isinstance(value, tuple) else (value or "",):

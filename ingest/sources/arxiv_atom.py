@@ -114,6 +114,8 @@ def _events(data: bytes | BinaryIO) -> Iterator[tuple[str, ET.Element]]:
                 yield event, elem
             if not chunk:
                 return
+    except LookupError as exc:  # expat on an encoding it does not know (<?xml encoding="…"?>)
+        raise ParseError(f"malformed XML: {exc}", "line 1") from None
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).split(":")[0]

@@ -91,6 +91,8 @@ def _read_feed(data: bytes | BinaryIO) -> tuple[ET.Element, list[ET.Element], Pa
             channel = _take_events(parser, path, items, channel)
         parser.close()
         channel = _take_events(parser, path, items, channel)
+    except LookupError as exc:  # expat on an encoding it does not know (<?xml encoding="…"?>)
+        raise ParseError(f"malformed XML: {exc}", "line 1") from None
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).rsplit(": line", 1)[0]

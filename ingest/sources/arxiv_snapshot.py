@@ -177,6 +177,7 @@ def fetch_pages(
 
 def _download(fetcher: Fetcher, url: str) -> Iterator[Page]:
     # Conditional: the snapshot changes weekly, so an unchanged one costs a 304, not GBs.
-    result = fetcher.download(url, suffix=".jsonl")
+    # The one listing that is legitimately GBs: it may use the larger download limit.
+    result = fetcher.download(url, suffix=".jsonl", max_bytes=fetcher.max_download_bytes)
     if not result.not_modified:
         yield Page(path=result.path, url=result.url)

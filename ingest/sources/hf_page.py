@@ -131,8 +131,10 @@ def _record(title: str, abstract: str, **fields) -> PaperRecord:
 
 
 def slugify_title(title: str) -> str:
-    """A stable key for an id-less card: lower-case words joined by hyphens."""
-    return "-".join(re.findall(r"[a-z0-9]+", title.lower()))[:200]
+    """A stable key for an id-less card: lower-case words joined by hyphens (ASCII ones; the
+    title's own words when it has none, as a title in Chinese, rather than no key)."""
+    words = re.findall(r"[a-z0-9]+", title.lower()) or re.findall(r"[^\W_]+", title.lower())
+    return "-".join(words)[:200]
 
 
 # --- fetching ----------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ def _events(data: bytes | BinaryIO, events: tuple[str, ...]) -> Iterator[tuple[s
         for event, elem in iterator:
             if event in events:
                 yield event, elem
+    except LookupError as exc:  # expat on an encoding it does not know (<?xml encoding="…"?>)
+        raise ParseError(f"malformed XML: {exc}", "line 1") from None
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).rsplit(": line", 1)[0]
