@@ -65,11 +65,7 @@ def test_a_listing_with_nul_and_surrogate_records_lands_every_other_record(tmp_p
     evil = json.loads(lines[1])
     evil["title"] = "Evil\u0000title"
     lines[1] = json.dumps(evil)
-    lines[3] = (
-        lines[3]
-        .replace('"title": "', '"title": "\\ud800', 1)
-        .replace('"title":"', '"title":"\\ud800', 1)
-    )
+    lines[3] = lines[3].replace('"title": "', '"title": "\\ud800', 1)  # a JSON escape
     lines.insert(5, '{"id": "2401.99999", "title": "raw \x00 NUL", broken')
     path = tmp_path / "snapshot.jsonl"
     path.write_text("\n".join(lines) + "\n")
