@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,14 @@ from django.db import models
 
 from catalogue.models import Paper
 from ingest.models import IngestRun
-from ingest.records import INT_RANGES, MAX_LENGTHS, PaperRecord, Rejected, unstorable_reason
+from ingest.records import (
+    _TEXT_FIELDS,
+    INT_RANGES,
+    MAX_LENGTHS,
+    PaperRecord,
+    Rejected,
+    unstorable_reason,
+)
 from ingest.runner import create_run, execute_run
 from ingest.synthetic import snapshot_lines
 
@@ -79,3 +87,14 @@ def test_a_listing_with_nul_and_surrogate_records_lands_every_other_record(tmp_p
     assert "JSON" in reasons["line 6"]
     assert "raw \\x00 NUL" in run.rejections.get(position="line 6").raw
     assert Paper.objects.count() == 4
+
+
+def test_every_text_field_is_checked_for_nul_characters():
+    text_fields = [
+        f.name for f in dataclasses.fields(PaperRecord) if f.type in ("str", "tuple[str, ...]")
+    ] + ["arxiv_id"]
+    assert sorted(text_fields) == sorted(_TEXT_FIELDS)
+    for name in text_fields:
+        value = ("ok", "b\x00d") if name in ("authors", "categories", "keywords") else "b\x00d"
+        bad = record(**{name: value, "title": "A\x00" if name == "title" else "A title"})
+        assert unstorable_reason(bad) == f"contains a NUL character in {name}", name
