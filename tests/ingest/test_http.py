@@ -743,3 +743,51 @@ def test_download_may_ask_for_a_larger_limit_than_the_fetchers(server, make_fetc
 
     assert result.size == 3000
     result.path.unlink()
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(make_fetcher, monkeypatch):
+    """DNS rebinding: a name that answers a public address to the check and a loopback one to
+    the connect must not reach the loopback service. One lookup per connection, no second."""
+    public = _PublicReply("127.0.0.2", b"public listing")
+    internal = _PublicReply("127.0.0.1", b"internal service", port=public.port)
+    answers = iter(["127.0.0.2"])  # the first answer; any later lookup would get loopback
+    lookups = []
+
+    def rebinding_dns(host, port, *args, **kwargs):
+        if host.replace(".", "").isdigit():  # an address resolves to itself, as in real life
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+        lookups.append(host)
+        address = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    real_refusal = http.address_refusal
+    monkeypatch.setattr(
+        http, "address_refusal", lambda a: None if a == "127.0.0.2" else real_refusal(a)
+    )
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    try:
+        result = make_fetcher(allow_private_hosts=False).get(f"http://rebind.test:{public.port}/x")
+    finally:
+        public.shutdown()
+        internal.shutdown()
+    assert result.content == b"public listing"
+    assert lookups == ["rebind.test"]
+
+
+class _PublicReply(ThreadingHTTPServer):
+    def __init__(self, host: str, body: bytes, port: int = 0):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N805
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def log_message(handler, *args: object) -> None:  # noqa: N805
+                pass
+
+        super().__init__((host, port), Handler)
+        self.port = self.server_address[1]
+        threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        ).start()
