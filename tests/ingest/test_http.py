@@ -14,12 +14,15 @@ import email.utils
 import math
 import random
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -791,3 +794,46 @@ class _PublicReply(ThreadingHTTPServer):
         threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         ).start()
+
+
+@pytest.fixture
+def tls_server(tmp_path) -> Iterator[tuple[int, Path]]:
+    """An HTTPS server on 127.0.0.2 with a certificate for ``tls.test`` (and its CA file)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=tls.test",
+         "-addext", "subjectAltName=DNS:tls.test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    public = _PublicReply("127.0.0.2", b"over TLS")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    public.socket = context.wrap_socket(public.socket, server_side=True)
+    yield public.port, cert
+    public.shutdown()
+
+
+def test_tls_still_verifies_the_host_name_when_connecting_to_the_checked_address(
+    tls_server, make_fetcher, monkeypatch
+):
+    """The connection goes to an IP address, yet the certificate is checked against the URL's
+    host (sent as SNI): a wrong name fails, the right one succeeds."""
+    port, cert = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx trusts this CA file
+    real_lookup, real_refusal = socket.getaddrinfo, http.address_refusal
+
+    def test_dns(host, port, *args, **kwargs):
+        if host in ("tls.test", "wrong-name.test"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port))]
+        return real_lookup(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", test_dns)
+    monkeypatch.setattr(
+        http, "address_refusal", lambda a: None if a == "127.0.0.2" else real_refusal(a)
+    )
+    fetcher = make_fetcher(allow_private_hosts=False, max_attempts=1)
+
+    assert fetcher.get(f"https://tls.test:{port}/").content == b"over TLS"
+    with pytest.raises(FetchError, match="certificate verify failed"):
+        fetcher.get(f"https://wrong-name.test:{port}/")
