@@ -73,10 +73,7 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 
 def _stream_items(data: bytes | BinaryIO) -> Iterator[tuple[int, object]]:
     """``(number, item)`` of each complete item, in order; ``ParseError`` where reading stops."""
-    raw = data if isinstance(data, bytes | bytearray) else data.read()
-    # surrogateescape: undecodable bytes inside one item's strings become lone surrogates,
-    # which reject that item (checked) instead of the whole file.
-    text = bytes(raw).decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    text = _text_of(data if isinstance(data, bytes | bytearray) else data.read())
     start = _SPACE.match(text).end()
     if not text.startswith("[", start):
         # One object: a bare paper (/api/papers/{id}) or an error, read whole.
@@ -135,15 +132,16 @@ def _decode_whole(text: str):
 
 
 def _load(data: bytes | BinaryIO):
+    """The whole document (to count a fetched page's items), read as leniently as parse()
+    reads it: a page that parse() would keep is never refused here."""
     raw = data if isinstance(data, bytes | bytearray) else data.read()
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ParseError(
-            f"invalid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ParseError("not UTF-8 JSON", f"byte {exc.start}") from None
+    return _decode_whole(_text_of(raw))
+
+
+def _text_of(raw: bytes) -> str:
+    # surrogateescape: undecodable bytes inside one item's strings become lone surrogates,
+    # which reject that item (checked) instead of the whole file.
+    return bytes(raw).decode("utf-8", "surrogateescape").removeprefix("\ufeff")
 
 
 def _items(payload) -> list:
