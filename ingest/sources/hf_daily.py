@@ -65,9 +65,15 @@ def looks_like(head: bytes) -> bool:
     return text[:1] in (b"[", b"{") and paper_keys
 
 
+def _json_int(digits: str) -> int:
+    """A JSON integer; one of more than 20 digits (no count has them, and int() refuses over
+    4,300) becomes 10**20, which any count column refuses: its record is rejected, not lost."""
+    return int(digits) if len(digits) <= 20 else 10**20
+
+
 # strict=False: a raw control character inside a string (a NUL in one title) is that item's
 # problem, rejected by checked(), not a framing error that would lose every item after it.
-_DECODER = json.JSONDecoder(strict=False)
+_DECODER = json.JSONDecoder(strict=False, parse_int=_json_int)
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 

@@ -274,3 +274,12 @@ def test_a_cut_array_yields_the_items_before_the_cut_then_says_where():
         next(parsed)
     line = int(error.value.position.split()[1].rstrip(","))
     assert data[:third].count(b"\n") < line <= data[: third + 100].count(b"\n") + 1
+
+
+def test_a_number_of_thousands_of_digits_rejects_its_item_not_the_file():
+    """int() refuses over 4,300 digits; a count that long is out of range, so rejected."""
+    data = (DAILY / "2025-03-03.json").read_bytes()
+    data = data.replace(b'"upvotes": ', b'"upvotes": ' + b"9" * 5000, 1)
+    results = list(hf_daily.parse(data))
+    assert "upvotes 100000000000000000000 is out of range" in results[0].reason
+    assert all(isinstance(r, PaperRecord) for r in results[1:]) and len(results) == 7
