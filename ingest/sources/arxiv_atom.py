@@ -31,7 +31,7 @@ from ingest.normalize import (
     split_arxiv_id,
 )
 from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
-from ingest.sources._arxiv import as_stream, code_url, first_doi, is_withdrawn
+from ingest.sources._arxiv import as_stream, code_url, first_doi, is_withdrawn, too_deep
 from ingest.sources._params import check_keys, choice_param, int_param, text_param
 
 SOURCE = "arxiv_atom"
@@ -99,7 +99,7 @@ def _events(data: bytes | BinaryIO) -> Iterator[tuple[str, ET.Element]]:
     """Parse events, chunk by chunk; the root must be an Atom ``<feed>``."""
     parser = ET.XMLPullParser(("start", "end"))
     stream = as_stream(data)
-    seen_root = False
+    depth = 0
     try:
         while True:
             chunk = stream.read(_CHUNK)
@@ -108,9 +108,14 @@ def _events(data: bytes | BinaryIO) -> Iterator[tuple[str, ET.Element]]:
             else:
                 parser.close()
             for event, elem in parser.read_events():
-                if not seen_root:
-                    _check_root(elem)
-                    seen_root = True
+                if event == "start":
+                    if depth == 0:
+                        _check_root(elem)
+                    depth += 1
+                    if error := too_deep(depth, elem.tag):
+                        raise error
+                else:
+                    depth -= 1
                 yield event, elem
             if not chunk:
                 return

@@ -33,6 +33,7 @@ from ingest.sources._arxiv import (
     split_authors,
     split_categories,
     squash,
+    too_deep,
 )
 from ingest.sources._params import check_keys, text_param
 
@@ -82,43 +83,55 @@ def _read_feed(data: bytes | BinaryIO) -> tuple[ET.Element, list[ET.Element], Pa
     """
     parser = ET.XMLPullParser(("start", "end"))
     stream = as_stream(data)
-    path: list[str] = []
-    channel: ET.Element | None = None
-    items: list[ET.Element] = []
+    feed = _Feed()
     try:
         while chunk := stream.read(_CHUNK):
             parser.feed(chunk)
-            channel = _take_events(parser, path, items, channel)
+            feed.take(parser.read_events())
         parser.close()
-        channel = _take_events(parser, path, items, channel)
+        feed.take(parser.read_events())
     except LookupError as exc:  # expat on an encoding it does not know (<?xml encoding="…"?>)
         raise ParseError(f"malformed XML: {exc}", "line 1") from None
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).rsplit(": line", 1)[0]
-        error = ParseError(f"malformed XML: {reason}", f"line {line}, column {column}")
-        if channel is None:
-            raise error from None
-        return channel, items, error
-    if channel is None:
+        return feed.broken_at(
+            ParseError(f"malformed XML: {reason}", f"line {line}, column {column}")
+        )
+    except ParseError as error:  # nested too deep
+        return feed.broken_at(error)
+    if feed.channel is None:
         raise ParseError("not an RSS 2.0 feed (no channel)", "line 1")
-    return channel, items, None
+    return feed.channel, feed.items, None
 
 
-def _take_events(parser, path: list[str], items: list, channel: ET.Element | None):
-    """Track where the parser is; collect items that are the channel's own children."""
-    for event, elem in parser.read_events():
-        if event == "start":
-            if not path and elem.tag != "rss":
+class _Feed:
+    """Where the parser is, the channel, and the items that are the channel's own children."""
+
+    def __init__(self) -> None:
+        self.path: list[str] = []
+        self.channel: ET.Element | None = None
+        self.items: list[ET.Element] = []
+
+    def take(self, events) -> None:
+        for event, elem in events:
+            if event == "end":
+                if self.path == ["rss", "channel", "item"]:
+                    self.items.append(elem)
+                self.path.pop()
+                continue
+            if not self.path and elem.tag != "rss":
                 raise ParseError(f"not an RSS 2.0 feed (root element {elem.tag})", "line 1")
-            path.append(elem.tag)
-            if path == ["rss", "channel"] and channel is None:
-                channel = elem
-            continue
-        if path == ["rss", "channel", "item"]:
-            items.append(elem)
-        path.pop()
-    return channel
+            self.path.append(elem.tag)
+            if error := too_deep(len(self.path), elem.tag):
+                raise error
+            if self.path == ["rss", "channel"] and self.channel is None:
+                self.channel = elem
+
+    def broken_at(self, error: ParseError):
+        if self.channel is None:  # not even the start of a feed: nothing to keep
+            raise error
+        return self.channel, self.items, error
 
 
 def _feed_date(channel: ET.Element) -> dt.date | None:

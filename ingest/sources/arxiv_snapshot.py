@@ -46,6 +46,9 @@ def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterat
             continue
         try:
             obj = json.loads(line)
+        except RecursionError:
+            yield Rejected("invalid JSON: nested too deeply", _excerpt(line), f"line {number}")
+            continue
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             if not line.endswith(b"\n"):
                 # Only the last line of a file can lack its newline: the file was cut here.

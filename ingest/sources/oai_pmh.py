@@ -42,6 +42,7 @@ from ingest.sources._arxiv import (
     split_authors,
     split_categories,
     squash,
+    too_deep,
 )
 from ingest.sources._params import check_keys, choice_param, date_param, text_param
 
@@ -97,11 +98,15 @@ def looks_like(head: bytes) -> bool:
 def _events(data: bytes | BinaryIO, events: tuple[str, ...]) -> Iterator[tuple[str, ET.Element]]:
     """``iterparse`` that checks the envelope and reports broken XML as ``ParseError``."""
     try:
-        iterator = ET.iterparse(as_stream(data), events=tuple({"start", *events}))
+        iterator = ET.iterparse(as_stream(data), events=("start", "end"))
         _, root = next(iterator)
         if root.tag != f"{OAI}OAI-PMH":
             raise ParseError(f"not an OAI-PMH response (root element {root.tag})", "line 1")
+        depth = 1  # inside the root; "start" is always among the events read, and "end" too
         for event, elem in iterator:
+            depth += 1 if event == "start" else -1
+            if error := too_deep(depth, elem.tag):
+                raise error
             if event in events:
                 yield event, elem
     except LookupError as exc:  # expat on an encoding it does not know (<?xml encoding="…"?>)

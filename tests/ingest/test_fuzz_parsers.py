@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.records import PaperRecord
 from ingest.sources import FORMATS, UnknownFormat, detect_format
 from tests.ingest.parser_checks import SAMPLES, load, problem_with, read_all
 
@@ -32,6 +33,7 @@ HOSTILE = [
     b"\x00", b"\\u0000", b"\\ud800", b"\\udfff\\ud800", b"&#0;", b"&#xD800;", b"\xff", b"\xc3",
     b"\xed\xa0\x80", b"\xef\xbb\xbf", b"\r", b"\n", b"\t", b'"', b"<", b">", b"]]>", b"{", b"}",
     b"[", b"]", b",", b"javascript:alert(1)", b"9" * 5000, b"-1", b"\xe2\x80\xa2 7 authors\n",
+    b"[" * 50_000, b"<a>" * 1_000,
 ]  # fmt: skip
 
 _PAYLOADS = {fmt: [load(path) for path in paths] for fmt, paths in SAMPLES.items()}
@@ -107,3 +109,32 @@ def test_random_bytes_yield_only_complete_records_or_rejections(fmt):
 def test_format_detection_of_random_bytes_names_a_format_or_says_it_cannot(data):
     with contextlib.suppress(UnknownFormat):
         assert detect_format(data) in FORMATS
+
+
+# A deep nest inside a record that is complete but rejected (its excerpt is serialised), after
+# each format's first record.
+N = 50_000
+NESTED_RECORD = {
+    "hf_daily": (b"\n  },\n", b"[" * N + b"]" * N + b",\n"),
+    "hf_page": (b"Nov 25, 2024 1\n\n",
+                b"T" + b"[" * N + b"\nabstract\n\xe2\x80\xa2 2 authors\n\xc2\xb7\nNov 2 1\n\n"),
+    "arxiv_atom": (b"</entry>", b"<entry><title>T</title>"
+                   + b"<a>" * N + b"</a>" * N + b"</entry>"),
+    "arxiv_rss": (b"</item>", b"<item><title>T</title>"
+                  + b"<a>" * N + b"</a>" * N + b"</item>"),
+    "arxiv_oai": (b"</record>", b"<record>" + b"<a>" * N + b"</a>" * N + b"</record>"),
+    "arxiv_snapshot": (b"\n", b'{"id": "2401.00001", "title": "T", "versions": '
+                       + b"[" * N + b"]" * N + b"}\n"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_hostile_nesting_is_a_rejection_or_a_parse_error_not_a_recursion_error(fmt):
+    """Python's JSON decoder and ElementTree's searches and serializer recurse: a deep nest
+    must stop them with a reason (the records before it kept), not a RecursionError."""
+    data = _PAYLOADS[fmt][0]
+    after, nested = NESTED_RECORD[fmt]
+    cut = data.index(after) + len(after)
+    results, _ = read_all(fmt, data[:cut] + nested + data[cut:])
+    assert not [p for r in results if (p := problem_with(fmt, r))]
+    assert isinstance(results[0], PaperRecord)
