@@ -65,9 +65,10 @@ def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterat
         if elem.tag == f"{OAI}record":
             count += 1
             yield _read_record(elem, count, listed_on)
-            # Free the record: a 1,000-record page must not stay in memory as a tree.
+            # Free the record: a 1,000-record page must not stay in memory as a tree. A record
+            # nested where it does not belong (a broken page) is just cleared.
             elem.clear()
-            if container is not None:
+            if container is not None and len(container) and container[-1] is elem:
                 container.remove(elem)
         elif elem.tag == f"{OAI}error":
             _raise_unless_empty(elem)
