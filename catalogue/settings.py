@@ -222,6 +222,13 @@ INGEST_RETRY_BACKOFF = float(env_str("INGEST_RETRY_BACKOFF", "30"))
 INGEST_USER_AGENT = env_str(
     "INGEST_USER_AGENT", "paper-catalogue/0.1 (research paper catalogue; admin@localhost)"
 )
+# Fetch bounds: a body larger than this is cut off as it streams in (a listing page is a few
+# MB); the arXiv snapshot Source alone may download up to INGEST_MAX_DOWNLOAD_BYTES (~5 GB now).
+INGEST_MAX_RESPONSE_BYTES = env_int("INGEST_MAX_RESPONSE_BYTES", 64 * 1024 * 1024)
+INGEST_MAX_DOWNLOAD_BYTES = env_int("INGEST_MAX_DOWNLOAD_BYTES", 16 * 1024**3)
+# Fetches refuse private, loopback, link-local, multicast and reserved addresses (a Source URL
+# or a redirect must not reach an internal service) unless this is on.
+INGEST_ALLOW_PRIVATE_HOSTS = env_bool("INGEST_ALLOW_PRIVATE_HOSTS", False)
 
 
 # --- Ingest runs: rejections kept per run (issue 13) -------------------------------------------

@@ -9,6 +9,13 @@ Pure Python + httpx, no Django: the Django side passes what it knows (``user_age
   and full jitter, honouring ``Retry-After``; any other 4xx fails at once.
 - Thrift: ETag / Last-Modified are remembered per URL and sent back, so an unchanged listing
   costs a 304 instead of a download.
+- Bounds: a body larger than ``max_response_bytes`` (64 MB) is cut off as it streams in, never
+  read whole (``download`` takes a larger ``max_bytes`` for the snapshot); and only public
+  addresses are fetched: every address a host resolves to is checked (private, loopback,
+  link-local, multicast, reserved are refused) and the connection goes to the checked address,
+  on every redirect hop, so neither a redirect nor a DNS answer that changes between check
+  and connect reaches an internal service. ``allow_private_hosts`` lifts that (tests, a mirror
+  on the LAN).
 
 Failures raise ``FetchError`` subclasses whose ``transient`` flag tells a Celery task whether
 trying again later can help.
@@ -18,10 +25,12 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import ipaddress
 import logging
 import os
 import random
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -32,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
+import httpcore
 import httpx
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,9 @@ DEFAULT_USER_AGENT = f"paper-catalogue/0.1 (+{PROJECT_URL})"
 # Hosts (and their subdomains) that ask for more room than the default interval.
 DEFAULT_HOST_INTERVALS: Mapping[str, float] = {"arxiv.org": 3.0}
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+# A listing page or feed is at most a few MB; the arXiv snapshot (~5 GB) is the one big download.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_DOWNLOAD_BYTES = 16 * 1024**3
 
 # Worth another try: the network or the server hiccuped, the same request may well succeed.
 _TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -90,6 +103,10 @@ class PermanentFetchError(FetchError):
     """Trying again will not help (404, 403, bad URL, unsupported scheme)."""
 
     transient = False
+
+
+class BlockedHost(Exception):
+    """The host resolves to an address this fetcher must not reach (``allow_private_hosts``)."""
 
 
 class _AttemptFailed(Exception):
@@ -285,6 +302,99 @@ def _classify_status(response: httpx.Response) -> None:
     raise _AttemptFailed(transient=False, reason=reason, status=status)
 
 
+# --- public addresses only -----------------------------------------------------------------
+
+_PRIVATE_HINT = "set INGEST_ALLOW_PRIVATE_HOSTS=1 to fetch from private hosts"
+
+
+def address_refusal(address: str) -> str | None:
+    """Why ``address`` (an IP) must not be fetched from, or None for a public address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    kinds = (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("unspecified", ip.is_unspecified),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+        ("non-public", not ip.is_global),  # shared address space 100.64/10 and the like
+    )
+    kind = next((kind for kind, matched in kinds if matched), None)
+    return kind and f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} address"
+
+
+def public_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, if all are public; else ``BlockedHost``.
+
+    All of them, not the first: a name with one public and one private address could be
+    answered either way by the next lookup.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise httpcore.ConnectError(f"cannot resolve {host!r}: {error}") from error
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        if refusal := address_refusal(address):
+            raise BlockedHost(f"refused: {host} resolves to {address}, {refusal} ({_PRIVATE_HINT})")
+    return addresses
+
+
+class _PublicOnlyBackend(httpcore.NetworkBackend):
+    """Connects only to checked public addresses, and to exactly the addresses it checked.
+
+    Resolving once and connecting to the result (TLS still verifies the host name, which
+    httpcore passes as the server name) leaves no second lookup for DNS rebinding to answer.
+    Every connection of the client goes through here: the first request and each redirect.
+    """
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        error: Exception | None = None
+        for address in public_addresses(host, port):
+            try:
+                return self._backend.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as failure:  # try the host's next address
+                error = failure
+        raise error or httpcore.ConnectError(f"no address for {host!r}")
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise BlockedHost(f"refused: a unix socket ({path})")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def _public_only_transport() -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport()
+    # httpx builds its pool without a way to pass a network backend: give it one with ours,
+    # with httpx's own defaults otherwise.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=_PublicOnlyBackend(),
+    )
+    return transport
+
+
+def _setting(name: str, default):
+    """A Django setting when Django is configured, else ``default``: a Fetcher built without
+    these arguments (by the runner, a shell) still honours the deployment's settings."""
+    try:
+        from django.conf import settings
+    except ImportError:
+        return default
+    return getattr(settings, name, default) if settings.configured else default
+
+
 # --- the fetcher -------------------------------------------------------------------------------
 
 
@@ -309,10 +419,24 @@ class Fetcher:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[float], float] = full_jitter,
+        max_response_bytes: int | None = None,
+        max_download_bytes: int | None = None,
+        allow_private_hosts: bool | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.user_agent = user_agent or DEFAULT_USER_AGENT
+        # None: the settings INGEST_MAX_RESPONSE_BYTES, INGEST_MAX_DOWNLOAD_BYTES and
+        # INGEST_ALLOW_PRIVATE_HOSTS, else the safe defaults.
+        self.max_response_bytes = max_response_bytes or _setting(
+            "INGEST_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES
+        )
+        self.max_download_bytes = max_download_bytes or _setting(
+            "INGEST_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES
+        )
+        if allow_private_hosts is None:
+            allow_private_hosts = _setting("INGEST_ALLOW_PRIVATE_HOSTS", False)
+        self.allow_private_hosts = bool(allow_private_hosts)
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.max_delay = max_delay
@@ -328,6 +452,9 @@ class Fetcher:
             # read also bounds each chunk of a streamed body, not the whole download
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             follow_redirects=True,
+            # A transport of our own also means no proxy from the environment: a proxy would
+            # connect on our behalf, past the address check.
+            transport=None if self.allow_private_hosts else _public_only_transport(),
         )
 
     def close(self) -> None:
@@ -351,13 +478,13 @@ class Fetcher:
     ) -> FetchResult:
         """GET into memory. With ``conditional``, an unchanged resource comes back not_modified."""
         request, sent = self._prepare(url, params, headers, conditional)
-        response = self._retrying(request, self._send_and_read)
+        response, content = self._retrying(request, self._send_and_read)
         etag, last_modified = self._validators_after(request, response, sent, conditional)
         not_modified = response.status_code == 304
         return FetchResult(
             url=str(response.url),
             status=response.status_code,
-            content=b"" if not_modified else response.content,
+            content=b"" if not_modified else content,
             etag=etag,
             last_modified=last_modified,
             not_modified=not_modified,
@@ -375,16 +502,19 @@ class Fetcher:
         suffix: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         progress: Callable[[int, int | None], None] | None = None,
+        max_bytes: int | None = None,
     ) -> DownloadResult:
         """Stream a (multi-GB) body to a temporary file in ``directory``, in constant memory.
 
         ``progress(bytes_written, expected_total_or_None)`` is called after every chunk; it
-        restarts from 0 when an interrupted download is retried from the beginning.
+        restarts from 0 when an interrupted download is retried from the beginning. A body
+        over ``max_bytes`` (default ``max_response_bytes``) fails without a file.
         """
         request, sent = self._prepare(url, params, headers, conditional)
+        limit = max_bytes or self.max_response_bytes
 
         def attempt(req: httpx.Request) -> tuple[httpx.Response, Path | None, int]:
-            return self._stream_to_file(req, directory, suffix, chunk_size, progress)
+            return self._stream_to_file(req, directory, suffix, chunk_size, progress, limit)
 
         response, path, size = self._retrying(request, attempt)
         etag, last_modified = self._validators_after(request, response, sent, conditional)
@@ -401,10 +531,15 @@ class Fetcher:
 
     # one attempt
 
-    def _send_and_read(self, request: httpx.Request) -> httpx.Response:
-        response = self._client.send(request)
-        _classify_status(response)
-        return response
+    def _send_and_read(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
+        response = self._client.send(request, stream=True)
+        try:
+            _classify_status(response)
+            limit = self.max_response_bytes
+            _refuse_declared_size(response, limit)
+            return response, b"".join(_limited(response.iter_bytes(), limit))
+        finally:
+            response.close()
 
     def _stream_to_file(
         self,
@@ -413,14 +548,17 @@ class Fetcher:
         suffix: str,
         chunk_size: int,
         progress: Callable[[int, int | None], None] | None,
+        limit: int,
     ) -> tuple[httpx.Response, Path | None, int]:
         response = self._client.send(request, stream=True)
         try:
             _classify_status(response)
             if response.status_code == 304:
                 return response, None, 0
+            _refuse_declared_size(response, limit)
             report = _progress_reporter(progress, _expected_size(response))
-            path, size = _write_chunks(response.iter_bytes(chunk_size), directory, suffix, report)
+            chunks = _limited(response.iter_bytes(chunk_size), limit)
+            path, size = _write_chunks(chunks, directory, suffix, report)
             return response, path, size
         finally:
             response.close()
@@ -445,6 +583,8 @@ class Fetcher:
         try:
             with self.throttle.turn(request.url.host):
                 return attempt(request)
+        except BlockedHost as error:
+            raise _AttemptFailed(transient=False, reason=str(error)) from error
         except _TRANSIENT_ERRORS as error:
             raise _AttemptFailed(transient=True, reason=_describe(error)) from error
         except httpx.RequestError as error:  # unsupported scheme, too many redirects, bad gzip
@@ -507,6 +647,33 @@ def _expected_size(response: httpx.Response) -> int | None:
     if response.headers.get("Content-Encoding") or not length.isdigit():
         return None
     return int(length)
+
+
+def _refuse_declared_size(response: httpx.Response, limit: int) -> None:
+    """Refuse before reading a body whose declared (decoded or not) size is over ``limit``."""
+    size = _expected_size(response)
+    if size is not None and size > limit:
+        raise _too_large(limit, f"it declares {size:,}")
+
+
+def _limited(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    """The chunks, until they add up to more than ``limit`` bytes: then ``_AttemptFailed``.
+
+    Counted after decoding, so a small gzip body that inflates past the limit stops too.
+    """
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(limit, "cut off while reading")
+        yield chunk
+
+
+def _too_large(limit: int, detail: str) -> _AttemptFailed:
+    return _AttemptFailed(
+        transient=False,
+        reason=f"response larger than {limit:,} bytes ({detail}; INGEST_MAX_RESPONSE_BYTES)",
+    )
 
 
 def _progress_reporter(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import urllib.parse
 
 # New-style ids (0704.0001 … 2412.12345) and old-style ids (hep-th/9901001, math.GT/0309136),
 # each optionally versioned (v2) and optionally prefixed ("arXiv:", an abs/pdf URL, OAI id).
@@ -276,6 +277,34 @@ def clean_abstract(text: str) -> str:
 
 # --- links -------------------------------------------------------------------------------
 
+# Browsers drop tabs and newlines anywhere in a URL ("java\tscript:" runs as "javascript:"),
+# so they are dropped before the scheme is judged; any other control character or a space
+# means the value is not a link at all.
+_URL_IGNORED = re.compile(r"[\t\n\r]")
+_URL_INVALID = re.compile(r"[\x00-\x20\x7f-\x9f\ud800-\udfff]")
+_LINK_SCHEME = re.compile(r"^(https?)://", re.IGNORECASE)
+MAX_LINK_LENGTH = 500  # the link columns' size
+
+
+def clean_link(url: str) -> str:
+    """An http(s) link as a page may render it (scheme lower-cased), else "".
+
+    Listing links are untrusted: ``javascript:``, ``data:``, ``vbscript:`` (in any case, with
+    tabs or newlines inside), scheme-relative and host-less links are dropped, so the record
+    still lands, without the link.
+    """
+    url = _URL_IGNORED.sub("", (url or "").strip())
+    match = _LINK_SCHEME.match(url)
+    if not match or _URL_INVALID.search(url) or len(url) > MAX_LINK_LENGTH:
+        return ""
+    url = match.group(1).lower() + url[len(match.group(1)) :]
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:  # an unclosed "[" of an IPv6 host
+        return ""
+    return url if host else ""
+
+
 # A GitHub/GitLab repository link inside free text. Stops before trailing punctuation and
 # before the ".." of "..{github}" placeholders.
 _CODE_URL_RE = re.compile(
@@ -313,4 +342,4 @@ def normalize_code_url(url: str) -> str:
     url = re.sub(r"^https://www\.(github|gitlab)\.com", r"https://\1.com", url)
     url = re.split(r"[?#]", url, maxsplit=1)[0].rstrip("/")
     url = _DEFAULT_BRANCH.sub("", url).rstrip("/")
-    return url.removesuffix(".git")
+    return clean_link(url.removesuffix(".git"))

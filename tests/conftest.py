@@ -91,16 +91,22 @@ FAST_RETRIES = {
 }
 
 
+# The tests serve recorded payloads from HTTP servers on 127.0.0.1, which fetches refuse
+# unless this is on.
+LOCAL_SERVERS = {"INGEST_ALLOW_PRIVATE_HOSTS": "1"}
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, tmp_path_factory):
     """A real ``celery worker`` process on a private queue, reading the test database.
 
     Tests using it must be ``django_db(transaction=True)``: the worker only sees committed data.
-    Its retries are fast (``FAST_RETRIES``) so fault tests finish in seconds.
+    Its retries are fast (``FAST_RETRIES``) so fault tests finish in seconds, and it may fetch
+    from the tests' local servers (``LOCAL_SERVERS``).
     """
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     with private_queue() as queue:
-        worker = start_worker(log_path, queue, **FAST_RETRIES)
+        worker = start_worker(log_path, queue, **FAST_RETRIES, **LOCAL_SERVERS)
         try:
             yield worker
         finally:

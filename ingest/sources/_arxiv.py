@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 from typing import BinaryIO
 
 from ingest.normalize import clean_author, find_code_url
+from ingest.records import ParseError
 
 _MONTHS = {
     m: i
@@ -20,6 +21,18 @@ _MONTHS = {
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
     )
 }
+
+
+# arXiv's XML nests a handful of levels. Far deeper nesting is hostile: ElementTree's
+# serializer and searches recurse, so the XML parsers stop reading there (ParseError).
+MAX_XML_DEPTH = 64
+
+
+def too_deep(depth: int, tag: str) -> ParseError | None:
+    """The error for an element ``depth`` levels down, when that is deeper than allowed."""
+    if depth <= MAX_XML_DEPTH:
+        return None
+    return ParseError(f"XML nested deeper than {MAX_XML_DEPTH} elements", f"element {tag}")
 
 
 def as_stream(data: bytes | BinaryIO) -> BinaryIO:

@@ -30,8 +30,8 @@ from ingest.normalize import (
     parse_date,
     split_arxiv_id,
 )
-from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
-from ingest.sources._arxiv import as_stream, code_url, first_doi, is_withdrawn
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
+from ingest.sources._arxiv import as_stream, code_url, first_doi, is_withdrawn, too_deep
 from ingest.sources._params import check_keys, choice_param, int_param, text_param
 
 SOURCE = "arxiv_atom"
@@ -99,7 +99,7 @@ def _events(data: bytes | BinaryIO) -> Iterator[tuple[str, ET.Element]]:
     """Parse events, chunk by chunk; the root must be an Atom ``<feed>``."""
     parser = ET.XMLPullParser(("start", "end"))
     stream = as_stream(data)
-    seen_root = False
+    depth = 0
     try:
         while True:
             chunk = stream.read(_CHUNK)
@@ -108,12 +108,19 @@ def _events(data: bytes | BinaryIO) -> Iterator[tuple[str, ET.Element]]:
             else:
                 parser.close()
             for event, elem in parser.read_events():
-                if not seen_root:
-                    _check_root(elem)
-                    seen_root = True
+                if event == "start":
+                    if depth == 0:
+                        _check_root(elem)
+                    depth += 1
+                    if error := too_deep(depth, elem.tag):
+                        raise error
+                else:
+                    depth -= 1
                 yield event, elem
             if not chunk:
                 return
+    except LookupError as exc:  # expat on an encoding it does not know (<?xml encoding="…"?>)
+        raise ParseError(f"malformed XML: {exc}", "line 1") from None
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).split(":")[0]
@@ -149,6 +156,13 @@ def _read_entry(entry: ET.Element, position: str, listed_on: dt.date | None) -> 
     title = clean_title(_text(entry, "title"))
     if not title:
         return Rejected("missing title", _excerpt(entry), position)
+    record = _record(entry, parts, title, listed_on)
+    return checked(record, position, lambda: _excerpt(entry))
+
+
+def _record(
+    entry: ET.Element, parts: tuple[str, int | None], title: str, listed_on: dt.date | None
+) -> PaperRecord:
     arxiv_id, version = parts
     summary = _text(entry, "summary")
     comment = collapse_whitespace(_text(entry, "comment", ARXIV))

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_title, is_arxiv_category, split_arxiv_id
-from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -33,6 +33,7 @@ from ingest.sources._arxiv import (
     split_authors,
     split_categories,
     squash,
+    too_deep,
 )
 from ingest.sources._params import check_keys, text_param
 
@@ -51,16 +52,18 @@ _NEW_STYLE_ID = re.compile(r"(\d{4})\.(\d{4,5})")
 
 def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterator[ParseResult]:
     """Yield one record per ``<item>``. The feed's own date wins over ``listed_on``, which is
-    the fallback for a feed that does not state its day."""
-    channel = _channel(data)
+    the fallback for a feed that does not state its day.
+
+    A feed whose XML breaks off yields every complete item before the break, then raises
+    ``ParseError`` at it."""
+    channel, items, error = _read_feed(data)
     listed_on = _feed_date(channel) or listed_on
-    items = [
-        (item, _DESCRIPTION_HEAD.match(item.findtext("description") or ""))
-        for item in channel.iterfind("item")
-    ]
-    first_new = _first_new_id(items)
-    for number, (item, head) in enumerate(items, 1):
+    heads = [(item, _DESCRIPTION_HEAD.match(item.findtext("description") or "")) for item in items]
+    first_new = _first_new_id(heads)
+    for number, (item, head) in enumerate(heads, 1):
         yield _read_item(item, head, number, listed_on, first_new)
+    if error is not None:
+        raise error
 
 
 def looks_like(head: bytes) -> bool:
@@ -68,18 +71,67 @@ def looks_like(head: bytes) -> bool:
     return b"<rss" in head[:4096] and b"arxiv.org/schemas/atom" in head[:4096]
 
 
-def _channel(data: bytes | BinaryIO) -> ET.Element:
-    # A feed holds at most 2,000 items (a few MB): reading it whole is simpler than streaming.
+_CHUNK = 64 * 1024
+
+
+def _read_feed(data: bytes | BinaryIO) -> tuple[ET.Element, list[ET.Element], ParseError | None]:
+    """The channel, its complete ``<item>``s, and the error where the XML broke off (if it did).
+
+    Every item is needed before the first is yielded (the feed's lowest new id decides what
+    a cross-list is), and a feed holds at most 2,000 items (a few MB), so they are kept; the
+    XML is still read incrementally, so that a cut keeps the items before it.
+    """
+    parser = ET.XMLPullParser(("start", "end"))
+    stream = as_stream(data)
+    feed = _Feed()
     try:
-        root = ET.parse(as_stream(data)).getroot()
+        while chunk := stream.read(_CHUNK):
+            parser.feed(chunk)
+            feed.take(parser.read_events())
+        parser.close()
+        feed.take(parser.read_events())
+    except LookupError as exc:  # expat on an encoding it does not know (<?xml encoding="…"?>)
+        raise ParseError(f"malformed XML: {exc}", "line 1") from None
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).rsplit(": line", 1)[0]
-        raise ParseError(f"malformed XML: {reason}", f"line {line}, column {column}") from None
-    channel = root.find("channel")
-    if root.tag != "rss" or channel is None:
-        raise ParseError(f"not an RSS 2.0 feed (root element {root.tag})", "line 1")
-    return channel
+        return feed.broken_at(
+            ParseError(f"malformed XML: {reason}", f"line {line}, column {column}")
+        )
+    except ParseError as error:  # nested too deep
+        return feed.broken_at(error)
+    if feed.channel is None:
+        raise ParseError("not an RSS 2.0 feed (no channel)", "line 1")
+    return feed.channel, feed.items, None
+
+
+class _Feed:
+    """Where the parser is, the channel, and the items that are the channel's own children."""
+
+    def __init__(self) -> None:
+        self.path: list[str] = []
+        self.channel: ET.Element | None = None
+        self.items: list[ET.Element] = []
+
+    def take(self, events) -> None:
+        for event, elem in events:
+            if event == "end":
+                if self.path == ["rss", "channel", "item"]:
+                    self.items.append(elem)
+                self.path.pop()
+                continue
+            if not self.path and elem.tag != "rss":
+                raise ParseError(f"not an RSS 2.0 feed (root element {elem.tag})", "line 1")
+            self.path.append(elem.tag)
+            if error := too_deep(len(self.path), elem.tag):
+                raise error
+            if self.path == ["rss", "channel"] and self.channel is None:
+                self.channel = elem
+
+    def broken_at(self, error: ParseError):
+        if self.channel is None:  # not even the start of a feed: nothing to keep
+            raise error
+        return self.channel, self.items, error
 
 
 def _feed_date(channel: ET.Element) -> dt.date | None:
@@ -97,12 +149,27 @@ def _read_item(
     listed_on: dt.date | None,
     first_new: tuple[int, int] | None,
 ) -> ParseResult:
-    description = item.findtext("description") or ""
     ids = _arxiv_id(item, head)
     title = clean_title(item.findtext("title") or "")
     if not ids or not title:
-        raw = ET.tostring(item, encoding="unicode")
-        return Rejected("item without an arXiv id or title", raw, f"item {number}")
+        return Rejected("item without an arXiv id or title", _excerpt(item), f"item {number}")
+    record = _record(item, head, ids, title, listed_on, first_new)
+    return checked(record, f"item {number}", lambda: _excerpt(item))
+
+
+def _excerpt(item: ET.Element) -> str:
+    return ET.tostring(item, encoding="unicode")[:2000]
+
+
+def _record(
+    item: ET.Element,
+    head: re.Match | None,
+    ids: tuple[str, int | None],
+    title: str,
+    listed_on: dt.date | None,
+    first_new: tuple[int, int] | None,
+) -> PaperRecord:
+    description = item.findtext("description") or ""
     arxiv_id, version = ids
     announce_type = _announce_type(item, head)
     abstract = clean_abstract(description[head.end() :] if head else description)

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_author, clean_title, versionless_arxiv_id
-from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -46,6 +46,9 @@ def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterat
             continue
         try:
             obj = json.loads(line)
+        except RecursionError:
+            yield Rejected("invalid JSON: nested too deeply", _excerpt(line), f"line {number}")
+            continue
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             if not line.endswith(b"\n"):
                 # Only the last line of a file can lack its newline: the file was cut here.
@@ -65,7 +68,7 @@ def _read_line(obj: object, line: bytes, number: int, listed_on: dt.date | None)
     if not isinstance(obj, dict):
         return Rejected("line is not a JSON object", _excerpt(line), f"line {number}")
     try:
-        return _paper(obj, listed_on)
+        return checked(_paper(obj, listed_on), f"line {number}", lambda: _excerpt(line))
     except _Unusable as exc:
         return Rejected(str(exc), _excerpt(line), f"line {number}")
     except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
@@ -177,6 +180,7 @@ def fetch_pages(
 
 def _download(fetcher: Fetcher, url: str) -> Iterator[Page]:
     # Conditional: the snapshot changes weekly, so an unchanged one costs a 304, not GBs.
-    result = fetcher.download(url, suffix=".jsonl")
+    # The one listing that is legitimately GBs: it may use the larger download limit.
+    result = fetcher.download(url, suffix=".jsonl", max_bytes=fetcher.max_download_bytes)
     if not result.not_modified:
         yield Page(path=result.path, url=result.url)

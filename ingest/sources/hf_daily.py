@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
@@ -23,6 +24,7 @@ from ingest.http import Fetcher
 from ingest.normalize import (
     clean_abstract,
     clean_author,
+    clean_link,
     clean_title,
     collapse_whitespace,
     find_code_url,
@@ -31,7 +33,7 @@ from ingest.normalize import (
     parse_datetime,
     split_arxiv_id,
 )
-from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
 from ingest.sources._params import check_keys, date_param, int_param
 
 SOURCE = "hf_daily"
@@ -46,8 +48,12 @@ _POSTING_TIMES_END = 2025
 
 
 def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterator[ParseResult]:
-    """Yield one record per item; ``listed_on`` is the ``?date=`` the payload was fetched for."""
-    for number, item in enumerate(_items(_load(data)), 1):
+    """Yield one record per item; ``listed_on`` is the ``?date=`` the payload was fetched for.
+
+    The array is read item by item, so a payload cut (or broken) at item N yields items
+    1 … N-1 and then raises ``ParseError`` at N.
+    """
+    for number, item in _stream_items(data):
         yield _read_item(item, f"item {number}", listed_on)
 
 
@@ -59,16 +65,89 @@ def looks_like(head: bytes) -> bool:
     return text[:1] in (b"[", b"{") and paper_keys
 
 
-def _load(data: bytes | BinaryIO):
-    raw = data if isinstance(data, bytes | bytearray) else data.read()
+def _json_int(digits: str) -> int:
+    """A JSON integer; one of more than 20 digits (no count has them, and int() refuses over
+    4,300) becomes 10**20, which any count column refuses: its record is rejected, not lost."""
+    return int(digits) if len(digits) <= 20 else 10**20
+
+
+# strict=False: a raw control character inside a string (a NUL in one title) is that item's
+# problem, rejected by checked(), not a framing error that would lose every item after it.
+_DECODER = json.JSONDecoder(strict=False, parse_int=_json_int)
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _stream_items(data: bytes | BinaryIO) -> Iterator[tuple[int, object]]:
+    """``(number, item)`` of each complete item, in order; ``ParseError`` where reading stops."""
+    text = _text_of(data if isinstance(data, bytes | bytearray) else data.read())
+    start = _SPACE.match(text).end()
+    if not text.startswith("[", start):
+        # One object: a bare paper (/api/papers/{id}) or an error, read whole.
+        yield from enumerate(_items(_decode_whole(text)), 1)
+        return
+    position = _SPACE.match(text, start + 1).end()
+    if text.startswith("]", position):
+        _check_end(text, position + 1, 0)
+        return
+    for number in itertools.count(1):
+        item, position = _decode_item(text, position, number)
+        yield number, item
+        position = _SPACE.match(text, position).end()
+        separator = text[position : position + 1]
+        if separator == "]":
+            _check_end(text, position + 1, number)
+            return
+        if separator != ",":
+            what = "the array ends without ']'" if not separator else f"found {separator!r}"
+            where = _line_column(text, position)
+            raise ParseError(f"truncated or invalid JSON after item {number}: {what}", where)
+        position = _SPACE.match(text, position + 1).end()
+
+
+def _decode_item(text: str, position: int, number: int) -> tuple[object, int]:
     try:
-        return json.loads(raw)
+        return _DECODER.raw_decode(text, position)
+    except RecursionError:
+        where = _line_column(text, position)
+        raise ParseError(f"JSON nested too deeply in item {number}", where) from None
     except json.JSONDecodeError as exc:
         raise ParseError(
-            f"invalid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}"
+            f"truncated or invalid JSON in item {number}: {exc.msg}", _line_column(text, exc.pos)
         ) from None
-    except UnicodeDecodeError as exc:
-        raise ParseError("not UTF-8 JSON", f"byte {exc.start}") from None
+
+
+def _check_end(text: str, position: int, items: int) -> None:
+    end = _SPACE.match(text, position).end()
+    if end != len(text):
+        where = _line_column(text, end)
+        raise ParseError(f"unexpected data after the array of {items} items", where)
+
+
+def _line_column(text: str, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    return f"line {line}, column {position - text.rfind(chr(10), 0, position)}"
+
+
+def _decode_whole(text: str):
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ParseError("JSON nested too deeply", "line 1") from None
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc.msg}", _line_column(text, exc.pos)) from None
+
+
+def _load(data: bytes | BinaryIO):
+    """The whole document (to count a fetched page's items), read as leniently as parse()
+    reads it: a page that parse() would keep is never refused here."""
+    raw = data if isinstance(data, bytes | bytearray) else data.read()
+    return _decode_whole(_text_of(raw))
+
+
+def _text_of(raw: bytes) -> str:
+    # surrogateescape: undecodable bytes inside one item's strings become lone surrogates,
+    # which reject that item (checked) instead of the whole file.
+    return bytes(raw).decode("utf-8", "surrogateescape").removeprefix("\ufeff")
 
 
 def _items(payload) -> list:
@@ -91,7 +170,7 @@ def _read_item(item, position: str, listed_on: dt.date | None) -> ParseResult:
     if not isinstance(paper, dict):
         return Rejected("'paper' is not an object", _excerpt(item), position)
     try:
-        return _record(item, paper, listed_on)
+        return checked(_record(item, paper, listed_on), position, lambda: _excerpt(item))
     except _Unusable as exc:
         return Rejected(str(exc), _excerpt(item), position)
     except (TypeError, ValueError, AttributeError) as exc:
@@ -126,7 +205,7 @@ def _record(item: dict, paper: dict, listed_on: dt.date | None) -> PaperRecord:
         comments=_int(item.get("numComments")),
         github_stars=_int(_first(paper, item, "githubStars")),
         code_url=normalize_code_url(_text(repo)) or find_code_url(abstract),
-        project_url=_text(_first(paper, item, "projectPage")).strip(),
+        project_url=clean_link(_text(_first(paper, item, "projectPage"))),
         keywords=_keywords(_first(paper, item, "ai_keywords")),
         withdrawn=bool(paper.get("withdrawnAt") or item.get("withdrawnAt")),
         extra=_extra(item, paper),
@@ -217,7 +296,10 @@ def _excerpt(item) -> str:
         paper = item["paper"] if isinstance(item.get("paper"), dict) else item
         head = {key: paper.get(key) or item.get(key) for key in ("id", "title")}
         item = {**{k: v for k, v in head.items() if v}, **item}
-    return json.dumps(item, ensure_ascii=False)[:2000]
+    try:
+        return json.dumps(item, ensure_ascii=False)[:2000]
+    except RecursionError:
+        return repr(item)[:2000]
 
 
 # --- fetching ----------------------------------------------------------------------------------

@@ -20,19 +20,20 @@ from typing import BinaryIO
 
 from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_title, find_code_url
-from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import Page, PaperRecord, ParseError, ParseResult, Rejected, checked
 from ingest.sources._params import check_keys
 
 SOURCE = "hf_page"
 # Every Hugging Face listing page (search, a day, a week) is a Source of its own.
 DEFAULT_URL: str | None = None
 
-_AUTHORS_RE = re.compile(r"^(?:•\s*)?(\d+) authors?$")
+# At most nine digits: a count, not a number int() refuses or a column cannot hold.
+_AUTHORS_RE = re.compile(r"^(?:•\s*)?(\d{1,9}) authors?$")
 _SEPARATOR = "·"
 _MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
 _DATE_RE = re.compile(
-    r"^(?P<month>[A-Z][a-z]{2}) (?P<day>\d{1,2})(?:, (?P<year>\d{4}))?(?: (?P<upvotes>\d+))?$"
+    r"^(?P<month>[A-Z][a-z]{2}) (?P<day>\d{1,2})(?:, (?P<year>\d{4}))?(?: (?P<upvotes>\d{1,9}))?$"
 )
 
 
@@ -55,10 +56,9 @@ def looks_like(head: bytes) -> bool:
 
 def _numbered_lines(data: bytes | BinaryIO) -> list[tuple[int, str]]:
     raw = data if isinstance(data, bytes) else data.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ParseError("not UTF-8 text", f"byte {exc.start}") from None
+    # surrogateescape: undecodable bytes become lone surrogates that reject their own card
+    # (checked), not the whole listing.
+    text = raw.decode("utf-8", "surrogateescape")
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
@@ -78,11 +78,11 @@ def _read_card(lines, i: int, listed_on: dt.date) -> tuple[int, ParseResult]:
     if i < len(lines) and not _AUTHORS_RE.match(lines[i][1]):
         abstract = lines[i][1]
         i += 1
+    raw = "\n".join([title, abstract[:200], *(text for _, text in lines[i : i + 3])])
     if i >= len(lines) or not _AUTHORS_RE.match(lines[i][1]):
         # A card without meta lines: title and abstract only.
-        return i, _record(title, abstract)
+        return i, checked(_record(title, abstract), f"line {line_no}", lambda: raw)
     meta = [text for _, text in lines[i : i + 3]]
-    raw = "\n".join([title, abstract[:200], *meta])
     if len(meta) < 3 or meta[1] != _SEPARATOR:
         return i + 1, Rejected(
             "meta lines are not '• N authors', '·', date", raw, f"line {line_no}"
@@ -95,7 +95,7 @@ def _read_card(lines, i: int, listed_on: dt.date) -> tuple[int, ParseResult]:
     except ValueError as exc:
         return i + 3, Rejected(f"invalid date {meta[2]!r}: {exc}", raw, f"line {line_no}")
     upvotes = match.group("upvotes")
-    return i + 3, _record(
+    record = _record(
         title,
         abstract,
         author_count=int(_AUTHORS_RE.match(meta[0]).group(1)),
@@ -103,6 +103,7 @@ def _read_card(lines, i: int, listed_on: dt.date) -> tuple[int, ParseResult]:
         upvotes=int(upvotes) if upvotes else 0,
         listed_on=listed_on,
     )
+    return i + 3, checked(record, f"line {line_no}", lambda: raw)
 
 
 def _card_date(match: re.Match, listed_on: dt.date) -> dt.date:
@@ -130,8 +131,10 @@ def _record(title: str, abstract: str, **fields) -> PaperRecord:
 
 
 def slugify_title(title: str) -> str:
-    """A stable key for an id-less card: lower-case words joined by hyphens."""
-    return "-".join(re.findall(r"[a-z0-9]+", title.lower()))[:200]
+    """A stable key for an id-less card: lower-case words joined by hyphens (ASCII ones; the
+    title's own words when it has none, as a title in Chinese, rather than no key)."""
+    words = re.findall(r"[a-z0-9]+", title.lower()) or re.findall(r"[^\W_]+", title.lower())
+    return "-".join(words)[:200]
 
 
 # --- fetching ----------------------------------------------------------------------------------

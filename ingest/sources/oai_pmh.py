@@ -22,7 +22,15 @@ from typing import BinaryIO, NamedTuple
 
 from ingest.http import Fetcher
 from ingest.normalize import clean_abstract, clean_author, clean_title, versionless_arxiv_id
-from ingest.records import Deleted, Page, PaperRecord, ParseError, ParseResult, Rejected
+from ingest.records import (
+    Deleted,
+    Page,
+    PaperRecord,
+    ParseError,
+    ParseResult,
+    Rejected,
+    checked,
+)
 from ingest.sources._arxiv import (
     as_stream,
     code_url,
@@ -34,6 +42,7 @@ from ingest.sources._arxiv import (
     split_authors,
     split_categories,
     squash,
+    too_deep,
 )
 from ingest.sources._params import check_keys, choice_param, date_param, text_param
 
@@ -56,9 +65,10 @@ def parse(data: bytes | BinaryIO, *, listed_on: dt.date | None = None) -> Iterat
         if elem.tag == f"{OAI}record":
             count += 1
             yield _read_record(elem, count, listed_on)
-            # Free the record: a 1,000-record page must not stay in memory as a tree.
+            # Free the record: a 1,000-record page must not stay in memory as a tree. A record
+            # nested where it does not belong (a broken page) is just cleared.
             elem.clear()
-            if container is not None:
+            if container is not None and len(container) and container[-1] is elem:
                 container.remove(elem)
         elif elem.tag == f"{OAI}error":
             _raise_unless_empty(elem)
@@ -89,13 +99,19 @@ def looks_like(head: bytes) -> bool:
 def _events(data: bytes | BinaryIO, events: tuple[str, ...]) -> Iterator[tuple[str, ET.Element]]:
     """``iterparse`` that checks the envelope and reports broken XML as ``ParseError``."""
     try:
-        iterator = ET.iterparse(as_stream(data), events=tuple({"start", *events}))
+        iterator = ET.iterparse(as_stream(data), events=("start", "end"))
         _, root = next(iterator)
         if root.tag != f"{OAI}OAI-PMH":
             raise ParseError(f"not an OAI-PMH response (root element {root.tag})", "line 1")
+        depth = 1  # inside the root; "start" is always among the events read, and "end" too
         for event, elem in iterator:
+            depth += 1 if event == "start" else -1
+            if error := too_deep(depth, elem.tag):
+                raise error
             if event in events:
                 yield event, elem
+    except LookupError as exc:  # expat on an encoding it does not know (<?xml encoding="…"?>)
+        raise ParseError(f"malformed XML: {exc}", "line 1") from None
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).rsplit(": line", 1)[0]
@@ -123,7 +139,9 @@ def _read_record(record: ET.Element, number: int, listed_on: dt.date | None) -> 
     if metadata is None or len(metadata) == 0:
         return Rejected("record has no metadata", _excerpt(record), f"record {number}")
     try:
-        return _read_metadata(metadata[0], listed_on, squash(header.findtext(f"{OAI}datestamp")))
+        datestamp = squash(header.findtext(f"{OAI}datestamp"))
+        paper = _read_metadata(metadata[0], listed_on, datestamp)
+        return checked(paper, f"record {number}", lambda: _excerpt(record))
     except _Unusable as exc:
         return Rejected(str(exc), _excerpt(record), f"record {number}")
 

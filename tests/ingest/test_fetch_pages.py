@@ -205,6 +205,7 @@ def fetcher() -> Iterator[Fetcher]:
         max_attempts=3,
         connect_timeout=2,
         read_timeout=5,
+        allow_private_hosts=True,  # the recorded payloads are served from 127.0.0.1
     ) as made:
         yield made
 

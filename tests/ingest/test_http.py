@@ -14,12 +14,15 @@ import email.utils
 import math
 import random
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -161,6 +164,8 @@ def make_fetcher(sleep: RecordingSleep) -> Iterator[Callable[..., Fetcher]]:
             "read_timeout": 2.0,
             "sleep": sleep,
             "jitter": lambda cap: cap,
+            # The scripted server is on 127.0.0.1, which fetchers refuse unless told.
+            "allow_private_hosts": True,
         }
         fetcher = Fetcher(**(defaults | options))  # type: ignore[arg-type]
         made.append(fetcher)
@@ -393,8 +398,10 @@ def test_a_shared_validator_cache_makes_the_first_request_conditional(server, ma
     assert result.not_modified is True
 
 
-def test_fetch_without_a_fetcher_never_asks_conditionally(server, monkeypatch):
+def test_fetch_without_a_fetcher_never_asks_conditionally(server, monkeypatch, settings):
     url = server.script("/daily", etag_server)
+    settings.INGEST_ALLOW_PRIVATE_HOSTS = True  # a fresh default fetcher reads the setting
+    monkeypatch.setattr(http, "_default_fetcher", None)
     monkeypatch.setattr(http.default_fetcher().throttle, "min_interval", 0.0)
 
     results = [fetch(url), fetch(url)]
@@ -573,3 +580,260 @@ def test_unchanged_download_comes_back_not_modified_without_a_file(server, make_
     assert first.path is not None and first.path.read_bytes() == b"listing v1"
     assert (second.not_modified, second.path, second.size) == (True, None, 0)
     assert list(tmp_path.iterdir()) == [first.path]
+
+
+# --- bounds: public hosts only, bodies of a limited size ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "refusal"),
+    [
+        ("127.0.0.1", "a loopback address"),
+        ("::1", "a loopback address"),
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("10.1.2.3", "a private address"),
+        ("192.168.0.10", "a private address"),
+        ("172.16.5.4", "a private address"),
+        ("fd00::1", "a private address"),
+        ("169.254.169.254", "a link-local address"),  # the cloud metadata service
+        ("fe80::1%eth0", "a link-local address"),
+        ("224.0.0.1", "a multicast address"),
+        ("ff02::1", "a multicast address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("240.0.0.1", "a reserved address"),
+        ("100.64.0.1", "a non-public address"),  # carrier-grade NAT
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+    ],
+)
+def test_only_public_addresses_pass_the_address_check(address, refusal):
+    assert http.address_refusal(address) == refusal
+
+
+def test_a_fetcher_refuses_loopback_hosts_by_default(server, make_fetcher, sleep):
+    url = server.script("/listing", Reply(200, b"internal"))
+
+    with pytest.raises(PermanentFetchError, match="loopback address.*INGEST_ALLOW_PRIVATE_HOSTS"):
+        make_fetcher(allow_private_hosts=None).get(url)
+    with pytest.raises(PermanentFetchError, match="loopback"):
+        make_fetcher(allow_private_hosts=None).get(url.replace("127.0.0.1", "localhost"))
+
+    assert server.hits("/listing") == [] and sleep.delays == []  # not reached, not retried
+
+
+def test_the_setting_allows_private_hosts(server, make_fetcher, settings):
+    url = server.script("/listing", Reply(200, b"from the LAN mirror"))
+    settings.INGEST_ALLOW_PRIVATE_HOSTS = True
+
+    assert make_fetcher(allow_private_hosts=None).get(url).content == b"from the LAN mirror"
+
+
+def test_a_redirect_to_a_loopback_host_is_refused(server, make_fetcher, monkeypatch):
+    """The check runs on every hop: a public host may not send us to an internal one."""
+    secret = server.script("/admin", Reply(200, b"secret"))
+    public = _redirecting_server("127.0.0.2", secret)
+    real_refusal = http.address_refusal
+    # 127.0.0.2 plays a public host here; every other address keeps the real check.
+    monkeypatch.setattr(
+        http, "address_refusal", lambda a: None if a == "127.0.0.2" else real_refusal(a)
+    )
+    try:
+        with pytest.raises(PermanentFetchError, match="resolves to 127.0.0.1, a loopback"):
+            make_fetcher(allow_private_hosts=False).get(f"{public}/go")
+    finally:
+        public.shutdown()
+    assert server.hits("/admin") == []
+
+
+class _Redirecting(ThreadingHTTPServer):
+    def __init__(self, host: str, target: str):
+        self.target = target
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N805 (the server is self here)
+                handler.send_response(302)
+                handler.send_header("Location", self.target)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+
+            def log_message(handler, *args: object) -> None:  # noqa: N805
+                pass
+
+        super().__init__((host, 0), Handler)
+        threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        ).start()
+
+    def __str__(self) -> str:
+        return f"http://{self.server_address[0]}:{self.server_address[1]}"
+
+
+def _redirecting_server(host: str, target: str) -> _Redirecting:
+    return _Redirecting(host, target)
+
+
+def test_a_body_over_the_declared_limit_is_refused_before_reading(server, make_fetcher, sleep):
+    url = server.script("/big", Reply(200, b"x" * 5000))
+
+    with pytest.raises(PermanentFetchError, match="larger than 4,096 bytes.*declares 5,000"):
+        make_fetcher(max_response_bytes=4096).get(url)
+    assert make_fetcher(max_response_bytes=5000).get(url).content == b"x" * 5000
+    assert sleep.delays == []  # a permanent failure: not retried
+
+
+class _Endless(ThreadingHTTPServer):
+    """Streams ``size`` bytes without a Content-Length, counting what it managed to send."""
+
+    def __init__(self, size: int):
+        self.sent = 0
+        self.done = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N805 (the server is self here)
+                handler.send_response(200)
+                handler.send_header("Connection", "close")
+                handler.end_headers()
+                chunk = b"y" * (64 * 1024)
+                try:
+                    while self.sent < size:
+                        handler.wfile.write(chunk)
+                        self.sent += len(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    self.done.set()
+
+            def log_message(handler, *args: object) -> None:  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        ).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+@pytest.mark.parametrize("method", ["get", "download"])
+def test_a_300_mb_body_is_cut_off_at_the_limit_without_reading_it_all(
+    make_fetcher, tmp_path, method
+):
+    endless = _Endless(300 * 1024 * 1024)
+    fetcher = make_fetcher(max_response_bytes=2 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        with pytest.raises(PermanentFetchError, match="larger than 2,097,152 bytes.*cut off"):
+            getattr(fetcher, method)(
+                endless.url("/snapshot.jsonl"),
+                **({"directory": tmp_path} if method == "download" else {}),
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        endless.done.wait(5)
+        endless.shutdown()
+    assert endless.sent < 40 * 1024 * 1024  # the client hung up; socket buffers hold the rest
+    assert peak < 16 * 1024 * 1024
+    assert list(tmp_path.iterdir()) == []  # no partial download left behind
+
+
+def test_download_may_ask_for_a_larger_limit_than_the_fetchers(server, make_fetcher, tmp_path):
+    url = server.script("/snapshot.jsonl", Reply(200, b"z" * 3000))
+    fetcher = make_fetcher(max_response_bytes=1000)
+
+    result = fetcher.download(url, directory=tmp_path, max_bytes=4000)
+
+    assert result.size == 3000
+    result.path.unlink()
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(make_fetcher, monkeypatch):
+    """DNS rebinding: a name that answers a public address to the check and a loopback one to
+    the connect must not reach the loopback service. One lookup per connection, no second."""
+    public = _PublicReply("127.0.0.2", b"public listing")
+    internal = _PublicReply("127.0.0.1", b"internal service", port=public.port)
+    answers = iter(["127.0.0.2"])  # the first answer; any later lookup would get loopback
+    lookups = []
+
+    def rebinding_dns(host, port, *args, **kwargs):
+        if host.replace(".", "").isdigit():  # an address resolves to itself, as in real life
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+        lookups.append(host)
+        address = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    real_refusal = http.address_refusal
+    monkeypatch.setattr(
+        http, "address_refusal", lambda a: None if a == "127.0.0.2" else real_refusal(a)
+    )
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    try:
+        result = make_fetcher(allow_private_hosts=False).get(f"http://rebind.test:{public.port}/x")
+    finally:
+        public.shutdown()
+        internal.shutdown()
+    assert result.content == b"public listing"
+    assert lookups == ["rebind.test"]
+
+
+class _PublicReply(ThreadingHTTPServer):
+    def __init__(self, host: str, body: bytes, port: int = 0):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N805
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def log_message(handler, *args: object) -> None:  # noqa: N805
+                pass
+
+        super().__init__((host, port), Handler)
+        self.port = self.server_address[1]
+        threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        ).start()
+
+
+@pytest.fixture
+def tls_server(tmp_path) -> Iterator[tuple[int, Path]]:
+    """An HTTPS server on 127.0.0.2 with a certificate for ``tls.test`` (and its CA file)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=tls.test",
+         "-addext", "subjectAltName=DNS:tls.test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    public = _PublicReply("127.0.0.2", b"over TLS")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    public.socket = context.wrap_socket(public.socket, server_side=True)
+    yield public.port, cert
+    public.shutdown()
+
+
+def test_tls_still_verifies_the_host_name_when_connecting_to_the_checked_address(
+    tls_server, make_fetcher, monkeypatch
+):
+    """The connection goes to an IP address, yet the certificate is checked against the URL's
+    host (sent as SNI): a wrong name fails, the right one succeeds."""
+    port, cert = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx trusts this CA file
+    real_lookup, real_refusal = socket.getaddrinfo, http.address_refusal
+
+    def test_dns(host, port, *args, **kwargs):
+        if host in ("tls.test", "wrong-name.test"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port))]
+        return real_lookup(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", test_dns)
+    monkeypatch.setattr(
+        http, "address_refusal", lambda a: None if a == "127.0.0.2" else real_refusal(a)
+    )
+    fetcher = make_fetcher(allow_private_hosts=False, max_attempts=1)
+
+    assert fetcher.get(f"https://tls.test:{port}/").content == b"over TLS"
+    with pytest.raises(FetchError, match="certificate verify failed"):
+        fetcher.get(f"https://wrong-name.test:{port}/")

@@ -5,6 +5,7 @@ import pytest
 from ingest.normalize import (
     clean_abstract,
     clean_author,
+    clean_link,
     clean_title,
     find_code_url,
     is_arxiv_category,
@@ -237,3 +238,50 @@ def test_dates_are_read_as_written_without_timezone_shift():
 @pytest.mark.parametrize("raw", ["yesterday", "", None, 20240527])
 def test_unreadable_dates_are_none(raw):
     assert parse_date(raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        "  jAvAsCrIpT:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "javascript\r:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "DATA:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "//evil.example/",
+        "/relative/path",
+        "https://",
+        "http:///no-host",
+        "https://exa mple.org/",
+        "https://example.org/\x00",
+        "https://example.org/\x7f",
+        "ftp://example.org/paper.pdf",
+        "example.org",
+        "https://[::1/",
+        "https://example.org/" + "a" * 500,
+    ],
+)
+def test_links_that_are_not_http_are_dropped(raw):
+    assert clean_link(raw) == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://envharness.com/", "https://envharness.com/"),
+        (" http://example.org/p?q=1#x ", "http://example.org/p?q=1#x"),
+        ("HTTPS://Example.org/Page", "https://Example.org/Page"),
+        ("https://exa\nmple.org/", "https://example.org/"),  # as a browser reads it
+    ],
+)
+def test_http_links_are_kept_with_a_lower_case_scheme(raw, expected):
+    assert clean_link(raw) == expected
+
+
+def test_code_links_go_through_the_same_cleaning():
+    assert normalize_code_url("https://github.com/owner/repo\x00") == ""
+    assert normalize_code_url("javascript:alert(1)//github.com/a/b") == ""

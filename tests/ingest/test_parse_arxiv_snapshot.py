@@ -173,3 +173,27 @@ def test_optional_popularity_keys_are_read_when_they_are_counts():
     data = "\n".join(json.dumps(line) for line in lines).encode() + b"\n"
     records = list(arxiv_snapshot.parse(data))
     assert [(r.upvotes, r.github_stars) for r in records] == [(7, 120), (None, None), (None, None)]
+
+
+# --- hostile content -------------------------------------------------------------------------
+
+
+def test_a_nul_escape_in_a_title_rejects_that_line_and_the_rest_lands():
+    data = lines()
+    data[3] = data[3].replace(b'"title":"', b'"title":"Evil \\u0000 ', 1)
+    results = list(arxiv_snapshot.parse(b"".join(data)))
+    [rejected] = [r for r in results if isinstance(r, Rejected)]
+    assert (rejected.reason, rejected.position) == ("contains a NUL character in title", "line 4")
+    assert "Evil \\u0000" in rejected.raw  # the line as it was (the escape, six characters)
+    assert sum(isinstance(r, PaperRecord) for r in results) == 199
+
+
+def test_a_raw_nul_or_invalid_utf8_line_is_a_rejection_whose_excerpt_stores():
+    for bad in (b"\x00", b"\xff", b"\xed\xa0\x80"):  # the last: a UTF-8-encoded surrogate
+        data = lines()
+        data[7] = data[7].replace(b'"title":"', b'"title":"' + bad, 1)
+        results = list(arxiv_snapshot.parse(b"".join(data)))
+        [rejected] = [r for r in results if isinstance(r, Rejected)]
+        assert rejected.position == "line 8"
+        assert "\x00" not in rejected.raw and rejected.raw.encode("utf-8")
+        assert sum(isinstance(r, PaperRecord) for r in results) == 199

@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,80 @@ def test_format_sniffing_recognises_daily_json_only():
     assert hf_daily.looks_like((DAILY / "2026-08-21.json").read_bytes()[:4096])
     atom = DATA.parent / "arxiv_api" / "legacy_2019-08-10_all-science_m10.xml"
     assert not hf_daily.looks_like(atom.read_bytes()[:4096])
+
+
+# --- hostile content -------------------------------------------------------------------------
+
+
+def daily_items() -> list:
+    return json.loads((DAILY / "2025-03-03.json").read_bytes())
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "javascript:alert(document.cookie)",
+        "JaVaScRiPt:alert(1)",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+    ],
+)
+def test_a_script_project_link_is_dropped_and_the_paper_still_lands(link):
+    items = daily_items()
+    items[0]["paper"]["projectPage"] = link
+    results = list(hf_daily.parse(json.dumps(items).encode()))
+    assert all(isinstance(r, PaperRecord) for r in results)
+    assert results[0].project_url == ""
+    assert results[0].title == records(DAILY / "2025-03-03.json")[0].title
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("title", "Attention\u0000 Is All", "contains a NUL character in title"),
+        ("summary", "An abstract \ud800 with a lone surrogate", "lone surrogate"),
+        ("upvotes", -3, "upvotes -3 is out of range"),
+        ("upvotes", 10**12, "upvotes 1000000000000 is out of range"),
+        ("id", "a" * 400, "source_key is longer than 300 characters"),
+    ],
+)
+def test_an_item_postgresql_cannot_store_is_rejected_and_the_rest_lands(field, value, reason):
+    items = daily_items()
+    items[2]["paper"][field] = value
+    results = list(hf_daily.parse(json.dumps(items).encode()))
+    [rejected] = [r for r in results if isinstance(r, Rejected)]
+    assert reason in rejected.reason and rejected.position == "item 3"
+    assert "\x00" not in rejected.raw and rejected.raw.encode("utf-8")  # storable itself
+    assert sum(isinstance(r, PaperRecord) for r in results) == len(items) - 1
+
+
+def test_raw_nul_and_invalid_utf8_inside_one_item_reject_that_item_only():
+    data = (DAILY / "2025-03-03.json").read_bytes()
+    title = json.loads(data)[1]["paper"]["title"].encode()
+    for bad in (b"\x00", b"\xff\xfe"):
+        results = list(hf_daily.parse(data.replace(title, title[:5] + bad + title[5:], 1)))
+        [rejected] = [r for r in results if isinstance(r, Rejected)]
+        assert rejected.position == "item 2" and "in title" in rejected.reason
+        assert sum(isinstance(r, PaperRecord) for r in results) == 6
+
+
+def test_a_cut_array_yields_the_items_before_the_cut_then_says_where():
+    data = (DAILY / "2025-03-03.json").read_bytes()
+    full = records(DAILY / "2025-03-03.json")
+    third = [m.start() for m in re.finditer(rb'\n  \{\n    "paper"', data)][2]
+    parsed = hf_daily.parse(data[: third + 100])  # cut inside the third item
+    assert [next(parsed), next(parsed)] == full[:2]
+    with pytest.raises(ParseError, match="truncated or invalid JSON in item 3") as error:
+        next(parsed)
+    line = int(error.value.position.split()[1].rstrip(","))
+    assert data[:third].count(b"\n") < line <= data[: third + 100].count(b"\n") + 1
+
+
+def test_a_number_of_thousands_of_digits_rejects_its_item_not_the_file():
+    """int() refuses over 4,300 digits; a count that long is out of range, so rejected."""
+    data = (DAILY / "2025-03-03.json").read_bytes()
+    data = data.replace(b'"upvotes": ', b'"upvotes": ' + b"9" * 5000, 1)
+    results = list(hf_daily.parse(data))
+    assert "upvotes 100000000000000000000 is out of range" in results[0].reason
+    assert all(isinstance(r, PaperRecord) for r in results[1:]) and len(results) == 7

@@ -104,3 +104,20 @@ def test_looks_like_recognises_the_seed(seed_bytes):
 
 def test_rejected_excerpt_is_bounded():
     assert len(Rejected("why", "x" * 10_000).raw) < 2100
+
+
+def test_a_card_titled_without_ascii_letters_keys_by_its_own_words():
+    listing = "论文 标题\nAbstract.\n• 3 authors\n·\nNov 27 4\n".encode()
+    [record] = hf_page.parse(listing, listed_on=dt.date(2025, 12, 1))
+    assert record.source_key == "论文-标题"
+
+
+def test_a_card_with_a_nul_or_undecodable_bytes_is_rejected_and_the_others_land():
+    card = "Title {n}\nAbstract {n}.\n• 3 authors\n·\nNov 27 4\n"
+    for bad in (b"\x00", b"\xff"):
+        listing = b"".join(card.format(n=n).encode() for n in range(3))
+        listing = listing.replace(b"Title 1", b"Title" + bad + b"1")
+        results = list(hf_page.parse(listing, listed_on=dt.date(2025, 12, 1)))
+        assert [type(r).__name__ for r in results] == ["PaperRecord", "Rejected", "PaperRecord"]
+        assert "in title" in results[1].reason and results[1].position == "line 6"
+        assert "\x00" not in results[1].raw and results[1].raw.encode("utf-8")

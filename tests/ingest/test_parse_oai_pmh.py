@@ -282,3 +282,14 @@ def test_new_service_token_has_no_counts():
 def test_other_xml_is_not_an_oai_response():
     with pytest.raises(ParseError, match="not an OAI-PMH response"):
         list(oai_pmh.parse(b"<html><body>Service unavailable</body></html>"))
+
+
+def test_a_record_nested_in_another_by_a_broken_end_tag_stops_with_a_parse_error():
+    """Found by the fuzz test: the inner record is not the container's child (ValueError)."""
+    data = (DATA / "arXiv_hepcrawl_arxiv-physics-hep-th.xml").read_bytes()
+    end = data.index(b"</metadata>\n</record>") + len(b"</metadata>\n")
+    broken = data[:end] + data[end:].replace(b"</record>", b"/record>", 1)
+    parsed = oai_pmh.parse(broken)
+    assert isinstance(next(parsed), PaperRecord)
+    with pytest.raises(ParseError, match="mismatched tag"):
+        list(parsed)
