@@ -340,6 +340,15 @@ def test_every_url_refuses_a_post_without_the_csrf_token(admin_user):
         assert client.post(path, {}).status_code == 403
 
 
+def test_the_csrf_failure_page_is_in_the_site_layout_without_inline_style(ada):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/accounts/login/", {"username": "ada", "password": PASSWORD})
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "CSRF verification failed" in page and 'class="site"' in page
+    assert "<style" not in page and "style=" not in page
+
+
 def test_every_post_form_in_the_templates_carries_the_token():
     form = re.compile(r"<form\b[^>]*method=\"post\"[^>]*>(.*?)</form>", re.DOTALL | re.IGNORECASE)
     without = []
