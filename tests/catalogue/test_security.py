@@ -133,7 +133,10 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+# Variables of this process that would change what the child checks (the browser tests set
+# DJANGO_ALLOW_ASYNC_UNSAFE, which `check --deploy` rightly refuses).
 _SECURITY_ENV = {
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
     "DEBUG",
     "HTTPS_ONLY",
     "SECURE_SSL_REDIRECT",
