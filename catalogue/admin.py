@@ -14,6 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.widgets import AdminURLFieldWidget
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
@@ -27,6 +28,7 @@ from django.utils.html import format_html, format_html_join
 
 from catalogue import merging, provenance, search, tagging
 from catalogue.models import Paper, PaperAlias, PaperTopic, Sighting, Topic
+from catalogue.security import WebURLField, WebURLValidator
 from catalogue.tasks import tag_papers, tag_topic
 
 # The fields a curator's edit protects from ingest (ingest.upsert.CURATABLE; a test keeps the
@@ -253,8 +255,15 @@ class PaperAdmin(admin.ModelAdmin):
         "release_curated_fields",
     ]
     change_list_template = "admin/catalogue/paper/change_list.html"
-    # Links typed without a scheme are https (Django 6's default, without the warning).
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    # Links typed without a scheme are https (Django 6's default, without the warning); only
+    # web links are accepted, and "Currently:" links only a web link (old rows may hold others).
+    formfield_overrides = {
+        models.URLField: {
+            "assume_scheme": "https",
+            "form_class": WebURLField,
+            "widget": AdminURLFieldWidget(validator_class=WebURLValidator),
+        }
+    }
 
     def get_queryset(self, request):
         # The search vectors are large and never shown.

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 from catalogue.filters import PaperFilter
 from catalogue.models import SHOWN_REASONS, Paper, PaperTopic
 from catalogue.pagecache import cached_for_anonymous_readers
+from catalogue.security import web_url
 from catalogue.summary import KnownCountPaginator, summarise
 from catalogue.summary import reachable as reachable_count
 
@@ -78,8 +79,9 @@ def paper_json(request, paper: Paper) -> dict:
         "published_on": _iso(paper.published_on),
         "listed_on": _iso(paper.listed_on),
         "upvotes": paper.upvotes,
-        "code_url": paper.code_url or None,
-        "project_url": paper.project_url or None,
+        # Only web links: a client would link them, and a stored "javascript:" must stay inert.
+        "code_url": web_url(paper.code_url) or None,
+        "project_url": web_url(paper.project_url) or None,
         "url": request.build_absolute_uri(paper.get_absolute_url()),
         "topics": [link.topic.slug for link in paper.shown_topics],
         # Why a relevance-ranked result matched: "words", "meaning" or both.

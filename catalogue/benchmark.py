@@ -300,6 +300,7 @@ def site_env(database_url: str, redis_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "DEBUG": "0",
+        "HTTPS_ONLY": "0",  # served on loopback http: no redirect to https, no HSTS
         "SECRET_KEY": "bench-" + "x" * 44,  # 50 characters; nothing here is secret
         "ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",

@@ -195,10 +195,61 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 # Absolute links in emails (digests have no request to take the host from).
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
-if not DEBUG:
+
+# --- Security ---------------------------------------------------------------------------------
+# Headers on every answer, HTTPS in production, rate limits (README "Security").
+
+# A Content-Security-Policy by django-csp: scripts, styles, images and fonts from this site
+# only, no inline script, style or event handler anywhere (templates/ and static/ have none;
+# tests/catalogue/test_security.py keeps it so, tests/browser/test_csp.py watches the admin).
+# No nonces: whole pages are cached for anonymous readers, and a cached nonce is no nonce.
+INSTALLED_APPS += ["csp"]
+MIDDLEWARE += ["csp.middleware.CSPMiddleware", "catalogue.security.PermissionsPolicyMiddleware"]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Features no page uses, refused to the page and anything injected into it.
+_UNUSED_FEATURES = "accelerometer camera geolocation gyroscope magnetometer microphone payment usb"
+PERMISSIONS_POLICY = [(feature, []) for feature in _UNUSED_FEATURES.split()]
+X_FRAME_OPTIONS = "DENY"  # old browsers' frame-ancestors 'none'
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# Links out (arXiv, code, project pages) do not carry the reader's search in a Referer.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# HTTPS: production (DEBUG=0) is served over TLS, usually by a proxy that terminates it and
+# sets X-Forwarded-Proto. HTTPS_ONLY=0 turns the four below off at once (DEBUG=0 on loopback
+# http); each can also be set on its own.
+_HTTPS = env_bool("HTTPS_ONLY", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", _HTTPS)
+# Trust "X-Forwarded-Proto: https" only from a proxy that always sets it (never pass on a
+# client's): else a client could claim https over plain http.
+if env_bool("TRUST_X_FORWARDED_PROTO", _HTTPS):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+
+# Rate limits of catalogue.accounts, in django-ratelimit's "count/period" (s, m, h, d): log-in
+# attempts (the admin's too) and password-reset requests, per submitted name or address and
+# per client address. Behind a proxy the client address is a header the proxy sets, e.g.
+# CLIENT_IP_HEADER=HTTP_X_REAL_IP (else every reader shares the proxy's address).
+LOGIN_RATE_LIMITS = {"username": "10/15m", "ip": "30/15m"}
+PASSWORD_RESET_RATE_LIMITS = {"email": "3/h", "ip": "10/h"}
+RATELIMIT_IP_META_KEY = env_str("CLIENT_IP_HEADER") or None
+# A cache that answers nothing lets the attempt through (catalogue.accounts fails open too).
+RATELIMIT_FAIL_OPEN = True
+
 
 LOGGING = {
     "version": 1,

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from catalogue import views
+from catalogue import accounts, views
 
 urlpatterns = [
     path("", views.paper_list, name="paper-list"),
@@ -12,5 +12,7 @@ urlpatterns = [
     path("topics/", views.topic_list, name="topic-list"),
     path("topics/<slug:slug>/", views.topic_detail, name="topic-detail"),
     path("", include("catalogue.urls_readers")),
+    # The admin's log-in under the readers' rate limits (before admin.site.urls: first match).
+    path("admin/login/", accounts.limit_logins(admin.site.login)),
     path("admin/", admin.site.urls),
 ]

@@ -8,12 +8,12 @@ from catalogue.feeds import PaperFeed
 
 account_urls = [
     path("accounts/signup/", accounts.signup, name="signup"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", accounts.limit_logins(auth_views.LoginView.as_view()), name="login"),
     # Django's LogoutView accepts POST only: a link (or a prefetching browser) cannot log out.
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password_reset/",
-        auth_views.PasswordResetView.as_view(),
+        accounts.limit_password_resets(auth_views.PasswordResetView.as_view()),
         name="password_reset",
     ),
     path(

@@ -125,3 +125,10 @@ def _summaries_not_cached(settings):
     tests/catalogue/test_summary.py and test_pagecache.py turn them on."""
     settings.SUMMARY_CACHE_SECONDS = 0
     settings.PAGE_CACHE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits_start_afresh(settings):
+    """Log-in and password-reset attempts are counted in Redis for minutes (catalogue.accounts):
+    each test counts under its own prefix, so earlier tests and runs do not lock it out."""
+    settings.RATELIMIT_CACHE_PREFIX = f"rl:{uuid.uuid4().hex}:"
