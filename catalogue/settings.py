@@ -82,11 +82,16 @@ REDIS_URL = (
     env_url("REDIS_URL", ("redis", "rediss", "redis+socket", "unix")) or embedded.redis_url()
 )
 
+# The caches only save work: Redis down or hanging costs a miss, not an error
+# (catalogue.cache: errors are misses, and Redis is left alone for a few seconds after one).
+# A cache answer takes a millisecond; past CACHE_TIMEOUT seconds computing the page is faster.
+CACHE_TIMEOUT = float(env_str("CACHE_TIMEOUT", "0.5"))
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "catalogue.cache.FailOpenRedisCache",
         "LOCATION": REDIS_URL.replace("redis+socket://", "unix://"),
         "KEY_PREFIX": "catalogue",
+        "OPTIONS": {"socket_connect_timeout": CACHE_TIMEOUT, "socket_timeout": CACHE_TIMEOUT},
     }
 }
 
