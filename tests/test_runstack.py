@@ -26,7 +26,6 @@ from tests.conftest import SEED
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-STARTED = re.compile(r"Started (\w+) \(pid (\d+)\)")
 # Bounds on a busy 2-core machine (the stack itself starts in ~10 s).
 START_SECONDS = 120
 RESTART_SECONDS = 15
@@ -83,8 +82,18 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"no {pattern!r} within {timeout} s:\n{self.output()}")
 
-    def pids(self, name: str) -> list[int]:
-        return [int(pid) for child, pid in STARTED.findall(self.output()) if child == name]
+    def find_child(self, *words: str) -> int | None:
+        """The pid of the stack's child whose command line holds ``words`` (e.g. "worker")."""
+        for pid, (parent, state) in _processes().items():
+            if parent == self.process.pid and state != "Z":
+                if set(words) <= set(_command_line(pid)):
+                    return pid
+        return None
+
+    def child(self, *words: str) -> int:
+        pid = self.find_child(*words)
+        assert pid is not None, f"no child running {words}:\n{self.output()}"
+        return pid
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -109,6 +118,13 @@ def _processes() -> dict[int, tuple[int, str]]:
             fields = stat.rsplit(")", 1)[1].split()
             table[int(entry.name)] = (int(fields[1]), fields[0])
     return table
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return []
 
 
 def _descendants(pid: int) -> set[int]:
@@ -159,11 +175,12 @@ def test_the_site_is_served_by_gunicorn_with_its_static_files(stack):
 
 
 def test_a_killed_worker_is_restarted_and_an_ingest_still_completes(stack):
-    (worker,) = stack.pids("worker")
+    worker = stack.child("celery", "worker")
     pool = _eventually(lambda: _descendants(worker))  # its prefork pool, once it forked
     os.kill(worker, signal.SIGKILL)
     stack.wait_for(r"The worker died \(killed by SIGKILL\)", RESTART_SECONDS)
-    stack.wait_for(r"Started worker \(pid \d+\)(.|\n)*Started worker", RESTART_SECONDS)
+    restarted = _eventually(lambda: stack.find_child("celery", "worker"), RESTART_SECONDS)
+    assert restarted != worker
     assert not _alive(pool)  # orphaned pool processes were killed with their group
     ingest = stack.ingest()
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
@@ -172,12 +189,11 @@ def test_a_killed_worker_is_restarted_and_an_ingest_still_completes(stack):
 
 
 def test_a_second_sigterm_while_stopping_still_stops_every_child(stack):
-    (worker,) = stack.pids("worker")
+    worker = stack.child("celery", "worker")
     _eventually(lambda: _descendants(worker))  # the worker's pool: stopped with it
     children = _descendants(stack.process.pid)
-    named = {name: stack.pids(name)[0] for name in ("worker", "beat", "web")}
-    assert set(named.values()) <= children
-    assert len(children) > 3  # gunicorn's workers, the worker's pool
+    named = [stack.child("celery", "beat"), stack.child("-m", "gunicorn"), worker]
+    assert set(named) < children  # and gunicorn's workers, the worker's pool
     stack.process.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     stack.process.send_signal(signal.SIGTERM)
