@@ -11,7 +11,9 @@ from urllib.parse import urlencode
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
+from catalogue.broker import BrokerUnavailable, send
 from ingest.models import IngestRun, Source
 from ingest.runner import RetryLater, create_run, execute_run
 from ingest.sources import arxiv_atom
@@ -70,3 +72,15 @@ def _backoff(retries: int, retry_after: float | None) -> float:
         return retry_after
     base = settings.INGEST_RETRY_BACKOFF * 2**retries
     return base + random.uniform(0, base / 2)
+
+
+def queue_run(run: IngestRun) -> None:
+    """Send ``run`` to a worker; if the broker is unreachable the run is marked failed (it
+    would otherwise wait as "queued" for ever) and ``BrokerUnavailable`` says why."""
+    try:
+        send(ingest_run, run.pk)
+    except BrokerUnavailable as error:
+        IngestRun.objects.filter(pk=run.pk).update(
+            status=IngestRun.Status.FAILED, error=f"Not queued: {error}", finished_at=timezone.now()
+        )
+        raise

@@ -85,9 +85,9 @@ class Stack:
     def find_child(self, *words: str) -> int | None:
         """The pid of the stack's child whose command line holds ``words`` (e.g. "worker")."""
         for pid, (parent, state) in _processes().items():
-            if parent == self.process.pid and state != "Z":
-                if set(words) <= set(_command_line(pid)):
-                    return pid
+            ours = parent == self.process.pid and state != "Z"
+            if ours and set(words) <= set(_command_line(pid)):
+                return pid
         return None
 
     def child(self, *words: str) -> int:

@@ -1,17 +1,27 @@
-"""Redis down or hanging: pages still render, quickly (the caches fail open, catalogue.cache)."""
+"""Redis down or hanging: pages still render, quickly (the caches fail open, catalogue.cache),
+and queueing a task fails within seconds with a message (catalogue.broker)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
+from django.urls import reverse
 
 from catalogue import cache as fail_open
+from catalogue.celery import app
+from catalogue.dburl import url_from_settings
 from catalogue.models import Paper
+from ingest.models import IngestRun, Source
+from tests.conftest import SEED
 
 pytestmark = pytest.mark.django_db
 
@@ -151,3 +161,65 @@ def test_redis_is_tried_again_shortly_after_a_failure(settings, monkeypatch, red
     cache.set("k", "v", 10)
     assert cache.get("k") == "v"
     cache.delete("k")
+
+
+# --- queueing with the broker down or hanging ---------------------------------------------
+
+
+def _ingest_with_broker_at(port: int) -> tuple[subprocess.CompletedProcess, float]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url_from_settings(settings.DATABASES["default"]),
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+    }
+    started = time.monotonic()
+    ingest = subprocess.run(
+        [sys.executable, "manage.py", "ingest", str(SEED), "--no-progress", "--timeout", "60"],
+        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return ingest, time.monotonic() - started
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("broker", ["down", "hanging"])
+def test_ingest_with_the_broker_unreachable_fails_quickly_saying_so(broker):
+    server = SilentServer() if broker == "hanging" else None
+    try:
+        ingest, seconds = _ingest_with_broker_at(server.port if server else _closed_port())
+    finally:
+        if server:
+            server.close()
+    assert ingest.returncode != 0
+    assert seconds < 30  # Python and Django's start included; it used to wait for ever
+    assert "the task queue (Redis at 127.0.0.1:" in ingest.stderr
+    assert "Traceback" not in ingest.stderr
+    run = IngestRun.objects.get()
+    assert run.status == IngestRun.Status.FAILED and "Not queued" in run.error
+
+
+@pytest.fixture
+def broker_down():
+    """This process's Celery app sends to a closed port (its connection pool started afresh)."""
+    app.conf.broker_url, previous = f"redis://127.0.0.1:{_closed_port()}/0", app.conf.broker_url
+    app._pool = None
+    app.amqp._producer_pool = None
+    yield
+    app.conf.broker_url = previous
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: the run commits, then is sent
+def test_run_now_in_the_admin_with_the_broker_down_says_so(admin_client, broker_down):
+    source = Source.objects.create(name="rss", kind="arxiv_rss", enabled=False)
+    started = time.monotonic()
+    response = admin_client.post(
+        reverse("admin:ingest_source_changelist"),
+        {"action": "run_now", "_selected_action": [source.pk]},
+        follow=True,
+    )
+    assert time.monotonic() - started < 10
+    assert response.status_code == 200
+    (message,) = [str(m) for m in response.context["messages"]]
+    assert "failed: the task queue (Redis at 127.0.0.1:" in message
+    assert IngestRun.objects.get().status == IngestRun.Status.FAILED
