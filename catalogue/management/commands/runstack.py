@@ -320,7 +320,25 @@ def _kill_group(process: subprocess.Popen, timeout: float = 5) -> None:
     deadline = time.monotonic() + timeout
     while _signal_group(process.pid, signal.SIGKILL) and time.monotonic() < deadline:
         process.poll()  # reap the leader: a zombie still counts as the group's member
+        if not _running_in_group(process.pid):
+            return
         time.sleep(0.05)
+
+
+def _running_in_group(pgid: int) -> bool:
+    """Whether a process of the group still runs. Orphans that died stay zombies until
+    their new parent reaps them, and a container's init may never do so."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: trust the signal's answer
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:  # state, ppid, pgrp
+            return True
+    return False
 
 
 def _database_key() -> str:
