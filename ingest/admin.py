@@ -19,12 +19,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django_celery_beat import validators as cron
 
+from catalogue.broker import BrokerUnavailable
 from catalogue.provenance import source_name
 from ingest import sources
 from ingest.http import Fetcher
 from ingest.models import IngestRun, RejectedRecord, Source
 from ingest.runner import create_run
-from ingest.tasks import ingest_run
+from ingest.tasks import queue_run
 
 REJECTIONS_SHOWN = 100
 _CRON_FIELDS = [
@@ -43,8 +44,9 @@ def log_changes(request, objects, message, flag=CHANGE) -> None:
 
 
 def enqueue(run: IngestRun) -> None:
-    """Start the run on a worker once the transaction that created it commits."""
-    transaction.on_commit(lambda: ingest_run.delay(run.pk))
+    """Start the run on a worker once the transaction that created it commits (raises
+    BrokerUnavailable, the run marked failed, if the task queue is unreachable)."""
+    transaction.on_commit(lambda: queue_run(run))
 
 
 def _run_link(run: IngestRun) -> str:
@@ -179,10 +181,14 @@ class SourceAdmin(admin.ModelAdmin):
     @admin.action(description="Run selected sources now", permissions=["change"])
     def run_now(self, request, queryset):
         runs = []
-        for source in queryset:
-            run = create_run(source=source)
-            enqueue(run)
-            runs.append(run)
+        try:
+            for source in queryset:
+                run = create_run(source=source)
+                runs.append(run)
+                enqueue(run)
+        except BrokerUnavailable as error:
+            self.message_user(request, f"Run {runs[-1].pk} failed: {error}", messages.ERROR)
+            return
         log_changes(request, runs, "Queued by “Run now”.", ADDITION)
         links = format_html_join(", ", "{}", ((_run_link(run),) for run in runs))
         self.message_user(request, format_html("Queued {}.", links), messages.SUCCESS)
@@ -328,7 +334,11 @@ class IngestRunAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected failed runs", permissions=["retry"])
     def retry(self, request, queryset):
         failed = list(queryset.filter(status=IngestRun.Status.FAILED))
-        retries = [_retry(run) for run in failed]
+        try:
+            retries = [_retry(run) for run in failed]
+        except BrokerUnavailable as error:
+            self.message_user(request, f"Not retried: {error}", messages.ERROR)
+            return
         log_changes(request, retries, "Retry of a failed run.", ADDITION)
         if retries:
             links = format_html_join(", ", "{}", ((_run_link(run),) for run in retries))

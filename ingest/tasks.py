@@ -16,7 +16,9 @@ from urllib.parse import urlencode
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
+from django.utils import timezone
 
+from catalogue.broker import BrokerUnavailable, send
 from ingest import runner
 from ingest.models import IngestRun, Source
 from ingest.runner import RetryLater, create_run, execute_run
@@ -97,3 +99,15 @@ def _backoff(retries: int, retry_after: float | None) -> float:
         return retry_after
     base = settings.INGEST_RETRY_BACKOFF * 2**retries
     return base + random.uniform(0, base / 2)
+
+
+def queue_run(run: IngestRun) -> None:
+    """Send ``run`` to a worker; if the broker is unreachable the run is marked failed (it
+    would otherwise wait as "queued" for ever) and ``BrokerUnavailable`` says why."""
+    try:
+        send(ingest_run, run.pk)
+    except BrokerUnavailable as error:
+        IngestRun.objects.filter(pk=run.pk).update(
+            status=IngestRun.Status.FAILED, error=f"Not queued: {error}", finished_at=timezone.now()
+        )
+        raise

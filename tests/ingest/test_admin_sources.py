@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from catalogue.models import Paper
-from ingest import admin as ingest_admin
+from ingest import tasks as ingest_tasks
 from ingest.models import IngestRun, RejectedRecord, Source
 from tests.admin_support import action_data, wait_for
 from tests.conftest import DATA_DIR
@@ -37,7 +37,7 @@ NEW_SOURCE = {
 def queued(monkeypatch):
     """Run ids handed to the worker, recorded instead of sent."""
     sent = []
-    monkeypatch.setattr(ingest_admin.ingest_run, "delay", sent.append)
+    monkeypatch.setattr(ingest_tasks.ingest_run, "delay", sent.append)
     return sent
 
 

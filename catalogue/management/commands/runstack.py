@@ -1,8 +1,11 @@
 """``manage.py runstack``: the whole catalogue in the foreground, for ``make run``.
 
 Starts (or finds) PostgreSQL and Redis, migrates, starts a Celery worker and beat, ingests the
-bundled demo listings through the worker, then serves the site. Ctrl-C stops everything it
-started, including the embedded services.
+bundled demo listings through the worker, then serves the site through gunicorn (``--dev``: the
+autoreloading development server). It supervises its children: one that dies is restarted
+after a short, growing pause. Ctrl-C or SIGTERM stops every child it started (their whole
+process groups) and the embedded services it started; further signals while it stops are
+ignored, so a second SIGTERM cannot abandon anything half-stopped.
 """
 
 from __future__ import annotations
@@ -31,8 +34,60 @@ from catalogue.models import Paper, Sighting
 from catalogue.tasks import queue_embedding, tag_topic
 
 DEMO_PARALLEL_INGESTS = 4
+# A child that died is restarted after 1, 2, 4 … up to 30 s; one that ran this long before it
+# died starts again from 1 s.
+RESTART_DELAYS = (1, 2, 4, 8, 16, 30)
+HEALTHY_SECONDS = 60
+# Seconds children get to stop (a worker finishes its task) before their groups are killed.
+STOP_SECONDS = 20
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 DEMO_LEDGER = embedded.DATA_DIR / "demo-loaded.json"
 ADMIN_PASSWORD_FILE = embedded.DATA_DIR / "admin-password.txt"
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM: stop everything (raised once; later signals are ignored)."""
+
+
+class Child:
+    """One supervised process: how to start it, the running one, and its restarts."""
+
+    def __init__(self, name: str, args: list[str], env: dict):
+        self.name, self.args, self.env = name, args, env
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.failures = 0  # deaths in a row, each without a healthy run before it
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        # Own session and process group: Ctrl-C at the terminal reaches us once, and stopping
+        # the group also stops what the child started (the worker's pool processes).
+        self.process = subprocess.Popen(
+            [sys.executable, *self.args],
+            cwd=settings.BASE_DIR,
+            env=self.env,
+            start_new_session=True,
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def exit_description(self) -> str:
+        code = self.process.returncode
+        return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+    def schedule_restart(self) -> float:
+        """Kill what is left of its group (an orphaned pool process would run a redelivered
+        task a second time) and choose when to start it again; returns the pause."""
+        _kill_group(self.process)
+        if time.monotonic() - self.started_at > HEALTHY_SECONDS:
+            self.failures = 0
+        delay = RESTART_DELAYS[min(self.failures, len(RESTART_DELAYS) - 1)]
+        self.failures += 1
+        self.restart_at = time.monotonic() + delay
+        return delay
 
 
 class Command(BaseCommand):
@@ -42,9 +97,21 @@ class Command(BaseCommand):
         parser.add_argument("--addr", default=os.environ.get("ADDR", "127.0.0.1"))
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
         parser.add_argument("--no-demo", action="store_true", help="skip the demo ingest")
+        parser.add_argument(
+            "--dev", action="store_true", help="Django's autoreloading server instead of gunicorn"
+        )
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=int(os.environ.get("WEB_CONCURRENCY", "4")),
+            help="gunicorn worker processes (default: $WEB_CONCURRENCY or 4)",
+        )
 
-    def handle(self, *args, addr, port, no_demo, **options):
-        self._stop_on_signals()
+    def handle(self, *args, addr, port, no_demo, dev, web_workers, **options):
+        self._stopping = False
+        self._starting_child = False  # a stop signal then waits until the child is recorded
+        self._stop_pending = False
+        self._catch_stop_signals()
         if not _port_is_free(addr, int(port)):
             raise CommandError(
                 f"{addr}:{port} is in use (another make run?). Stop it, or choose a port: "
@@ -52,56 +119,76 @@ class Command(BaseCommand):
             )
         # Children get the resolved URLs, so they attach to the same services directly.
         env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL}
-        call_command("migrate", interactive=False, verbosity=1)
-        password = self._ensure_admin()
-        children = []
+        children: list[Child] = []
+        signalled = False
         try:
-            children.append(
-                self._spawn(
-                    "worker",
-                    [
-                        "-m",
-                        "celery",
-                        "-A",
-                        "catalogue",
-                        "worker",
-                        "-l",
-                        "info",
-                        "--concurrency",
-                        "2",
-                    ],
-                    env,
-                )
-            )
-            children.append(
-                self._spawn("beat", ["-m", "celery", "-A", "catalogue", "beat", "-l", "info"], env)
-            )
+            call_command("migrate", interactive=False, verbosity=1)
+            if not settings.DEBUG:  # hashed, compressed files for whitenoise
+                call_command("collectstatic", interactive=False, verbosity=0)
+            password = self._ensure_admin()
+            for name, arguments in _background_commands():
+                self._start(Child(name, arguments, env), children)
             if not no_demo:
                 self._ingest_demo()
-            children.append(self._spawn("web", ["manage.py", "runserver", f"{addr}:{port}"], env))
+            web = _web_command(addr, port, dev, web_workers)
+            self._start(Child("web", web, env), children)
             _wait_for_port(addr, int(port))
             self._announce(addr, port, password)
-            self._wait(children)
-        except KeyboardInterrupt:
-            pass
+            self._supervise(children)
+        except (Stop, KeyboardInterrupt):
+            signalled = True
         finally:
-            self._stop(children)  # fmt: skip
+            self._stop(children)
+        if signalled:
+            # Demo ingests still polling for runs that will not end now would hold the exit.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
-    @staticmethod
-    def _stop_on_signals() -> None:
-        """Ctrl-C and SIGTERM both stop everything cleanly.
+    def _catch_stop_signals(self) -> None:
+        """Ctrl-C and SIGTERM both stop everything; once stopping, further ones are ignored.
 
-        SIGINT is reset explicitly: a shell starting us in the background leaves it ignored.
+        SIGINT is set explicitly: a shell starting us in the background leaves it ignored.
         """
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    def _spawn(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
-        self.stdout.write(f"Starting {name}…")
-        # Own process group: Ctrl-C reaches us once, and we stop children in order.
-        return subprocess.Popen(
-            [sys.executable, *args], cwd=settings.BASE_DIR, env=env, start_new_session=True
-        )
+        def stop(signum, frame):
+            if self._stopping:
+                return
+            if self._starting_child:
+                self._stop_pending = True
+                return
+            self._stopping = True
+            raise Stop
+
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, stop)
+
+    def _start(self, child: Child, children: list[Child] | None = None) -> None:
+        # A stop signal raised between the fork and recording the child would leave it
+        # running: signals wait (not blocked: children would inherit a blocked mask).
+        self._starting_child = True
+        try:
+            child.start()
+            if children is not None:
+                children.append(child)
+        finally:
+            self._starting_child = False
+        self.stdout.write(f"Started {child.name} (pid {child.process.pid}).")
+        if self._stop_pending:
+            self._stopping = True
+            raise Stop
+
+    def _supervise(self, children: list[Child]) -> None:
+        """Restart a child that died, after a pause that grows while it keeps dying."""
+        while True:
+            for child in children:
+                if child.restart_at is None and child.died():
+                    how = child.exit_description()
+                    delay = child.schedule_restart()
+                    self.stderr.write(f"The {child.name} died ({how}); restarting in {delay} s.")
+                elif child.restart_at is not None and time.monotonic() >= child.restart_at:
+                    self._start(child)
+            time.sleep(0.2)
 
     def _ingest_demo(self) -> None:
         """Every bundled sample through the worker (catalogue.demo says which), quietly: one
@@ -116,8 +203,12 @@ class Command(BaseCommand):
             self.stdout.write(f"Ingesting the demo: {len(listings)} sample listings…")
         # A few at a time: most samples are small, and one ``ingest`` mostly waits (queueing,
         # polling, the worker's start-up of a run); the worker runs two at once.
-        with ThreadPoolExecutor(DEMO_PARALLEL_INGESTS) as pool:
+        # Not ``with``: its exit would wait for every ingest, and a stop must not wait.
+        pool = ThreadPoolExecutor(DEMO_PARALLEL_INGESTS)
+        try:
             outcomes = list(pool.map(_ingest_quietly, listings))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         # A run that ended (even failed: some samples are meant to) need not run again.
         finished = [path for (path, _), (ended, _) in zip(listings, outcomes, strict=True) if ended]
         demo.remember_loaded(finished, DEMO_LEDGER, database)
@@ -170,30 +261,84 @@ class Command(BaseCommand):
             )
         )
 
-    def _wait(self, children: list[subprocess.Popen]) -> None:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        dead = [c for c in children if c.poll() is not None]
-        self.stderr.write(f"A process exited ({dead[0].args[1:4]}, code {dead[0].returncode}).")
-
-    def _stop(self, children: list[subprocess.Popen]) -> None:
-        # A second Ctrl-C must not abandon children or the database half-stopped.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def _stop(self, children: list[Child]) -> None:
+        # From here on signals are ignored: a second Ctrl-C or SIGTERM must not abandon
+        # children or the database half-stopped.
+        self._stopping = True
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         self.stdout.write("\nStopping…")
-        for child in reversed(children):
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children:
+        running = [child.process for child in children if child.process is not None]
+        for process in reversed(running):  # the web first, the worker last
+            _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for process in running:
             try:
-                child.wait(timeout=20)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+                self.stderr.write(f"{process.args[1:4]} did not stop in time; killing it.")
+            # Whatever is left of the group (the worker's pool processes) goes with it.
+            _kill_group(process)
+            process.wait()
         stopped = embedded.stop_all(
             postgres="DATABASE_URL" not in os.environ, redis="REDIS_URL" not in os.environ
         )
         self.stdout.write(
             f"Stopped{' ' + ', '.join(stopped) if stopped else ''}. Data kept in .data/."
         )
+
+
+def _background_commands() -> list[tuple[str, list[str]]]:
+    celery = ["-m", "celery", "-A", "catalogue"]
+    return [
+        ("worker", [*celery, "worker", "-l", "info", "--concurrency", "2"]),
+        ("beat", [*celery, "beat", "-l", "info"]),
+    ]
+
+
+def _web_command(addr: str, port: str, dev: bool, workers: int) -> list[str]:
+    if dev:
+        return ["manage.py", "runserver", f"{addr}:{port}"]
+    return [
+        "-m", "gunicorn", "catalogue.wsgi", "--bind", f"{addr}:{port}",
+        "--workers", str(workers), "--graceful-timeout", "10",
+    ]  # fmt: skip
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    """Signal a child's process group (its pid: each child leads its own session); whether
+    any process of it was left to signal."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_group(process: subprocess.Popen, timeout: float = 5) -> None:
+    """SIGKILL a child's process group and wait (briefly) until none of it is left."""
+    deadline = time.monotonic() + timeout
+    while _signal_group(process.pid, signal.SIGKILL) and time.monotonic() < deadline:
+        process.poll()  # reap the leader: a zombie still counts as the group's member
+        if not _running_in_group(process.pid):
+            return
+        time.sleep(0.05)
+
+
+def _running_in_group(pgid: int) -> bool:
+    """Whether a process of the group still runs. Orphans that died stay zombies until
+    their new parent reaps them, and a container's init may never do so."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: trust the signal's answer
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:  # state, ppid, pgrp
+            return True
+    return False
 
 
 def _database_key() -> str:

@@ -11,10 +11,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
+from catalogue.broker import BrokerUnavailable
 from ingest import sources
 from ingest.models import IngestRun, Source
 from ingest.runner import create_run, execute_run
-from ingest.tasks import ingest_run
+from ingest.tasks import queue_run
 
 REJECTIONS_SHOWN = 20
 
@@ -49,9 +50,16 @@ class Command(BaseCommand):
         if inline:
             run = execute_run(run)
         else:
-            transaction.on_commit(lambda: ingest_run.delay(run.pk))
+            transaction.on_commit(lambda: self._queue(run))
             run = self._wait(run, timeout, progress=not options["no_progress"])
         self._report(run)
+
+    @staticmethod
+    def _queue(run: IngestRun) -> None:
+        try:
+            queue_run(run)
+        except BrokerUnavailable as error:
+            raise CommandError(f"Run {run.pk} failed: {error}") from None
 
     def _create_run(self, location, source_name, fmt, listed_on) -> IngestRun:
         if source_name:
