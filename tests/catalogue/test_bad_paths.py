@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from catalogue import charts
+from catalogue import charts, search
 from catalogue.models import Paper, SavedSearch, Topic
 
 pytestmark = pytest.mark.django_db
@@ -220,3 +220,20 @@ def test_control_characters_in_a_stored_title_are_left_out_of_the_feed(client, c
     response = client.get("/feed/")
     assert response.status_code == 200
     assert b"Bell and[31m escape" in response.content
+
+
+# --- search syntax ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", ["title:attention", "title:author:", 'title:"linear attention" x'])
+@pytest.mark.parametrize("mode", ["hybrid", "keyword"])
+def test_title_terms_rank_by_relevance(client, catalogue, q, mode):
+    # A title: term was weighted twice in the titles' candidate query ("'attent':A:A").
+    page = client.get("/", {"q": q, "mode": mode})
+    assert page.status_code == 200
+    assert client.get("/api/papers", {"q": q, "mode": mode}).status_code == 200
+
+
+def test_a_title_term_is_weighted_once_in_the_title_query():
+    assert search.parse("title:attention").title_query == "(('attent':A))"
+    assert search.parse("abstract:attention").title_query == "(('attent':A))"
