@@ -57,11 +57,14 @@ class MonthConverter:
 class PaperSlugConverter:
     """A paper's public id: an arXiv id (``2401.01234``, ``hep-th/9901001``, with a slash) or a
     catalogue number. Anything without control characters: the page looks it up (and old ids
-    of merged papers redirect), but a NUL byte cannot be in any id."""
+    of merged papers redirect), but a NUL byte cannot be in any id, and a number is a bigint
+    (int() refuses 4,300 digits or more: a ValueError in the lookup)."""
 
     regex = r"[^\x00-\x1f\x7f]+"
 
     def to_python(self, value: str) -> str:
+        if value.isdigit() and len(value) > len(str(2**63 - 1)):
+            raise ValueError("not a catalogue number")
         return value
 
     def to_url(self, value: str) -> str:
@@ -78,4 +81,3 @@ def month_text(day: dt.date) -> str:
 def iso_week(day: dt.date) -> str:
     year, week, _ = day.isocalendar()
     return f"{year:04d}-W{week:02d}"
-

@@ -128,6 +128,8 @@ def test_papers_at_both_ends_of_the_calendar_give_a_bounded_timeline(client, cat
         "/papers/²/",
         "/papers/١٢/",
         "/topics/linear%00attention/",
+        "/papers/" + "9" * 5000 + "/",  # int() refuses 4,300 digits or more
+        "/papers/" + "9" * 20 + "/",
         "/papers/daily/2025-11-27%00/",
     ],
 )
@@ -148,6 +150,14 @@ def test_unsubscribe_tokens_with_odd_characters_are_404(client, method, token):
 @pytest.mark.parametrize("action", ["edit", "delete"])
 def test_saved_search_ids_beyond_any_row_are_404(client, reader, pk, action):
     assert client.get(f"/saved/{pk}/{action}/").status_code == 404
+
+
+def test_a_search_too_long_to_carry_through_the_login_is_an_explained_400(client):
+    # Saving a search signed out redirects to the login with the search in ``next``: Django
+    # refuses to redirect to a URL of more than 16,384 characters (DisallowedRedirect).
+    response = client.get("/saved/new/", {"query": "q=" + "x" * 20_000, "name": "Long"})
+    assert response.status_code == 400
+    assert "too long or malformed" in response.content.decode()
 
 
 # --- parameters: a 400 that names the field ---------------------------------------------------
