@@ -160,6 +160,13 @@ def test_a_search_too_long_to_carry_through_the_login_is_an_explained_400(client
     assert "too long or malformed" in response.content.decode()
 
 
+@pytest.mark.parametrize("next_url", ["0", "paper-list", "saved-list", "%00"])
+def test_signup_goes_on_to_a_next_that_is_not_a_path_as_to_the_home_page(client, reader, next_url):
+    # A bare word was reversed as a URL name: "0" was a NoReverseMatch.
+    response = client.get(f"/accounts/signup/?next={next_url}")
+    assert response.status_code == 302 and response.url == "/"
+
+
 # --- parameters: a 400 that names the field ---------------------------------------------------
 
 

@@ -13,8 +13,9 @@ calendar, one without an arXiv id, one with an embedding), topics, a reader with
   raw query strings and form bodies of arbitrary bytes (invalid UTF-8 included).
 - Search syntax: queries made of operators, quotes, fields and words, in every mode.
 
-Each test's example budget is ``FUZZ_EXAMPLES`` (default 50); ``FUZZ_EXAMPLES=5000`` is the
-long variant. Every 500 these found has a plain example test in test_bad_paths.py or below.
+Each test's example budget is ``FUZZ_EXAMPLES`` (default 50; a third of it for each route);
+``FUZZ_EXAMPLES=5000`` is the long variant. Every 500 these found has a plain example test,
+in test_bad_paths.py or below.
 """
 
 from __future__ import annotations
@@ -43,15 +44,25 @@ from catalogue.models import Paper, PaperEmbedding, SavedSearch, Topic
 
 pytestmark = pytest.mark.django_db
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "50")),
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,  # the catalogue is built once per test, on purpose
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
+
+
+def fuzz(examples: int):
+    return settings(
+        max_examples=max(examples, 1),
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,  # the catalogue is built once per test: on purpose
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+        ],
+    )
+
+
+FUZZ = fuzz(EXAMPLES)
+# Each of the 23 routes is a target of its own, with a third of the budget: the routes together
+# then cost about what the list page's parameters do.
+FUZZ_EACH_ROUTE = fuzz(EXAMPLES // 3)
 
 # --- the catalogue ------------------------------------------------------------------------------
 
@@ -152,7 +163,9 @@ huge_number = st.one_of(
 )
 any_text = st.one_of(
     st.text(),
-    st.text(st.characters(codec="utf-8"), max_size=30),  # surrogates included (as bytes)
+    # Odd Unicode: format controls (BOM, right-to-left override, joiners), combining marks,
+    # odd spaces and line separators, private use.
+    st.text(st.characters(categories=["Cf", "Mn", "Zs", "Zl", "Zp", "Co"]), max_size=20),
     control_text,
     surrogate_text,
     odd_digits,
@@ -181,7 +194,7 @@ def mutated(draw, values: list[str]):
     return value[:at]
 
 
-# --- every route, with random path segments -----------------------------------------------------
+# --- every route, with random path segments and parameters -----------------------------------
 
 
 @cache
@@ -246,13 +259,17 @@ def request_path(draw, route: str, converters: dict) -> str:
 
 
 @pytest.mark.parametrize(("route", "converters"), routes(), ids=[r for r, _ in routes()])
-@FUZZ
+@FUZZ_EACH_ROUTE
 @given(data=st.data())
-def test_any_path_segment_is_answered(catalogue, route, converters, data):
+def test_any_request_to_any_route_is_answered(catalogue, route, converters, data):
+    """Random path segments; random parameters in the query string and (POST) form body."""
     path = data.draw(request_path(route, converters)) if converters else route
     method = data.draw(st.sampled_from(["GET", "POST", "HEAD"]))
     client = catalogue[data.draw(st.sampled_from(["anonymous", "signed_in"]))]
-    response = client.generic(method, path)
+    query = data.draw(st.one_of(st.just(""), parameters.map(query_string)))
+    body = data.draw(parameters.map(query_string)) if method == "POST" else ""
+    form = "application/x-www-form-urlencoded"
+    response = client.generic(method, f"{path}?{query}" if query else path, body, form)
     assert_answered(response)
 
 
