@@ -55,10 +55,7 @@ def papers(request):
     paginator = KnownCountPaginator(results, size, count=reachable)
     number = paging.cleaned_data["page"] or 1
     if number > paginator.num_pages:
-        pages = paginator.num_pages
-        return _bad_request(
-            {"page": [f"There {'is 1 page' if pages == 1 else f'are {pages} pages'}."]}
-        )
+        return _bad_request({"page": [f"There are {paginator.num_pages} pages."]})
     page = paginator.page(number)
     return JsonResponse(
         {

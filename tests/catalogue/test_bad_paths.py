@@ -216,10 +216,19 @@ def test_bad_api_paging_is_a_form_error(client, catalogue, query, field):
 
 
 @pytest.mark.parametrize("page", ["²", "١٢", "9" * 30, "9" * 5000, "-1", "1e9", "%00"])
-def test_odd_page_numbers_on_the_list_page_show_a_page(client, catalogue, page):
-    response = client.get(f"/?page={page}")
-    assert response.status_code == 200
-    assert response.context["page"].number == 1  # one page of results: first is last
+def test_odd_page_numbers_on_the_list_page_are_a_page_or_an_explained_400(client, catalogue, page):
+    assert_a_page_or_explained_400(client.get(f"/?page={page}"))
+
+
+def assert_a_page_or_explained_400(response) -> None:
+    """A page number the list cannot show is clamped to a page, or (past the last page) a 400
+    that says where pages stop: never a 500."""
+    if response.status_code == 400:
+        assert response.context["filter"].errors
+    else:
+        assert response.status_code == 200
+        page = response.context["page"]
+        assert 1 <= page.number <= page.paginator.num_pages
 
 
 def test_control_characters_in_a_feed_search_are_left_out_of_the_xml(client, catalogue):
