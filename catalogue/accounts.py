@@ -58,7 +58,8 @@ def _safe_next(request) -> str:
     allowed = url_has_allowed_host_and_scheme(
         candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )
-    return candidate if allowed else settings.LOGIN_REDIRECT_URL
+    # Only a path: redirect() takes a bare word ("next=0") for a URL name (NoReverseMatch, a 500).
+    return candidate if allowed and candidate.startswith("/") else settings.LOGIN_REDIRECT_URL
 
 
 # --- rate limits -------------------------------------------------------------------------------

@@ -28,21 +28,32 @@ class Bar:
 
 
 def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
-    months, current = [], first.replace(day=1)
-    while current <= last:
+    """The first day of every month from ``first``'s to ``last``'s, both included."""
+    months, current, end = [], first.replace(day=1), last.replace(day=1)
+    while current <= end:
         months.append(current)
+        if current == end:
+            break  # a step past December 9999 would leave the calendar
         current = (current + dt.timedelta(days=32)).replace(day=1)
     return months
+
+
+def months_back(month: dt.date, n: int) -> dt.date:
+    """The month ``n`` months before ``month`` (January of year 1 at the earliest)."""
+    index = max(month.year * 12 + month.month - 1 - n, 12)
+    return dt.date(index // 12, index % 12 + 1, 1)
 
 
 def timeline(counts: dict[dt.date, int]) -> list[Bar]:
     """One bar per month from the first to the last month with matches (empty months too)."""
     if not counts:
         return []
-    months = months_between(min(counts), max(counts))
-    if len(months) > MAX_MONTHS:
-        older = sum(n for month, n in counts.items() if month < months[-MAX_MONTHS])
-        months = months[-MAX_MONTHS:]
+    # At most MAX_MONTHS bars, counted back from the last: a stray date in year 1 costs
+    # one bar, not a loop over 120,000 months.
+    first = max(min(counts), months_back(max(counts).replace(day=1), MAX_MONTHS - 1))
+    months = months_between(first, max(counts))
+    older = sum(n for month, n in counts.items() if month < months[0])
+    if older:
         counts = {**counts, months[0]: counts.get(months[0], 0) + older}
     tallest = max(counts.get(m, 0) for m in months) or 1
     # Few months would make slabs, not bars: at most 1/12 of the width each.

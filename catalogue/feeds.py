@@ -8,6 +8,7 @@ newest matches, or the first 50 in the order ``sort`` asks for. Bad parameters a
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -16,6 +17,7 @@ from django.http import HttpResponseBadRequest
 from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.html import escape
+from django.utils.xmlutils import SimplerXMLGenerator
 
 from catalogue.api import with_topics
 from catalogue.filters import PaperFilter
@@ -39,8 +41,34 @@ class Search:
         return f"{path}?{urlencode(self.params)}" if self.params else path
 
 
+# Characters XML 1.0 cannot carry (C0 controls but tab and newlines, U+FFFE, U+FFFF). Django's
+# writer raises on the controls: one listing title with a stray \x07, or a query with one,
+# would fail the whole feed.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+class XmlTextWriter(SimplerXMLGenerator):
+    """Leaves out of text what XML cannot carry; the rest is escaped as usual."""
+
+    def characters(self, content):
+        super().characters(_NOT_XML.sub("", content) if content else content)
+
+    def startElement(self, name, attrs):
+        super().startElement(name, {k: _NOT_XML.sub("", v) for k, v in attrs.items()})
+
+
 class PapersAtomFeed(Atom1Feed):
-    """Atom with every author of a paper (Django's Atom1Feed writes at most one)."""
+    """Atom with every author of a paper (Django's Atom1Feed writes at most one), written
+    by ``XmlTextWriter``."""
+
+    def write(self, outfile, encoding):
+        # Atom1Feed.write, with the writer that cannot fail on a control character.
+        handler = XmlTextWriter(outfile, encoding, short_empty_elements=True)
+        handler.startDocument()
+        handler.startElement("feed", self.root_attributes())
+        self.add_root_elements(handler)
+        self.write_items(handler)
+        handler.endElement("feed")
 
     def add_item_elements(self, handler, item):
         super().add_item_elements(handler, item)

@@ -227,11 +227,14 @@ def exact_pattern(phrase: str) -> str:
     return "(?<![[:alnum:]])" + "[^[:alnum:]]+".join(words) + "(?![[:alnum:]])"
 
 
-_LEXEME = re.compile(r"'((?:[^']|'')*)'")
+# A lexeme with the weights it is already restricted to, if any: "'attent':A".
+_LEXEME = re.compile(r"'((?:[^']|'')*)'(?::[A-D]+)?")
 
 
 def _weighted(tsquery: str, weight: str) -> str:
-    """Restrict every lexeme of a tsquery to one weight (A title, B abstract, C authors)."""
+    """Restrict every lexeme of a tsquery to one weight (A title, B abstract, C authors),
+    in place of any it had: ``title:`` terms are weighted once more for ``title_query``,
+    and "'attent':A:A" is a syntax error."""
     return _LEXEME.sub(lambda m: f"'{m.group(1)}':{weight}", tsquery)
 
 

@@ -39,7 +39,8 @@ saved_search_urls = [
     path("saved/<int:pk>/edit/", saved.saved_edit, name="saved-edit"),
     path("saved/<int:pk>/alerts/", saved.saved_alerts, name="saved-alerts"),
     path("saved/<int:pk>/delete/", saved.saved_delete, name="saved-delete"),
-    path("saved/unsubscribe/<str:token>/", saved.unsubscribe, name="saved-unsubscribe"),
+    # Tokens are secrets.token_urlsafe(): a slug; anything else (a NUL byte) names no search.
+    path("saved/unsubscribe/<slug:token>/", saved.unsubscribe, name="saved-unsubscribe"),
 ]
 
 urlpatterns = [

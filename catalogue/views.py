@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from urllib.parse import urlencode
 
@@ -11,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
 from catalogue import charts, merging, search
+from catalogue.converters import iso_week, month_text
 from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
 from catalogue.models import SHOWN_REASONS, Paper, PaperTopic, Topic
 from catalogue.pagecache import cached_for_anonymous_readers
@@ -44,50 +46,48 @@ def topic_detail(request, slug: str):
 
 
 @cached_for_anonymous_readers
-def day_page(request, day: str):
-    start = _parse_or_404(dt.date.fromisoformat, day)
-    nav = _nav(
-        "day-page", start - dt.timedelta(days=1), start + dt.timedelta(days=1), dt.date.isoformat
-    )
-    return _window(request, start, start, f"Papers of {start:%A, %B %-d, %Y}", nav)
+def day_page(request, day: dt.date):
+    nav = _nav("day-page", _shifted(day, -1), _shifted(day, 1), dt.date.isoformat)
+    return _window(request, day, day, f"Papers of {day:%A, %B %-d, %Y}", nav)
 
 
 @cached_for_anonymous_readers
-def week_page(request, week: str):
-    year, _, number = week.partition("-W")
-    start = _parse_or_404(lambda _: dt.date.fromisocalendar(int(year), int(number), 1), week)
-    step = dt.timedelta(days=7)
-    nav = _nav("week-page", start - step, start + step, _iso_week)
-    return _window(request, start, start + dt.timedelta(days=6), f"Papers of week {week}", nav)
+def week_page(request, week: dt.date):
+    """``week`` is its Monday (catalogue.converters)."""
+    nav = _nav("week-page", _shifted(week, -7), _shifted(week, 7), iso_week)
+    end = _shifted(week, 6) or dt.date.max  # the calendar's last day, 9999-12-31, is a Friday
+    return _window(request, week, end, f"Papers of week {iso_week(week)}", nav)
 
 
 @cached_for_anonymous_readers
-def month_page(request, month: str):
-    start = _parse_or_404(lambda m: dt.date.fromisoformat(f"{m}-01"), month)
-    end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
-    previous = (start - dt.timedelta(days=1)).replace(day=1)
-    nav = _nav("month-page", previous, end + dt.timedelta(days=1), lambda d: f"{d:%Y-%m}")
-    return _window(request, start, end, f"Papers of {start:%B %Y}", nav)
+def month_page(request, month: dt.date):
+    """``month`` is its first day (catalogue.converters)."""
+    end = month.replace(day=calendar.monthrange(month.year, month.month)[1])
+    previous = _shifted(month, -1)
+    following = _shifted(end, 1)
+    nav = _nav("month-page", previous and previous.replace(day=1), following, month_text)
+    return _window(request, month, end, f"Papers of {month:%B %Y}", nav)
 
 
-def _parse_or_404(parse, text: str) -> dt.date:
+def _shifted(day: dt.date, days: int) -> dt.date | None:
+    """``day`` moved by ``days``; None beyond the calendar's first or last day."""
     try:
-        return parse(text)
-    except ValueError:
-        raise Http404("No such date.") from None
+        return day + dt.timedelta(days=days)
+    except OverflowError:
+        return None
 
 
-def _iso_week(day: dt.date) -> str:
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
+def _nav(url_name: str, previous: dt.date | None, following: dt.date | None, fmt) -> dict:
+    """Links to the neighbouring periods, none beyond either end of the calendar."""
 
+    def link(day):
+        return reverse(url_name, args=[fmt(day)]) if day else None
 
-def _nav(url_name: str, previous: dt.date, following: dt.date, fmt) -> dict:
     return {
-        "previous": reverse(url_name, args=[fmt(previous)]),
-        "next": reverse(url_name, args=[fmt(following)]),
-        "previous_label": fmt(previous),
-        "next_label": fmt(following),
+        "previous": link(previous),
+        "next": link(following),
+        "previous_label": fmt(previous) if previous else None,
+        "next_label": fmt(following) if following else None,
     }
 
 
