@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-from celery import current_app
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
@@ -27,6 +26,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from catalogue import merging, provenance, search, tagging
+from catalogue.broker import send_on_commit
 from catalogue.models import Paper, PaperAlias, PaperTopic, Sighting, Topic
 from catalogue.security import WebURLField, WebURLValidator
 from catalogue.tasks import tag_papers, tag_topic
@@ -319,8 +319,14 @@ class PaperAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         text_changed = any(name in form.changed_data for name in _RULE_TEXT)
         if text_changed or any(formset.has_changed() for formset in formsets):
-            paper_id = form.instance.pk
-            transaction.on_commit(lambda: tag_papers.delay([paper_id]))
+            send_on_commit(
+                tag_papers,
+                [form.instance.pk],
+                queued=lambda: None,  # silent: re-tagging one paper takes a moment
+                failed=lambda error: self.message_user(
+                    request, f"Saved, but topics were not re-tagged: {error}", messages.ERROR
+                ),
+            )
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -398,21 +404,15 @@ class PaperAdmin(admin.ModelAdmin):
         papers = list(_plain(queryset).only("id", "title", "arxiv_id"))
         arxiv_ids = [p.arxiv_id for p in papers if p.arxiv_id]
         if arxiv_ids:
-            # By name: the catalogue does not import ingest; the task creates the runs.
-            transaction.on_commit(lambda: current_app.send_task(REFETCH_TASK, args=[arxiv_ids]))
             refetched = [p for p in papers if p.arxiv_id]
-            log_changes(request, refetched, "Re-fetch from arXiv queued.")
-            runs = reverse("admin:ingest_ingestrun_changelist")
-            self.message_user(
-                request,
-                format_html(
-                    'Re-fetch of {} paper{} from arXiv queued: follow it in <a href="{}">ingest '
-                    "runs</a>.",
-                    len(arxiv_ids),
-                    _s(arxiv_ids),
-                    runs,
+            # By name: the catalogue does not import ingest; the task creates the runs.
+            send_on_commit(
+                REFETCH_TASK,
+                arxiv_ids,
+                queued=lambda: self._refetch_queued(request, refetched),
+                failed=lambda error: self.message_user(
+                    request, f"Re-fetch not queued: {error}", messages.ERROR
                 ),
-                messages.SUCCESS,
             )
         skipped = len(papers) - len(arxiv_ids)
         if skipped:
@@ -422,6 +422,21 @@ class PaperAdmin(admin.ModelAdmin):
                 "listing knows them, and it is re-read on its own schedule.",
                 messages.WARNING,
             )
+
+    def _refetch_queued(self, request, refetched):
+        log_changes(request, refetched, "Re-fetch from arXiv queued.")
+        runs = reverse("admin:ingest_ingestrun_changelist")
+        self.message_user(
+            request,
+            format_html(
+                'Re-fetch of {} paper{} from arXiv queued: follow it in <a href="{}">ingest '
+                "runs</a>.",
+                len(refetched),
+                _s(refetched),
+                runs,
+            ),
+            messages.SUCCESS,
+        )
 
     @admin.action(
         description="Merge selected papers (choose the one to keep)…", permissions=["merge"]
@@ -702,12 +717,17 @@ class TopicAdmin(admin.ModelAdmin):
         log_changes(request, queryset, "Re-tagging queued.")
 
     def _queue_tagging(self, request, topic):
-        topic_id = topic.pk
-        transaction.on_commit(lambda: tag_topic.delay(topic_id))
-        self.message_user(
-            request,
-            f"Tagging papers with “{topic}” in the background; the count updates in a moment.",
-            messages.INFO,
+        send_on_commit(
+            tag_topic,
+            topic.pk,
+            queued=lambda: self.message_user(
+                request,
+                f"Tagging papers with “{topic}” in the background; the count updates in a moment.",
+                messages.INFO,
+            ),
+            failed=lambda error: self.message_user(
+                request, f"Papers were not tagged with “{topic}”: {error}", messages.ERROR
+            ),
         )
 
 

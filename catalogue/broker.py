@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from celery import current_app
+from django.db import transaction
 from kombu.exceptions import OperationalError
 
 
@@ -18,15 +20,34 @@ class BrokerUnavailable(Exception):
 
 
 def send(task, *args):
-    """``task.delay(*args)``, or ``BrokerUnavailable``."""
+    """``task.delay(*args)``, or ``BrokerUnavailable``. ``task`` may be a task's registered
+    name, for a task of an app this module's caller must not import."""
     try:
+        if isinstance(task, str):
+            return current_app.send_task(task, args=list(args))
         return task.delay(*args)
     except OperationalError as error:
         raise BrokerUnavailable(
-            f"the task queue (Redis at {_where(task.app.conf.broker_url)}) is unreachable, so "
+            f"the task queue (Redis at {_where(current_app.conf.broker_url)}) is unreachable, so "
             f"nothing was queued: {str(error).rstrip('.')}. Start Redis (or check REDIS_URL) "
             "and try again."
         ) from error
+
+
+def send_on_commit(task, *args, queued, failed) -> None:
+    """Send once the current transaction commits (the task must see the rows it was given),
+    then call ``queued()``, or ``failed(error)`` if the broker is unreachable: the request that
+    asked still answers, with the error, instead of a 500."""
+
+    def send_now():
+        try:
+            send(task, *args)
+        except BrokerUnavailable as error:
+            failed(error)
+        else:
+            queued()
+
+    transaction.on_commit(send_now)
 
 
 def _where(url: str) -> str:

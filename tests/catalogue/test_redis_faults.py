@@ -19,7 +19,7 @@ from django.urls import reverse
 from catalogue import cache as fail_open
 from catalogue.celery import app
 from catalogue.dburl import url_from_settings
-from catalogue.models import Paper
+from catalogue.models import Paper, Topic
 from ingest.models import IngestRun, Source
 from tests.conftest import SEED
 
@@ -223,3 +223,35 @@ def test_run_now_in_the_admin_with_the_broker_down_says_so(admin_client, broker_
     (message,) = [str(m) for m in response.context["messages"]]
     assert "failed: the task queue (Redis at 127.0.0.1:" in message
     assert IngestRun.objects.get().status == IngestRun.Status.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_saving_a_topic_with_the_broker_down_keeps_it_and_says_tagging_waits(
+    admin_client, broker_down
+):
+    response = admin_client.post(
+        reverse("admin:catalogue_topic_add"),
+        {"name": "Linear attention", "slug": "linear-attention", "query": '"linear attention"'},
+        follow=True,
+    )
+    assert response.status_code == 200
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("were not tagged" in m and "Redis at 127.0.0.1:" in m for m in messages)
+    assert not any("in the background" in m for m in messages)  # nothing claims it was queued
+    assert Topic.objects.filter(slug="linear-attention").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refetch_from_arxiv_with_the_broker_down_says_nothing_was_queued(
+    admin_client, broker_down, papers
+):
+    paper = Paper.objects.get(arxiv_id="2411.00001")
+    response = admin_client.post(
+        reverse("admin:catalogue_paper_changelist"),
+        {"action": "refetch", "_selected_action": [paper.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    messages = [str(m) for m in response.context["messages"]]
+    assert any(m.startswith("Re-fetch not queued: the task queue") for m in messages)
+    assert not any("queued: follow it" in m for m in messages)
