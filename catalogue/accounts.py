@@ -132,6 +132,12 @@ limit_logins = rate_limited(
     "LOGIN_RATE_LIMITS",
     "Too many log-in attempts for this account or from your network.",
 )
+limit_signups = rate_limited(
+    "signup",
+    {"ip": "ip"},
+    "SIGNUP_RATE_LIMITS",
+    "Too many accounts created from your network.",
+)
 limit_password_resets = rate_limited(
     "password-reset",
     PASSWORD_RESET_KEYS,

@@ -256,11 +256,12 @@ if env_bool("TRUST_X_FORWARDED_PROTO", _HTTPS):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Rate limits of catalogue.accounts, in django-ratelimit's "count/period" (s, m, h, d): log-in
-# attempts (the admin's too) and password-reset requests, per submitted name or address and
-# per client address. Behind a proxy the client address is a header the proxy sets, e.g.
+# attempts (the admin's too), password-reset requests and sign-ups, per submitted name or
+# address and per client address. Behind a proxy the client address is a header the proxy sets, e.g.
 # CLIENT_IP_HEADER=HTTP_X_REAL_IP (else every reader shares the proxy's address).
 LOGIN_RATE_LIMITS = {"username": "10/15m", "ip": "30/15m"}
 PASSWORD_RESET_RATE_LIMITS = {"email": "3/h", "ip": "10/h"}
+SIGNUP_RATE_LIMITS = {"ip": "10/h"}
 RATELIMIT_IP_META_KEY = env_str("CLIENT_IP_HEADER") or None
 # A cache that answers nothing lets the attempt through (catalogue.accounts fails open too).
 RATELIMIT_FAIL_OPEN = True

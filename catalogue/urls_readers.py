@@ -7,7 +7,7 @@ from catalogue import accounts, api, saved
 from catalogue.feeds import PaperFeed
 
 account_urls = [
-    path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/signup/", accounts.limit_signups(accounts.signup), name="signup"),
     path("accounts/login/", accounts.limit_logins(auth_views.LoginView.as_view()), name="login"),
     # Django's LogoutView accepts POST only: a link (or a prefetching browser) cannot log out.
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

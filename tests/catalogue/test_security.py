@@ -260,6 +260,19 @@ def test_password_resets_are_limited_per_address_of_the_client(client, ada, smal
     assert statuses == [302] * 4 + [429]
 
 
+def test_sign_ups_are_limited_per_address_of_the_client(client, settings):
+    settings.SIGNUP_RATE_LIMITS = {"ip": "2/h"}
+
+    def sign_up(i):
+        data = {"username": f"new{i}", "email": f"new{i}@example.org"}
+        data |= {"password1": "a long pass phrase 7", "password2": "a long pass phrase 7"}
+        response = Client().post("/accounts/signup/", data)  # a fresh session each time
+        return response.status_code
+
+    assert [sign_up(i) for i in range(3)] == [302, 302, 429]
+    assert User.objects.filter(username__startswith="new").count() == 2
+
+
 UNREACHABLE_REDIS = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
