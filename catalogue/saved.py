@@ -6,6 +6,7 @@ is a 404 (not a 403: we do not even say that it exists).
 
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import parse_qsl, urlencode
 
 from django import forms
@@ -34,6 +35,9 @@ def describe(query: str) -> list[tuple[str, str]]:
 def unique_name(search: SavedSearch, name: str) -> str:
     """``name`` if no other saved search of the same reader has it (a form error, not a 500)."""
     name = name.strip()
+    # A name becomes a digest's email subject, where a line break is refused at every send.
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        raise forms.ValidationError("A name is one line of text, without control characters.")
     others = SavedSearch.objects.filter(user=search.user, name=name).exclude(pk=search.pk)
     if others.exists():
         raise forms.ValidationError("You already have a saved search with this name.")

@@ -84,6 +84,14 @@ def test_a_name_is_required_and_unique_per_reader(client, reader, other_reader):
     assert save(client, "q=c", name="Theirs").status_code == 302  # names are per reader
 
 
+@pytest.mark.parametrize("name", ["Two\nlines", "Tab\there", "Bell\x07"])
+def test_a_name_is_one_line_since_it_becomes_an_email_subject(client, reader, name):
+    response = save(client, "q=a", name=name)
+    assert response.status_code == 400
+    assert "one line of text, without control characters" in response.content.decode()
+    assert not SavedSearch.objects.exists()
+
+
 def test_saving_when_logged_out_goes_through_login_and_keeps_the_search(client, reader):
     client.logout()
     response = save(client, "q=decoupling", name="Later")
