@@ -68,5 +68,4 @@ bench: $(STAMP) $(MODEL_FILES)
 # catalogue under gunicorn; prints tables and appends them to docs/benchmarks.md.
 # Example: make load LOAD_ARGS='--papers 10000 --duration 15'
 load: $(STAMP) $(MODEL_FILES)
-	$(BIN)/pip install --quiet -e '.[dev,load]'
 	$(BIN)/python manage.py load_test $(LOAD_ARGS)

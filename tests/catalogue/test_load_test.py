@@ -91,12 +91,11 @@ def test_tables_count_failures_and_server_errors_apart():
     assert report.errors(requests) == 1
 
 
-def test_a_tiny_sweep_runs_without_errors_and_appends_to_the_docs(tmp_path):
-    # The load test's half needs locust (`pip install -e .[load]`, `make load`): not here.
+def test_a_tiny_load_test_and_sweep_run_without_errors_and_append_to_the_docs(tmp_path):
     out, docs = io.StringIO(), tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nEarlier figures.\n")
     call_command(
-        "load_test", "--skip-load",
+        "load_test", "--users", "2", "--duration", "3",
         "--papers", "300", "--workers", "2", "--sweep-concurrency", "2",
         "--sweep-days", "3", "--sweep-weeks", "2", "--sweep-months", "2",
         "--db-name", f"catalogue_loadtest_{os.getpid()}", "--drop-db",
@@ -104,9 +103,12 @@ def test_a_tiny_sweep_runs_without_errors_and_appends_to_the_docs(tmp_path):
         stdout=out, stderr=io.StringIO(),
     )  # fmt: skip
     overall = [line for line in out.getvalue().splitlines() if line.startswith("| **all** |")]
-    assert len(overall) == 2  # in sequence, then 2 at a time
-    requests, errors = overall[0].split(" | ")[1:3]
+    assert len(overall) == 3  # locust, then the sweep in sequence, then 2 at a time
+    load_requests, failures, cache_hits = overall[0].split(" | ")[1:4]
+    assert int(load_requests.replace(",", "")) > 0 and failures == "0" and cache_hits == "0"
+    requests, errors = overall[1].split(" | ")[1:3]
     assert int(requests.replace(",", "")) == 53 and errors == "0"  # 46 deep and wide, 7 dated
     written = docs.read_text()
     assert written.startswith("# Benchmarks\n\nEarlier figures.\n")  # appended, not replaced
     assert "load test and crawler sweep" in written and "Sweep, 2 at a time" in written
+    assert "Load test: 300 papers, 2 users" in written
