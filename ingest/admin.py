@@ -21,6 +21,7 @@ from django_celery_beat import validators as cron
 
 from catalogue.broker import BrokerUnavailable
 from catalogue.provenance import source_name
+from catalogue.security import WebURLField
 from ingest import sources
 from ingest.http import Fetcher
 from ingest.models import IngestRun, RejectedRecord, Source
@@ -123,7 +124,10 @@ def params_problem(kind: str, url: str | None, params: dict) -> str | None:
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     form = SourceForm
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    # A source is fetched over http(s) only (Django's URL field also takes ftp).
+    formfield_overrides = {
+        models.URLField: {"assume_scheme": "https", "form_class": WebURLField},
+    }
     list_display = ["name", "kind_name", "enabled", "crontab", "last_run", "last_run_counts"]
     list_filter = ["enabled", KindFilter]
     list_editable = ["enabled"]

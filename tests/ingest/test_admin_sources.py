@@ -55,6 +55,15 @@ def test_adding_a_source_checks_its_params_like_a_run_would(admin_client):
     assert not Source.objects.exists()
 
 
+@pytest.mark.parametrize("url", ["ftp://example.org/listing", "javascript:alert(1)"])
+def test_a_source_url_is_a_web_address(admin_client, url):
+    response = admin_client.post(reverse("admin:ingest_source_add"), {**NEW_SOURCE, "url": url})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["url"]
+    assert errors == ["Enter a web address starting with http:// or https://."]
+    assert not Source.objects.exists()
+
+
 def test_a_bad_crontab_field_is_a_form_error(admin_client):
     response = admin_client.post(
         reverse("admin:ingest_source_add"), {**NEW_SOURCE, "crontab": "61 7 * * *"}
