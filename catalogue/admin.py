@@ -593,7 +593,9 @@ def _plain(queryset):
 
 
 def _ids(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip().isdigit()]
+    # ASCII digits only: int() refuses digits such as "²" that str.isdigit() accepts.
+    parts = (part.strip() for part in text.split(","))
+    return [int(part) for part in parts if part.isascii() and part.isdigit() and len(part) < 19]
 
 
 def _merge_url(ids) -> str:

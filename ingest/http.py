@@ -644,7 +644,7 @@ class Fetcher:
 def _expected_size(response: httpx.Response) -> int | None:
     """Content-Length, unless a content-encoding makes it the compressed size."""
     length = response.headers.get("Content-Length", "")
-    if response.headers.get("Content-Encoding") or not length.isdigit():
+    if response.headers.get("Content-Encoding") or not (length.isascii() and length.isdigit()):
         return None
     return int(length)
 

@@ -48,7 +48,7 @@ def int_param(params: Mapping[str, object], name: str, default: int, low: int, h
     """An int in [low, high]; a string of digits counts too (JSON fields get typed by hand)."""
     value = params.get(name, default)
     # bool is an int subclass: `true` in the JSON is a mistake, not 1.
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ValueError(f"{name} must be a whole number from {low} to {high}, not {value!r}")

@@ -183,6 +183,11 @@ def test_merge_page_needs_two_papers(admin_client):
     merge_url = f"{reverse('admin:catalogue_paper_merge')}?ids={paper.pk},999999"
     response = admin_client.get(merge_url, follow=True)
     assert "Choose at least two existing papers to merge." in response.content.decode()
+    # Digits int() refuses, and numbers past a bigint: ignored, not a 500.
+    odd_ids = f"{paper.pk},²,{'9' * 30}"
+    merge_url = reverse("admin:catalogue_paper_merge")
+    response = admin_client.get(merge_url, {"ids": odd_ids}, follow=True)
+    assert "Choose at least two existing papers to merge." in response.content.decode()
 
 
 def test_possible_duplicates_lists_alike_titles_with_a_merge_link(admin_client):

@@ -475,6 +475,7 @@ def test_hf_listing_page_is_dated_today(apis, fetcher):
         (arxiv_snapshot, "https://example.org/s.jsonl", {"gzip": 1}, "accepted: none"),
         (hf_page, None, {}, "needs a url"),
         (hf_daily, None, ["date"], "params must be an object"),
+        (hf_daily, None, {"date": "today", "limit": "²"}, "limit must be a whole number"),
     ],
 )
 def test_bad_params_are_refused_before_any_request(apis, fetcher, module, url, params, message):
