@@ -22,6 +22,7 @@ from django.conf import settings
 
 from catalogue.dburl import url_from_settings
 from catalogue.models import Paper
+from ingest.models import IngestRun
 from tests.conftest import SEED
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 START_SECONDS = 120
 RESTART_SECONDS = 15
 STOP_SECONDS = 60
+DEMO_SECONDS = 300  # the demo's ~4,600 papers: 35 s on an idle machine
 
 
 def _free_port() -> int:
@@ -41,9 +43,9 @@ def _free_port() -> int:
 
 
 class Stack:
-    """A ``runstack --no-demo`` child and what it printed."""
+    """A ``runstack`` child (``--no-demo`` unless ``demo``) and what it printed."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, demo: bool = False):
         self.port = _free_port()
         self.env = {
             **os.environ,
@@ -55,7 +57,8 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runstack", "--no-demo", "--port", str(self.port)],
+            [sys.executable, "manage.py", "runstack", "--port", str(self.port)]
+            + ([] if demo else ["--no-demo"]),
             cwd=settings.BASE_DIR,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -149,6 +152,18 @@ def _eventually(read, timeout: float = 60):
     return value
 
 
+def _stop(stack: Stack) -> None:
+    everything = _descendants(stack.process.pid)
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGTERM)
+        try:
+            stack.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
+    for pid in _alive(everything):  # never leave a test's processes behind
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def stack(tmp_path):
     stack = Stack(tmp_path)
@@ -156,15 +171,26 @@ def stack(tmp_path):
         stack.wait_for("The catalogue is up", START_SECONDS)
         yield stack
     finally:
-        everything = _descendants(stack.process.pid)
-        if stack.process.poll() is None:
-            stack.process.send_signal(signal.SIGTERM)
-            try:
-                stack.process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                stack.process.kill()
-        for pid in _alive(everything):  # never leave a test's processes behind
-            os.kill(pid, signal.SIGKILL)
+        _stop(stack)
+
+
+def test_a_worker_killed_during_the_demo_ingest_is_restarted_and_the_demo_completes(tmp_path):
+    stack = Stack(tmp_path, demo=True)
+    try:
+        stack.wait_for("Ingesting the demo", START_SECONDS)
+        running = IngestRun.objects.filter(status=IngestRun.Status.RUNNING)
+        _eventually(running.exists, START_SECONDS)
+        os.kill(stack.child("celery", "worker"), signal.SIGKILL)
+        stack.wait_for(r"The worker died \(killed by SIGKILL\)", RESTART_SECONDS)
+        # The restarted worker resumes the killed one's runs; the demo ends and the site serves.
+        stack.wait_for("The catalogue is up", DEMO_SECONDS)
+        report = stack.wait_for(r"Demo: ([\d,]+) papers", 1)
+        assert int(report[1].replace(",", "")) == Paper.objects.count() > 4000
+        # Only the sample that fails on purpose (an arXiv API error answer) failed.
+        assert "1 sample(s) failed" in stack.output()
+        assert not IngestRun.objects.exclude(status__in=IngestRun.FINISHED).exists()
+    finally:
+        _stop(stack)
 
 
 def test_the_site_is_served_by_gunicorn_with_its_static_files(stack):

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -129,7 +130,7 @@ class Command(BaseCommand):
             for name, arguments in _background_commands():
                 self._start(Child(name, arguments, env), children)
             if not no_demo:
-                self._ingest_demo()
+                self._while_supervising(children, self._ingest_demo)
             web = _web_command(addr, port, dev, web_workers)
             self._start(Child("web", web, env), children)
             _wait_for_port(addr, int(port))
@@ -179,16 +180,41 @@ class Command(BaseCommand):
             raise Stop
 
     def _supervise(self, children: list[Child]) -> None:
-        """Restart a child that died, after a pause that grows while it keeps dying."""
         while True:
-            for child in children:
-                if child.restart_at is None and child.died():
-                    how = child.exit_description()
-                    delay = child.schedule_restart()
-                    self.stderr.write(f"The {child.name} died ({how}); restarting in {delay} s.")
-                elif child.restart_at is not None and time.monotonic() >= child.restart_at:
-                    self._start(child)
+            self._restart_the_dead(children)
             time.sleep(0.2)
+
+    def _while_supervising(self, children: list[Child], work) -> None:
+        """Run ``work`` in a thread while the children are supervised: a worker that dies
+        during the demo ingest is restarted, and ingest's reaper resumes its runs (the main
+        thread keeps the signals, so a stop still interrupts at once)."""
+        failures: list[BaseException] = []
+
+        def run():
+            try:
+                work()
+            except BaseException as error:  # handed to the main thread, raised there
+                failures.append(error)
+            finally:
+                connection.close()  # this thread's own connection
+
+        thread = threading.Thread(target=run, name="demo-ingest", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            self._restart_the_dead(children)
+            thread.join(0.2)
+        if failures:
+            raise failures[0]
+
+    def _restart_the_dead(self, children: list[Child]) -> None:
+        """Restart a child that died, after a pause that grows while it keeps dying."""
+        for child in children:
+            if child.restart_at is None and child.died():
+                how = child.exit_description()
+                delay = child.schedule_restart()
+                self.stderr.write(f"The {child.name} died ({how}); restarting in {delay} s.")
+            elif child.restart_at is not None and time.monotonic() >= child.restart_at:
+                self._start(child)
 
     def _ingest_demo(self) -> None:
         """Every bundled sample through the worker (catalogue.demo says which), quietly: one
