@@ -226,3 +226,20 @@ def test_a_second_sigterm_while_stopping_still_stops_every_child(stack):
     assert stack.process.wait(timeout=STOP_SECONDS) == 0
     assert not _alive(children), stack.output()
     assert "Stopped" in stack.output()
+
+
+def test_a_stop_during_the_demo_ingest_stops_every_child_at_once(tmp_path):
+    stack = Stack(tmp_path, demo=True)
+    try:
+        stack.wait_for("Ingesting the demo", START_SECONDS)
+        _eventually(IngestRun.objects.filter(status=IngestRun.Status.RUNNING).exists)
+        children = _descendants(stack.process.pid)
+        assert stack.child("celery", "worker") in children
+        stopped_at = time.monotonic()
+        stack.process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert stack.process.wait(timeout=STOP_SECONDS) == 0
+        assert time.monotonic() - stopped_at < STOP_SECONDS  # no wait for the demo's runs
+        assert not _alive(children)
+        _eventually(lambda: "Stopped" in stack.output(), 10)  # its last words, read by a thread
+    finally:
+        _stop(stack)
