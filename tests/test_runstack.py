@@ -45,7 +45,7 @@ def _free_port() -> int:
 class Stack:
     """A ``runstack`` child (``--no-demo`` unless ``demo``) and what it printed."""
 
-    def __init__(self, tmp_path: Path, demo: bool = False):
+    def __init__(self, tmp_path: Path, demo: bool = False, *options: str):
         self.port = _free_port()
         self.env = {
             **os.environ,
@@ -58,7 +58,8 @@ class Stack:
         }
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "runstack", "--port", str(self.port)]
-            + ([] if demo else ["--no-demo"]),
+            + ([] if demo else ["--no-demo"])
+            + list(options),
             cwd=settings.BASE_DIR,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -198,6 +199,18 @@ def test_the_site_is_served_by_gunicorn_with_its_static_files(stack):
     assert page.status_code == 200
     assert page.headers["server"] == "gunicorn"
     assert httpx.get(stack.url("/static/catalogue.css"), timeout=30).status_code == 200
+
+
+def test_make_dev_serves_with_the_autoreloading_development_server(tmp_path):
+    stack = Stack(tmp_path, False, "--dev")
+    try:
+        stack.wait_for("The catalogue is up", START_SECONDS)
+        page = httpx.get(stack.url("/"), timeout=30)
+        assert page.status_code == 200
+        assert page.headers["server"].startswith("WSGIServer")  # Django's runserver
+        assert stack.find_child("-m", "gunicorn") is None
+    finally:
+        _stop(stack)
 
 
 def test_a_killed_worker_is_restarted_and_an_ingest_still_completes(stack):
