@@ -309,9 +309,7 @@ _PRIVATE_HINT = "set INGEST_ALLOW_PRIVATE_HOSTS=1 to fetch from private hosts"
 
 def address_refusal(address: str) -> str | None:
     """Why ``address`` (an IP) must not be fetched from, or None for a public address."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    ip = _embedded_ipv4(ipaddress.ip_address(address.split("%", 1)[0]))  # zone: "fe80::1%eth0"
     kinds = (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
@@ -323,6 +321,22 @@ def address_refusal(address: str) -> str | None:
     )
     kind = next((kind for kind, matched in kinds if matched), None)
     return kind and f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} address"
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are an IPv4 address
+
+
+def _embedded_ipv4(ip):
+    """The IPv4 address an IPv6 one stands for, where the network reaches it through that IPv4
+    address: mapped (::ffff:127.0.0.1), NAT64 (64:ff9b::7f00:1) and 6to4 (2002:7f00:1::);
+    else ``ip``. Each would otherwise pass as a global IPv6 address."""
+    if ip.version == 4:
+        return ip
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour or ip
 
 
 def public_addresses(host: str, port: int) -> list[str]:

@@ -591,6 +591,11 @@ def test_unchanged_download_comes_back_not_modified_without_a_file(server, make_
         ("127.0.0.1", "a loopback address"),
         ("::1", "a loopback address"),
         ("::ffff:127.0.0.1", "a loopback address"),
+        ("64:ff9b::7f00:1", "a loopback address"),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", "a link-local address"),  # NAT64 of 169.254.169.254
+        ("2002:7f00:1::", "a loopback address"),  # 6to4 of 127.0.0.1
+        ("2002:c0a8:1::1", "a private address"),  # 6to4 of 192.168.0.1
+        ("64:ff9b::808:808", None),  # NAT64 of a public address
         ("10.1.2.3", "a private address"),
         ("192.168.0.10", "a private address"),
         ("172.16.5.4", "a private address"),
