@@ -155,6 +155,18 @@ def table(samples: list[Sample]) -> str:
     return "\n".join(lines)
 
 
+def slowest(samples: list[Sample], count: int) -> str:
+    """The ``count`` slowest requests: where the p95 comes from."""
+    lines = ["| page class | URL | ms | SQL ms | queries | slowest query ms | render ms |"]
+    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    for s in sorted(samples, key=lambda s: s.total_ms, reverse=True)[:count]:
+        lines.append(
+            f"| {s.kind} | `{s.url}` | {s.total_ms:.1f} | {s.sql_ms:.1f} | {s.queries} "
+            f"| {s.slowest_query_ms:.1f} | {s.render_ms:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def _row(kind: str, rows: list[Sample]) -> str:
     totals = [r.total_ms for r in rows]
 

@@ -33,9 +33,10 @@ def test_it_prints_a_row_per_page_class_with_its_sql_and_rendering(tiny_catalogu
         "profile_pages", "--per-class", "2", "--corpus", str(tiny_catalogue),
         stdout=out, stderr=io.StringIO(),
     )  # fmt: skip
+    per_class, _, slowest = out.getvalue().partition("Each URL requested once")
     rows = {
         cells[0]: cells[1:]
-        for line in out.getvalue().splitlines()
+        for line in per_class.splitlines()
         if line.startswith("| ") and not line.startswith("| page class")
         for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
     }
@@ -50,6 +51,7 @@ def test_it_prints_a_row_per_page_class_with_its_sql_and_rendering(tiny_catalogu
         assert float(render) >= 0 and float(rest) >= 0
     assert float(rows["rare word"][7]) > 0  # list pages render a template
     assert float(rows["API"][7]) == 0  # the API renders none
+    assert slowest.count("| `/") == 10  # the ten slowest requests, their URLs
 
 
 def test_the_clock_counts_a_phase_inside_itself_once_and_nested_time_apart():

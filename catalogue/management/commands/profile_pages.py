@@ -5,9 +5,10 @@ Draws ``--per-class`` distinct new URLs of each page class of the load test
 once in this process through Django's test client with the page and summary caches off, and
 prints per class: p50/p95 wall time and the medians of SQL (time, queries, slowest query),
 template rendering, the rest, and the list view's summary, highlight and topic steps
-(``catalogue.loadtest.profiling``). One more URL per class runs first, untimed (imports,
-templates, the connection). ``--cprofile``: then the URLs of one class (default: the slowest
-p50) again under cProfile, its top functions by cumulative and own time.
+(``catalogue.loadtest.profiling``), then the ``--slowest`` requests. One more URL per class
+runs first, untimed (imports, templates, the connection). ``--cprofile``: then the URLs of one
+class (default: the slowest p50) again under cProfile, its top functions by cumulative and own
+time (``--cprofile-out``: the profile saved for pstats or snakeviz).
 
 Run it on a benchmark catalogue as production runs (DEBUG=0), e.g. on ``make load``'s:
 ``DATABASE_URL=…/catalogue_load_100000 DEBUG=0 HTTPS_ONLY=0 SECRET_KEY=… manage.py
@@ -47,7 +48,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--cprofile", nargs="?", const="slowest", help="profile a class (default: slowest)"
         )
+        parser.add_argument("--slowest", type=int, default=10, help="slowest requests listed")
         parser.add_argument("--top", type=int, default=30, help="functions --cprofile lists")
+        parser.add_argument("--cprofile-out", type=Path, help="also save the profile (pstats)")
 
     def handle(self, *args, **options):
         vocabulary = read_vocabulary(self._corpus(options))
@@ -61,13 +64,14 @@ class Command(BaseCommand):
         with override_settings(PAGE_CACHE_SECONDS=0, SUMMARY_CACHE_SECONDS=0):
             client = Client(raise_request_exception=False)
             samples = self._run(client, urls)
-            self.stdout.write(profiling.table(samples) + "\n\n" + profiling.LEGEND + "\n")
+            self.stdout.write(profiling.table(samples) + "\n\n" + profiling.LEGEND + "\n\n")
+            self.stdout.write(profiling.slowest(samples, options["slowest"]) + "\n")
             self._note(f"load average after: {_load()}")
             if options["cprofile"]:
                 kind = options["cprofile"]
                 if kind == "slowest":
                     kind = _slowest(samples)
-                self._profile(client, kind, urls[kind][1:], options["top"])
+                self._profile(client, kind, urls[kind][1:], options)
 
     def _corpus(self, options) -> Path:
         if options["corpus"]:
@@ -91,15 +95,17 @@ class Command(BaseCommand):
                     samples.append(profiling.measure(client, kind, url, **self._extra()))
         return samples
 
-    def _profile(self, client: Client, kind: str, urls: list[str], top: int) -> None:
+    def _profile(self, client: Client, kind: str, urls: list[str], options) -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         for url in urls:
             client.get(url, **self._extra())
         profiler.disable()
+        if options["cprofile_out"]:
+            profiler.dump_stats(options["cprofile_out"])
         for order in ("cumulative", "tottime"):
             text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(top)
+            pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(options["top"])
             self.stdout.write(f"\ncProfile of {len(urls)} '{kind}' requests, by {order}:\n")
             self.stdout.write(_trimmed(text.getvalue()))
 
