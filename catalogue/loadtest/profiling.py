@@ -196,4 +196,6 @@ nearest-rank percentiles of the wall time; the other columns are medians per req
 sum of every statement's execute time (queries: how many; slowest query: the longest one, close
 to the page's main query, the benchmark's "floor"). render: Django template rendering without
 the SQL it ran. rest: wall - SQL - render (middleware, view, filter, form, paginator, client).
-summary/highlight/topics: the list view's steps, wall time including their own SQL."""
+summary/highlight/topics: the list view's steps, wall time including their own SQL; the page's
+rows are a lazy queryset, so the first step that reads them (highlight on a search, else topics)
+also pays the page's main query."""
