@@ -1,0 +1,66 @@
+"""``manage.py profile_pages`` on a tiny catalogue: a row for every page class, none an error;
+and a clock that counts nested phases once."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from django.core.management import call_command
+
+from catalogue import benchmark
+from catalogue.loadtest import workload
+from catalogue.loadtest.profiling import PhaseClock
+from catalogue.models import Topic
+from ingest import corpus
+
+
+@pytest.fixture
+def tiny_catalogue(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    corpus.write_corpus(path, 120)
+    call_command("ingest", str(path), "--inline", "--no-progress", stdout=io.StringIO())
+    for name, slug, query in benchmark.TOPICS:  # the topic class's URLs name them
+        Topic.objects.create(name=name, slug=slug, query=query)
+    return path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_prints_a_row_per_page_class_with_its_sql_and_rendering(tiny_catalogue):
+    out = io.StringIO()
+    call_command(
+        "profile_pages", "--per-class", "2", "--corpus", str(tiny_catalogue),
+        stdout=out, stderr=io.StringIO(),
+    )  # fmt: skip
+    per_class, _, slowest = out.getvalue().partition("Each URL requested once")
+    rows = {
+        cells[0]: cells[1:]
+        for line in per_class.splitlines()
+        if line.startswith("| ") and not line.startswith("| page class")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    classes = workload.Mix(None, None).classes()
+    assert set(rows) == {*classes, "**all**"}
+    assert rows["**all**"][0] == str(2 * len(classes))
+    for name, (requests, not_ok, p50, p95, sql, queries, _, render, rest, *_) in rows.items():
+        assert requests == "2" or name == "**all**"
+        assert not_ok == "0", name  # every page computed, none an error
+        assert 0 < float(p50) <= float(p95)
+        assert float(queries) >= 1 and float(sql) > 0
+        assert float(render) >= 0 and float(rest) >= 0
+    assert float(rows["rare word"][7]) > 0  # list pages render a template
+    assert float(rows["API"][7]) == 0  # the API renders none
+    assert slowest.count("| `/") == 10  # the ten slowest requests, their URLs
+
+
+def test_the_clock_counts_a_phase_inside_itself_once_and_nested_time_apart():
+    clock = PhaseClock()
+    with clock.phase("render"):
+        time.sleep(0.01)
+        with clock.phase("render"), clock.phase("sql"):  # a template inside a template
+            time.sleep(0.02)
+    assert clock.counts == {"render": 1, "sql": 1}
+    assert 0.03 <= clock.inclusive["render"] < 0.05
+    assert 0.01 <= clock.exclusive["render"] < 0.02  # without the SQL inside it
+    assert 0.02 <= clock.inclusive["sql"] == clock.exclusive["sql"]
