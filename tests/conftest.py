@@ -37,8 +37,11 @@ def _wait_until_ready(worker: WorkerProcess, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def start_worker(log_path: Path, queue: str, **extra_env: str) -> WorkerProcess:
-    """Start a ``celery worker`` process on ``queue`` that reads the test database."""
+def start_worker(
+    log_path: Path, queue: str, own_process_group: bool = False, **extra_env: str
+) -> WorkerProcess:
+    """Start a ``celery worker`` process on ``queue`` that reads the test database; with
+    ``own_process_group``, in a session of its own, so that its whole group can be killed."""
     env = {
         **os.environ,
         "DATABASE_URL": url_from_settings(settings.DATABASES["default"]),
@@ -53,7 +56,12 @@ def start_worker(log_path: Path, queue: str, **extra_env: str) -> WorkerProcess:
     ]  # fmt: skip
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_process_group,
         )
     worker = WorkerProcess(process, queue, log_path)
     _wait_until_ready(worker)

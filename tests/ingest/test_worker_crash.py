@@ -7,15 +7,10 @@ counts of one clean run.
 
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
-from django.conf import settings
 
-from catalogue.dburl import url_from_settings
 from catalogue.models import Paper, Sighting
 from ingest.models import IngestRun
 from ingest.runner import create_run
@@ -24,8 +19,8 @@ from ingest.tasks import ingest_run
 from tests.conftest import (
     FAST_RETRIES,
     WorkerProcess,
-    _wait_until_ready,
     private_queue,
+    start_worker,
     stop_worker,
 )
 
@@ -39,31 +34,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def start_worker_group(log_path, queue: str) -> WorkerProcess:
     """A worker in a process group of its own, so that the whole group can be killed."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": url_from_settings(settings.DATABASES["default"]),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_QUEUE": queue,
-        **FAST_RETRIES,
-        **WORKER_ENV,
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "catalogue", "worker", "-Q", queue,
-        "-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h", "--concurrency", "1", "-l", "info",
-        "--without-mingle", "--without-gossip", "--without-heartbeat",
-    ]  # fmt: skip
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = WorkerProcess(process, queue, log_path)
-    _wait_until_ready(worker)
-    return worker
+    return start_worker(log_path, queue, own_process_group=True, **FAST_RETRIES, **WORKER_ENV)
 
 
 def wait_for(condition, timeout: float, what: str):
