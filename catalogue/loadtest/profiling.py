@@ -2,7 +2,8 @@
 
 Each request runs in-process through Django's test client while a ``PhaseClock`` times its
 phases: every SQL statement (a ``connection.execute_wrapper``), template rendering (the
-Django backend's ``Template.render``, nested renders counted once) and a few named steps of
+Django and Jinja2 backends' ``Template.render``: the reader pages are Jinja2, their form
+widgets Django templates; nested renders counted once) and a few named steps of
 the list view (summary, highlights, topic chips). The clock keeps both a phase's inclusive
 time (its wall time, SQL run inside it included) and its exclusive time (without the
 phases nested in it), so SQL + render (exclusive) + rest add up to the request's wall time.
@@ -29,7 +30,11 @@ STEPS = {
     "highlight": ("catalogue.views", "_highlight"),  # ts_headline of the page's rows, <mark>
     "topics": ("catalogue.views", "_attach_topics"),  # the cards' topic chips
 }
-RENDER = ("django.template.backends.django", "Template", "render")
+# Both template backends' render: a page is a Jinja2 template, its form widgets Django ones.
+RENDERS = [
+    ("django.template.backends.django", "Template", "render"),
+    ("django.template.backends.jinja2", "Template", "render"),
+]
 
 
 class PhaseClock:
@@ -93,8 +98,10 @@ def instrumented(clock: PhaseClock, slowest: list[float]) -> Iterator[None]:
             finally:
                 slowest[0] = max(slowest[0], time.perf_counter() - started)
 
-    module, cls, name = RENDER
-    targets = [(getattr(importlib.import_module(module), cls), name, "render")]
+    targets = [
+        (getattr(importlib.import_module(module), cls), name, "render")
+        for module, cls, name in RENDERS
+    ]
     targets += [(importlib.import_module(m), n, label) for label, (m, n) in STEPS.items()]
     originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
     try:
@@ -194,8 +201,9 @@ LEGEND = """\
 Each URL requested once, in-process (Django test client), page and summary caches off. p50/p95:
 nearest-rank percentiles of the wall time; the other columns are medians per request. SQL: the
 sum of every statement's execute time (queries: how many; slowest query: the longest one, close
-to the page's main query, the benchmark's "floor"). render: Django template rendering without
-the SQL it ran. rest: wall - SQL - render (middleware, view, filter, form, paginator, client).
+to the page's main query, the benchmark's "floor"). render: template rendering (Jinja2 pages,
+Django form widgets) without the SQL it ran. rest: wall - SQL - render (middleware, view,
+filter, form, paginator, client).
 summary/highlight/topics: the list view's steps, wall time including their own SQL; the page's
 rows are a lazy queryset, so the first step that reads them (highlight on a search, else topics)
 also pays the page's main query."""
