@@ -27,7 +27,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from catalogue import hybrid, search
+from catalogue import hybrid, jinja, search
 from catalogue.hybrid import Mode
 from catalogue.models import Paper, Topic
 from catalogue.summary import CachedRanking, cached_ranking
@@ -63,6 +63,8 @@ TRENDING_EXPLAINED = (
 
 
 class PaperFilterForm(forms.Form):
+    default_renderer = jinja.FORM_RENDERER  # rendered on every list page: the fast widgets
+
     def clean(self):
         cleaned = super().clean()
         since, until = cleaned.get("since"), cleaned.get("until")

@@ -15,6 +15,7 @@ import datetime as dt
 from types import SimpleNamespace
 
 from django.contrib.humanize.templatetags import humanize
+from django.forms import renderers
 from django.template import defaultfilters, defaulttags
 from django.templatetags.static import static
 from django.urls import reverse
@@ -23,6 +24,11 @@ from django.utils.functional import Promise
 from jinja2 import ChainableUndefined, Environment, pass_context
 
 from catalogue import security
+
+# For the list page's form (catalogue.filters): its ten widgets from Django's Jinja2 widget
+# templates render in a third of the time of the Django-template ones (same HTML). One instance:
+# it holds its template engine.
+FORM_RENDERER = renderers.Jinja2()
 
 # Django's own abbreviations ("M"): the format is not the process locale's (%b).
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 
 from catalogue.dburl import url_from_settings
+from tests.jinja_support import record_jinja2_renders
 
 DATA_DIR = Path(__file__).parent / "data"
 SEED = DATA_DIR / "seed" / "hf-papers-search-listing.txt"
@@ -124,6 +125,12 @@ def celery_worker(django_db_setup, tmp_path_factory):
 @pytest.fixture
 def seed_bytes() -> bytes:
     return SEED.read_bytes()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _jinja2_renders_recorded():
+    """``response.context`` and ``response.templates`` for the Jinja2 reader pages too."""
+    record_jinja2_renders()
 
 
 @pytest.fixture(autouse=True)
