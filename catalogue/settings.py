@@ -52,8 +52,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "catalogue.urls"
 WSGI_APPLICATION = "catalogue.wsgi.application"
 
-# Reader pages are Jinja2 (templates/jinja2/, catalogue/jinja.py: several times faster to render
-# than Django templates); the admin, form widgets and emails are Django templates (templates/).
+# Reader pages are Jinja2 (templates/jinja2/, catalogue/jinja.py: a third of the CPU time of Django
+# templates); the admin and emails are Django templates (templates/).
 # Jinja2 comes first: a name both could load (registration/login.html) is the reader page.
 TEMPLATES = [
     {
