@@ -138,21 +138,24 @@ class ReplicaSet:
     def _is_healthy(self, alias: str) -> bool:
         health = self.health.setdefault(alias, Health())
         if self.clock() - health.checked_at >= self.check_every:
-            self.health[alias] = health = self._check(alias)
-        return health.healthy
+            self.health[alias] = self._check(alias, health)
+        return self.health[alias].healthy
 
-    def _check(self, alias: str) -> Health:
+    def _check(self, alias: str, before: Health) -> Health:
+        """Measure ``alias``; log when it goes out of use or back (not at every check)."""
         now = self.clock()
         try:
             in_recovery, lag = self.measure(alias)
         except DatabaseError as error:
-            logger.warning("replica %s is skipped: %s", alias, str(error).strip())
-            return Health(checked_at=now)
-        healthy = in_recovery and lag <= self.max_lag
-        if not healthy:
-            why = f"lags {lag:.1f} s" if in_recovery else "is not in recovery (promoted?)"
-            logger.warning("replica %s is skipped: it %s", alias, why)
-        return Health(checked_at=now, healthy=healthy, lag=lag)
+            in_recovery, lag, why = False, math.inf, str(error).strip()
+        else:
+            why = f"it lags {lag:.1f} s" if in_recovery else "it is not in recovery (promoted?)"
+        health = Health(checked_at=now, healthy=in_recovery and lag <= self.max_lag, lag=lag)
+        if not health.healthy and (before.healthy or before.checked_at == -math.inf):
+            logger.warning("replica %s is skipped: %s", alias, why)
+        elif health.healthy and not before.healthy and before.checked_at != -math.inf:
+            logger.warning("replica %s is used again (lag %.1f s)", alias, lag)
+        return health
 
 
 def replicas_from_settings() -> ReplicaSet:

@@ -120,6 +120,23 @@ def test_a_replica_marked_down_is_skipped_until_its_next_check():
     assert replicas.healthy() == ["replica1"]
 
 
+def test_a_replica_going_out_of_use_and_back_is_logged_once_each_way(caplog):
+    fake = FakeReplicas(replica1="down")
+    replicas = fake.replica_set(check_every=1)
+    for second in range(3):
+        fake.now = second
+        replicas.healthy()
+    fake.states["replica1"] = (True, 0.5)
+    for second in range(3, 6):
+        fake.now = second
+        replicas.healthy()
+    assert len(fake.checks) == 6
+    assert [r.getMessage() for r in caplog.records] == [
+        "replica replica1 is skipped: connection refused",
+        "replica replica1 is used again (lag 0.5 s)",
+    ]
+
+
 # --- which alias for which read --------------------------------------------------------------
 
 
