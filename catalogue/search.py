@@ -25,10 +25,11 @@ from functools import lru_cache, reduce
 from operator import and_, or_
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
-from django.db import connection
 from django.db.models import F, Q, QuerySet
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+
+from catalogue.routers import catalogue_connection
 
 CONFIG = "english"
 AUTHOR_CONFIG = "simple"
@@ -188,7 +189,7 @@ def _normalise(terms: list[Term], phrase: str) -> tuple[list[tuple[str, str]], s
         for _ in terms
     )
     params = [value for term in terms for value in (term.text, term.text)]
-    with connection.cursor() as cursor:
+    with catalogue_connection().cursor() as cursor:
         cursor.execute(
             f"SELECT {selects}, phraseto_tsquery('{CONFIG}', %s)::text", [*params, phrase]
         )
@@ -328,7 +329,7 @@ def rank(query: SearchQuery) -> SearchRank:
 
 def title_lexemes_query(title: str) -> str:
     """An OR of a title's stemmed words (stop words dropped), as tsquery text."""
-    with connection.cursor() as cursor:
+    with catalogue_connection().cursor() as cursor:
         cursor.execute(
             f"SELECT replace(strip(to_tsvector('{CONFIG}', %s))::text, ' ', ' | ')", [title]
         )

@@ -317,3 +317,27 @@ INGEST_ALLOW_PRIVATE_HOSTS = env_bool("INGEST_ALLOW_PRIVATE_HOSTS", False)
 # A run counts every rejected record but stores only the first this many (reason, position,
 # excerpt): a junk file must not write a row per line.
 INGEST_MAX_STORED_REJECTIONS = env_int("INGEST_MAX_STORED_REJECTIONS", 1000)
+
+
+# --- Read replicas (issue 15) -----------------------------------------------------------------
+# Reader pages, feeds and the API read from streaming replicas when DATABASE_REPLICA_URLS
+# lists some (comma-separated, DATABASE_URL's forms); everything else uses the primary
+# (catalogue.routers says which reads go where; docs/deploy.md). Without replicas the router
+# and its middleware answer "default" for everything: nothing changes.
+DATABASE_REPLICAS = []
+for _number, _url in enumerate(env_list("DATABASE_REPLICA_URLS", []), start=1):
+    if _url.split("://", 1)[0] not in ("postgres", "postgresql"):
+        raise ConfigError("DATABASE_REPLICA_URLS must be postgresql:// URLs, comma-separated")
+    _replica = database_from_url(_url)
+    # A replica whose host is gone must cost its health check 2 s, not a TCP timeout.
+    _replica["OPTIONS"].setdefault("connect_timeout", "2")
+    _replica["TEST"] = {"MIRROR": "default"}  # tests read the test database through it
+    DATABASES[f"replica{_number}"] = _replica
+    DATABASE_REPLICAS.append(f"replica{_number}")
+# A replica further behind than this many seconds is skipped; each process checks each replica
+# at most every DATABASE_REPLICA_CHECK_SECONDS (one small query on it and one on the primary).
+DATABASE_REPLICA_MAX_LAG = env_int("DATABASE_REPLICA_MAX_LAG", 10)
+DATABASE_REPLICA_CHECK_SECONDS = env_int("DATABASE_REPLICA_CHECK_SECONDS", 5)
+DATABASE_ROUTERS = ["catalogue.routers.ReplicaRouter"]
+# Last: it wraps the view alone, so answering again from the primary re-runs only the view.
+MIDDLEWARE += ["catalogue.routers.ReplicaReadsMiddleware"]

