@@ -139,7 +139,7 @@ class PaperFeed(Feed):
 
     def item_categories(self, paper: Paper) -> list[str]:
         terms = [paper.primary_category, *paper.categories]
-        terms += [link.topic.slug for link in paper.shown_topics]
+        terms += [topic["slug"] for topic in paper.topic_list]
         return list(dict.fromkeys(term for term in terms if term))
 
     def item_extra_kwargs(self, paper: Paper) -> dict:

@@ -13,8 +13,9 @@ sampled matches in an index of 20,000 papers instead of probing the table:
 
 Summaries, and relevance rankings (``CachedRanking``: the ranked ids), are cached in Redis for
 ``SUMMARY_CACHE_SECONDS``, keyed by the query's SQL and the catalogue's last change
-(``max(updated_at)``), so a hot search computes them once. Other orders are read live from
-their indexes; whole anonymous pages have their own cache (``catalogue.pagecache``).
+(``max(updated_at)``), so a hot search computes them once; the catalogue's last change and its
+size are read in one statement, once per request (``catalogue_state``). Other orders are read
+live from their indexes; whole anonymous pages have their own cache (``catalogue.pagecache``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -33,8 +34,8 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
-from django.db import connection, transaction
-from django.db.models import Count, Max, QuerySet
+from django.db import connection
+from django.db.models import Count, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 
@@ -66,7 +67,9 @@ def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
 def _cached(key: str, compute):
     """The cached value of ``key``, else ``compute()``, cached for SUMMARY_CACHE_SECONDS.
     0 seconds turns caching off, reads included: every figure is computed afresh."""
-    value = cache.get(key) if settings.SUMMARY_CACHE_SECONDS > 0 else None
+    if settings.SUMMARY_CACHE_SECONDS <= 0:
+        return compute()  # not even a set: Redis would be asked to delete the key
+    value = cache.get(key)
     if value is None:
         value = compute()
         cache.set(key, value, settings.SUMMARY_CACHE_SECONDS)
@@ -90,7 +93,50 @@ def _versioned_key(kind: str, text: str) -> str:
 
 def catalogue_version() -> str:
     """The latest change to any paper (one read of the updated_at index)."""
-    return str(Paper.objects.aggregate(last=Max("updated_at"))["last"])
+    return catalogue_state()[0]
+
+
+# What one request has read of the catalogue's state (``catalogue_state``): per thread, as
+# a request is; started and dropped by the request_started and request_finished signals.
+_request = threading.local()
+
+
+def catalogue_state() -> tuple[str, int]:
+    """(the latest change to any paper, the papers table's estimated rows), in one statement.
+
+    The page cache, the summary's and the ranking's keys and the summary's choice of method
+    all need them: within a request they are read once (a page would otherwise pay three or
+    four round trips for them). Outside requests (tasks, commands, tests) every call reads
+    them afresh, as a change may come between two calls."""
+    memo = getattr(_request, "memo", None)
+    if memo is None:
+        return _read_state()
+    if "state" not in memo:
+        memo["state"] = _read_state()
+    return memo["state"]
+
+
+def _read_state() -> tuple[str, int]:
+    # max(updated_at) reads one entry of its index; reltuples is PostgreSQL's estimate,
+    # kept by ANALYZE and autovacuum.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT max(updated_at) FROM catalogue_paper),"
+            " (SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass)",
+            [Paper._meta.db_table],
+        )
+        last, rows = cursor.fetchone()
+    return str(last), max(rows or 0, 0)
+
+
+def start_request_memo(**kwargs) -> None:
+    """``request_started`` receiver: this request reads the catalogue's state once."""
+    _request.memo = {}
+
+
+def end_request_memo(**kwargs) -> None:
+    """``request_finished`` receiver: what follows (another request, a task) reads afresh."""
+    _request.memo = None
 
 
 def _summary(matches: QuerySet, topics: bool) -> Summary:
@@ -155,24 +201,37 @@ def _ids_by_month(matches: QuerySet) -> dict[dt.date | None, list[int]]:
         .annotate(ids=ArrayAgg("pk"))
         .values_list("month", "ids")
     )
-    sql, _ = rows.query.sql_with_params()
-    if "@@" not in sql:  # no full-text condition
-        return dict(rows)
-    with _planner_without("enable_indexscan"):
-        return dict(rows)
+    # No plain index scans for a full-text condition ("@@"): the SQL tells, compiled once.
+    return dict(rows_without(rows, "enable_indexscan", unless=lambda sql: "@@" not in sql))
 
 
-@contextmanager
-def _planner_without(*settings: str):
-    """Plan kinds PostgreSQL must not choose for the statements run inside.
+def rows_without(rows: QuerySet, *planner_settings: str, unless=lambda sql: False) -> list:
+    """The rows of ``rows`` (a ``values_list``), read by a statement for which PostgreSQL
+    must not choose the plan kinds ``planner_settings`` (``unless(sql)`` says otherwise).
 
-    On an error the savepoint's rollback undoes the settings; a RESET there would fail in the
-    aborted transaction and hide the statement's own error."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("; ".join(f"SET LOCAL {setting} = off" for setting in settings))
-        yield
-        # An enclosing transaction goes on.
-        cursor.execute("; ".join(f"RESET {setting}" for setting in settings))
+    One round trip: ``SET LOCAL …; SELECT …; RESET …`` in one execute. Outside a transaction
+    the three run in one implicit transaction, so the settings end with it; inside one, the
+    RESET ends them, and on an error the rollback the error forces (of the transaction or of
+    an enclosing savepoint) undoes them, while the statement's own error is what is raised.
+    """
+    compiler = rows.query.get_compiler(using=rows.db)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:
+        return []
+    if unless(sql):
+        planner_settings = ()
+    sets = "".join(f"SET LOCAL {setting} = off; " for setting in planner_settings)
+    resets = "".join(f"; RESET {setting}" for setting in planner_settings)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sets}{sql}{resets}", params)
+        for _ in planner_settings:  # past the SETs' results, to the SELECT's rows
+            cursor.nextset()
+        results = cursor.fetchall()
+    if compiler.has_extra_select:  # columns only ORDER BY needs, as Django's own execute trims
+        results = [row[: compiler.col_count] for row in results]
+    # The ORM's conversions (dates, arrays) and tuples, as iterating ``rows`` would give.
+    return list(compiler.results_iter(results=[results], tuple_expected=True))
 
 
 def _sample_facets(ids: Iterable[int], every: int) -> list[dict]:
@@ -209,13 +268,7 @@ def _read_links(every: int) -> tuple[dict, dict]:
 
 def _table_rows() -> int:
     """PostgreSQL's estimate of the papers table's rows (kept by ANALYZE and autovacuum)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-            [Paper._meta.db_table],
-        )
-        row = cursor.fetchone()
-    return max(row[0], 0) if row else 0
+    return catalogue_state()[1]
 
 
 def _per_month(matches: QuerySet) -> dict[dt.date | None, int]:
@@ -304,8 +357,7 @@ def _ranked_rows(rows: QuerySet, matches: int | None) -> list[tuple]:
         return list(rows)  # few enough matches to test them all
     # Nor a sequential scan: it tests every paper (a title match of a phrase seemed rare
     # enough to PostgreSQL to scan the whole table for: 200 ms at 100,000 papers).
-    with _planner_without("enable_bitmapscan", "enable_seqscan"):
-        return list(rows)
+    return rows_without(rows, "enable_bitmapscan", "enable_seqscan")
 
 
 def reachable(results, count: int, limit: int) -> int:
