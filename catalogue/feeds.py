@@ -116,10 +116,13 @@ class PaperFeed(Feed):
         return search.url(reverse("feed"))
 
     def items(self, search: Search):
-        papers = search.filter.qs
-        # Without an explicit sort, a feed shows what is new, even for a relevance-ranked query.
-        if not search.filter.cleaned.get("sort"):
-            papers = papers.newest_first()
+        # Without an explicit sort, a feed shows what is new, even for a relevance-ranked query:
+        # the newest matches, read from the date index, not a relevance ranking of thousands
+        # of candidates re-sorted by date (the ranking's candidates are the newest matches).
+        if search.filter.cleaned.get("sort"):
+            papers = search.filter.qs
+        else:
+            papers = search.filter.matches.newest_first()
         return with_topics(papers)[:FEED_SIZE]
 
     # --- its entries -------------------------------------------------------------------------
