@@ -143,11 +143,11 @@ def _summary(matches: QuerySet, topics: bool) -> Summary:
     if _table_rows() < max(settings.SUMMARY_EXACT_BELOW, 1):
         return _exact(matches, topics)  # a small catalogue: counting everything is cheap
     every = sample_every
-    months = _ids_by_month(matches.filter(in_sample(every)))
-    hits = sum(len(ids) for ids in months.values())
-    if hits < settings.SUMMARY_MIN_SAMPLE_HITS:
+    months, every_match = _sampled_ids_by_month(matches, every)
+    if every_match is not None:
         # Few matches (~5,000 at most): exact figures, the matches read once for all of them.
-        return _exact_from_ids(_ids_by_month(matches), topics)
+        return _exact_from_ids(every_match, topics)
+    hits = sum(len(ids) for ids in months.values())
     facets = _sample_facets(chain.from_iterable(months.values()), every) if topics else []
     return Summary(
         count=_about(hits * every),
@@ -183,31 +183,61 @@ def _exact_from_ids(months: dict[dt.date | None, list[int]], topics: bool) -> Su
     )
 
 
-def _ids_by_month(matches: QuerySet) -> dict[dt.date | None, list[int]]:
+def _sampled_ids_by_month(matches: QuerySet, every: int) -> tuple[dict, dict | None]:
+    """The sample's matches' ids by month and, if the sample finds fewer than
+    ``SUMMARY_MIN_SAMPLE_HITS``, every match's ids by month (else None): one statement.
+
+    The pass over every match runs only then: its condition, a sum over the sample's rows,
+    is evaluated once before it, and PostgreSQL skips a branch whose one-time filter is false.
+    """
+    sample = _ids_by_month_rows(matches.filter(in_sample(every)))
+    compiler = sample.query.get_compiler(using=sample.db)
+    try:
+        sample_sql, sample_params = compiler.as_sql()
+        every_sql, every_params = _ids_by_month_rows(matches).query.sql_with_params()
+    except EmptyResultSet:  # nothing can match
+        return {}, {}
+    sql = (
+        f"WITH sample AS MATERIALIZED ({sample_sql}) "
+        "SELECT true AS sampled, * FROM sample UNION ALL "
+        f"SELECT false, * FROM ({every_sql}) AS every_match "
+        "WHERE (SELECT coalesce(sum(cardinality(ids)), 0) FROM sample) < %s"
+    )
+    params = (*sample_params, *every_params, settings.SUMMARY_MIN_SAMPLE_HITS)
+    rows = _fetch(sql, params, _without_index_scans(sql))
+    months = dict(_converted(compiler, [row[1:] for row in rows if row[0]]))
+    if sum(len(ids) for ids in months.values()) >= settings.SUMMARY_MIN_SAMPLE_HITS:
+        return months, None  # the pass over every match did not run
+    return months, dict(_converted(compiler, [row[1:] for row in rows if not row[0]]))
+
+
+def _ids_by_month_rows(matches: QuerySet) -> QuerySet:
     """One pass over the matches: their ids by month (the sample's: 20,000 ids at most).
 
     Grouped and aggregated into arrays by PostgreSQL: the ORM would spend ~50 ms making
     20,000 rows into Python tuples.
-
-    A search is answered from the sample's GIN indexes. PostgreSQL does not know that testing
-    a search vector costs microseconds, so for a common word it would rather walk every
-    sampled row by the sample's btree and test each vector (~200 ms at a million papers,
-    against ~40 ms through the GIN index): plain index scans are off for that one statement.
-    Other filters (topics, dates, upvotes) keep the btree, read index-only.
     """
-    rows = (
+    return (
         matches.annotate(month=TruncMonth("published_on"))
         .values("month")
         .annotate(ids=ArrayAgg("pk"))
         .values_list("month", "ids")
     )
-    # No plain index scans for a full-text condition ("@@"): the SQL tells, compiled once.
-    return dict(rows_without(rows, "enable_indexscan", unless=lambda sql: "@@" not in sql))
 
 
-def rows_without(rows: QuerySet, *planner_settings: str, unless=lambda sql: False) -> list:
+def _without_index_scans(sql: str) -> tuple[str, ...]:
+    """A search is answered from the sample's GIN indexes. PostgreSQL does not know that
+    testing a search vector costs microseconds, so for a common word it would rather walk
+    every sampled row by the sample's btree and test each vector (~200 ms at a million
+    papers, against ~40 ms through the GIN index): plain index scans are off for a statement
+    with a full-text condition ("@@"). Other filters (topics, dates, upvotes) keep the btree,
+    read index-only."""
+    return ("enable_indexscan",) if "@@" in sql else ()
+
+
+def rows_without(rows: QuerySet, *planner_settings: str) -> list:
     """The rows of ``rows`` (a ``values_list``), read by a statement for which PostgreSQL
-    must not choose the plan kinds ``planner_settings`` (``unless(sql)`` says otherwise).
+    must not choose the plan kinds ``planner_settings``.
 
     One round trip: ``SET LOCAL …; SELECT …; RESET …`` in one execute. Outside a transaction
     the three run in one implicit transaction, so the settings end with it; inside one, the
@@ -219,18 +249,25 @@ def rows_without(rows: QuerySet, *planner_settings: str, unless=lambda sql: Fals
         sql, params = compiler.as_sql()
     except EmptyResultSet:
         return []
-    if unless(sql):
-        planner_settings = ()
+    return _converted(compiler, _fetch(sql, params, planner_settings))
+
+
+def _fetch(sql: str, params, planner_settings: Sequence[str]) -> list[tuple]:
+    """The rows of ``sql``, run under ``planner_settings`` (``rows_without``): one execute."""
     sets = "".join(f"SET LOCAL {setting} = off; " for setting in planner_settings)
     resets = "".join(f"; RESET {setting}" for setting in planner_settings)
     with connection.cursor() as cursor:
         cursor.execute(f"{sets}{sql}{resets}", params)
         for _ in planner_settings:  # past the SETs' results, to the SELECT's rows
             cursor.nextset()
-        results = cursor.fetchall()
+        return cursor.fetchall()
+
+
+def _converted(compiler, results: list[tuple]) -> list[tuple]:
+    """Raw rows of ``compiler``'s query with the ORM's conversions (dates, arrays), as tuples,
+    as iterating its queryset would give them."""
     if compiler.has_extra_select:  # columns only ORDER BY needs, as Django's own execute trims
         results = [row[: compiler.col_count] for row in results]
-    # The ORM's conversions (dates, arrays) and tuples, as iterating ``rows`` would give.
     return list(compiler.results_iter(results=[results], tuple_expected=True))
 
 

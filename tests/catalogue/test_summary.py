@@ -111,9 +111,24 @@ def test_a_sample_with_too_few_matches_falls_back_to_counting(corpus, sample_eve
     assert result.exact and result.count == 40
     assert result.topics == [{"slug": "attention", "name": "Attention", "n": 40}]
     assert result.per_month[dt.date(2024, 1, 1)] == 11
-    # The matches are read twice: the sample's, then all of them for every figure (the
-    # facets count the topic links of their ids instead of testing the query again).
-    assert len([q for q in queries.captured_queries if "@@" in q["sql"]]) == 2
+    # The matches are read twice in one statement: the sample's, then (the sample finding
+    # too few) all of them for every figure (the facets count the topic links of their ids
+    # instead of testing the query again).
+    assert len([q for q in queries.captured_queries if "@@" in q["sql"]]) == 1
+
+
+def test_a_sample_with_enough_matches_skips_the_pass_over_every_match(corpus, settings):
+    """The pass over every match is in the sample's statement, gated by the sample's hits:
+    PostgreSQL runs it only when the sample finds too few."""
+    matches = Paper.objects.search("attention").order_by()
+    sampled = len([p for p in matches if p.pk % 2 == 0])
+    settings.SUMMARY_MIN_SAMPLE_HITS = sampled
+    months, every = summary._sampled_ids_by_month(matches, 2)
+    assert every is None and sum(len(ids) for ids in months.values()) == sampled
+    assert all(pk % 2 == 0 for ids in months.values() for pk in ids)
+    settings.SUMMARY_MIN_SAMPLE_HITS = sampled + 1
+    months, every = summary._sampled_ids_by_month(matches, 2)
+    assert sum(len(ids) for ids in every.values()) == 40
 
 
 def test_a_partial_sample_scales_up(corpus, settings, sample_every):
