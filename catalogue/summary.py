@@ -253,7 +253,8 @@ def rows_without(rows: QuerySet, *planner_settings: str) -> list:
 
 
 def _fetch(sql: str, params, planner_settings: Sequence[str]) -> list[tuple]:
-    """The rows of ``sql``, run under ``planner_settings`` (``rows_without``): one execute."""
+    """The rows of ``sql``, run under ``planner_settings`` (``rows_without``): one execute.
+    (Several commands in one execute need Django's default client-side parameter binding.)"""
     sets = "".join(f"SET LOCAL {setting} = off; " for setting in planner_settings)
     resets = "".join(f"; RESET {setting}" for setting in planner_settings)
     with connection.cursor() as cursor:
