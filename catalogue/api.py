@@ -12,13 +12,13 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django import forms
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from catalogue.filters import PaperFilter
-from catalogue.models import SHOWN_REASONS, Paper, PaperTopic
+from catalogue.models import Paper
 from catalogue.pagecache import cached_for_anonymous_readers
 from catalogue.security import web_url
 from catalogue.summary import KnownCountPaginator, summarise
@@ -29,11 +29,9 @@ MAX_PAGE_SIZE = 100
 
 
 def with_topics(papers: QuerySet) -> QuerySet:
-    """Prefetch each paper's shown topics (by rule or pinned) as ``shown_topics``: one query."""
-    shown = PaperTopic.objects.filter(reason__in=SHOWN_REASONS).select_related("topic")
-    return papers.prefetch_related(
-        Prefetch("papertopic_set", queryset=shown.order_by("topic__name"), to_attr="shown_topics")
-    )
+    """Each paper with its shown topics (by rule or pinned) as ``topic_list``, in the same
+    statement as the papers (``PaperQuerySet.for_cards``)."""
+    return papers.for_cards()
 
 
 class PageForm(forms.Form):
@@ -83,7 +81,7 @@ def paper_json(request, paper: Paper) -> dict:
         "code_url": web_url(paper.code_url) or None,
         "project_url": web_url(paper.project_url) or None,
         "url": request.build_absolute_uri(paper.get_absolute_url()),
-        "topics": [link.topic.slug for link in paper.shown_topics],
+        "topics": [topic["slug"] for topic in paper.topic_list],
         # Why a relevance-ranked result matched: "words", "meaning" or both.
         "matched": list(getattr(paper, "match_reasons", ())),
     }

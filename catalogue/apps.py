@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_finished, request_started
 from django.db.backends.signals import connection_created
 
 
@@ -7,6 +8,9 @@ class CatalogueConfig(AppConfig):
     verbose_name = "Catalogue"
 
     def ready(self):
-        from catalogue import semantic
+        from catalogue import semantic, summary
 
         connection_created.connect(semantic.configure_connection, dispatch_uid="hnsw-settings")
+        # The catalogue's version and size are read once per request (summary.catalogue_state).
+        request_started.connect(summary.start_request_memo, dispatch_uid="catalogue-state")
+        request_finished.connect(summary.end_request_memo, dispatch_uid="catalogue-state")

@@ -103,7 +103,9 @@ def new_matches(saved_search: SavedSearch) -> list[Paper]:
             "saved search %s has an invalid query %r", saved_search.pk, saved_search.query
         )
         return []
-    return list(paper_filter.qs.newest_first()[:MAX_PAPERS])
+    # The newest matches: what a relevance ranking's candidates are, without ranking them.
+    newest = paper_filter.matches.newest_first().defer("search_vector", "author_vector")
+    return list(newest[:MAX_PAPERS])
 
 
 def digest_email(saved_search: SavedSearch, papers: list[Paper]) -> EmailMultiAlternatives:

@@ -116,10 +116,13 @@ class PaperFeed(Feed):
         return search.url(reverse("feed"))
 
     def items(self, search: Search):
-        papers = search.filter.qs
-        # Without an explicit sort, a feed shows what is new, even for a relevance-ranked query.
-        if not search.filter.cleaned.get("sort"):
-            papers = papers.newest_first()
+        # Without an explicit sort, a feed shows what is new, even for a relevance-ranked query:
+        # the newest matches, read from the date index, not a relevance ranking of thousands
+        # of candidates re-sorted by date (the ranking's candidates are the newest matches).
+        if search.filter.cleaned.get("sort"):
+            papers = search.filter.qs
+        else:
+            papers = search.filter.matches.newest_first()
         return with_topics(papers)[:FEED_SIZE]
 
     # --- its entries -------------------------------------------------------------------------
@@ -139,7 +142,7 @@ class PaperFeed(Feed):
 
     def item_categories(self, paper: Paper) -> list[str]:
         terms = [paper.primary_category, *paper.categories]
-        terms += [link.topic.slug for link in paper.shown_topics]
+        terms += [topic["slug"] for topic in paper.topic_list]
         return list(dict.fromkeys(term for term in terms if term))
 
     def item_extra_kwargs(self, paper: Paper) -> dict:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Func, Q
-from django.db.models.functions import MD5, Concat, Mod
+from django.db.models import Func, OuterRef, Q
+from django.db.models.functions import MD5, Concat, JSONObject, Mod
 from django.db.models.lookups import Exact
 from django.urls import reverse
 from pgvector.django import CosineDistance, HalfVectorField, HnswIndex
@@ -163,6 +164,20 @@ class PaperQuerySet(models.QuerySet):
         rank = self.query.annotations["rank"]
         candidates = self.model.objects.filter(pk__in=pool).annotate(rank=rank)
         return candidates.order_by("-rank", "-id")
+
+    def for_cards(self):
+        """Papers as pages, feeds, the API and digests show them: without the search vectors
+        (~1.6 KB a row that nothing displays), each with ``topic_list``, its shown topics
+        ([{"slug", "name"}], by name), read in the same statement as the papers: for the
+        page's rows only (after any LIMIT), not in a query of their own."""
+        shown = (
+            PaperTopic.objects.filter(paper=OuterRef("pk"), reason__in=SHOWN_REASONS)
+            .order_by("topic__name")
+            .values(shown=JSONObject(slug="topic__slug", name="topic__name"))
+        )
+        return self.defer("search_vector", "author_vector").annotate(
+            topic_list=ArraySubquery(shown)
+        )
 
     def newest_first(self):
         # NULL dates last: a card without a date is less useful than any dated one.

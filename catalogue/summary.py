@@ -13,8 +13,9 @@ sampled matches in an index of 20,000 papers instead of probing the table:
 
 Summaries, and relevance rankings (``CachedRanking``: the ranked ids), are cached in Redis for
 ``SUMMARY_CACHE_SECONDS``, keyed by the query's SQL and the catalogue's last change
-(``max(updated_at)``), so a hot search computes them once. Other orders are read live from
-their indexes; whole anonymous pages have their own cache (``catalogue.pagecache``).
+(``max(updated_at)``), so a hot search computes them once; the catalogue's last change and its
+size are read in one statement, once per request (``catalogue_state``). Other orders are read
+live from their indexes; whole anonymous pages have their own cache (``catalogue.pagecache``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -33,8 +34,8 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
-from django.db import transaction
-from django.db.models import Count, Max, QuerySet
+from django.db import connections
+from django.db.models import Count, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 
@@ -67,7 +68,9 @@ def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
 def _cached(key: str, compute):
     """The cached value of ``key``, else ``compute()``, cached for SUMMARY_CACHE_SECONDS.
     0 seconds turns caching off, reads included: every figure is computed afresh."""
-    value = cache.get(key) if settings.SUMMARY_CACHE_SECONDS > 0 else None
+    if settings.SUMMARY_CACHE_SECONDS <= 0:
+        return compute()  # not even a set: Redis would be asked to delete the key
+    value = cache.get(key)
     if value is None:
         value = compute()
         cache.set(key, value, settings.SUMMARY_CACHE_SECONDS)
@@ -91,18 +94,61 @@ def _versioned_key(kind: str, text: str) -> str:
 
 def catalogue_version() -> str:
     """The latest change to any paper (one read of the updated_at index)."""
-    return str(Paper.objects.aggregate(last=Max("updated_at"))["last"])
+    return catalogue_state()[0]
+
+
+# What one request has read of the catalogue's state (``catalogue_state``): per thread, as
+# a request is; started and dropped by the request_started and request_finished signals.
+_request = threading.local()
+
+
+def catalogue_state() -> tuple[str, int]:
+    """(the latest change to any paper, the papers table's estimated rows), in one statement.
+
+    The page cache, the summary's and the ranking's keys and the summary's choice of method
+    all need them: within a request they are read once (a page would otherwise pay three or
+    four round trips for them). Outside requests (tasks, commands, tests) every call reads
+    them afresh, as a change may come between two calls."""
+    memo = getattr(_request, "memo", None)
+    if memo is None:
+        return _read_state()
+    if "state" not in memo:
+        memo["state"] = _read_state()
+    return memo["state"]
+
+
+def _read_state() -> tuple[str, int]:
+    # max(updated_at) reads one entry of its index; reltuples is PostgreSQL's estimate,
+    # kept by ANALYZE and autovacuum.
+    with catalogue_connection().cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT max(updated_at) FROM catalogue_paper),"
+            " (SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass)",
+            [Paper._meta.db_table],
+        )
+        last, rows = cursor.fetchone()
+    return str(last), max(rows or 0, 0)
+
+
+def start_request_memo(**kwargs) -> None:
+    """``request_started`` receiver: this request reads the catalogue's state once."""
+    _request.memo = {}
+
+
+def end_request_memo(**kwargs) -> None:
+    """``request_finished`` receiver: what follows (another request, a task) reads afresh."""
+    _request.memo = None
 
 
 def _summary(matches: QuerySet, topics: bool) -> Summary:
     if _table_rows() < max(settings.SUMMARY_EXACT_BELOW, 1):
         return _exact(matches, topics)  # a small catalogue: counting everything is cheap
     every = sample_every
-    months = _ids_by_month(matches.filter(in_sample(every)))
-    hits = sum(len(ids) for ids in months.values())
-    if hits < settings.SUMMARY_MIN_SAMPLE_HITS:
+    months, every_match = _sampled_ids_by_month(matches, every)
+    if every_match is not None:
         # Few matches (~5,000 at most): exact figures, the matches read once for all of them.
-        return _exact_from_ids(_ids_by_month(matches), topics)
+        return _exact_from_ids(every_match, topics)
+    hits = sum(len(ids) for ids in months.values())
     facets = _sample_facets(chain.from_iterable(months.values()), every) if topics else []
     return Summary(
         count=_about(hits * every),
@@ -138,43 +184,93 @@ def _exact_from_ids(months: dict[dt.date | None, list[int]], topics: bool) -> Su
     )
 
 
-def _ids_by_month(matches: QuerySet) -> dict[dt.date | None, list[int]]:
+def _sampled_ids_by_month(matches: QuerySet, every: int) -> tuple[dict, dict | None]:
+    """The sample's matches' ids by month and, if the sample finds fewer than
+    ``SUMMARY_MIN_SAMPLE_HITS``, every match's ids by month (else None): one statement.
+
+    The pass over every match runs only then: its condition, a sum over the sample's rows,
+    is evaluated once before it, and PostgreSQL skips a branch whose one-time filter is false.
+    """
+    sample = _ids_by_month_rows(matches.filter(in_sample(every)))
+    compiler = sample.query.get_compiler(using=sample.db)
+    try:
+        sample_sql, sample_params = compiler.as_sql()
+        every_sql, every_params = _ids_by_month_rows(matches).query.sql_with_params()
+    except EmptyResultSet:  # nothing can match
+        return {}, {}
+    sql = (
+        f"WITH sample AS MATERIALIZED ({sample_sql}) "
+        "SELECT true AS sampled, * FROM sample UNION ALL "
+        f"SELECT false, * FROM ({every_sql}) AS every_match "
+        "WHERE (SELECT coalesce(sum(cardinality(ids)), 0) FROM sample) < %s"
+    )
+    params = (*sample_params, *every_params, settings.SUMMARY_MIN_SAMPLE_HITS)
+    rows = _fetch(sample.db, sql, params, _without_index_scans(sql))
+    months = dict(_converted(compiler, [row[1:] for row in rows if row[0]]))
+    if sum(len(ids) for ids in months.values()) >= settings.SUMMARY_MIN_SAMPLE_HITS:
+        return months, None  # the pass over every match did not run
+    return months, dict(_converted(compiler, [row[1:] for row in rows if not row[0]]))
+
+
+def _ids_by_month_rows(matches: QuerySet) -> QuerySet:
     """One pass over the matches: their ids by month (the sample's: 20,000 ids at most).
 
     Grouped and aggregated into arrays by PostgreSQL: the ORM would spend ~50 ms making
     20,000 rows into Python tuples.
-
-    A search is answered from the sample's GIN indexes. PostgreSQL does not know that testing
-    a search vector costs microseconds, so for a common word it would rather walk every
-    sampled row by the sample's btree and test each vector (~200 ms at a million papers,
-    against ~40 ms through the GIN index): plain index scans are off for that one statement.
-    Other filters (topics, dates, upvotes) keep the btree, read index-only.
     """
-    rows = (
+    return (
         matches.annotate(month=TruncMonth("published_on"))
         .values("month")
         .annotate(ids=ArrayAgg("pk"))
         .values_list("month", "ids")
     )
-    sql, _ = rows.query.sql_with_params()
-    if "@@" not in sql:  # no full-text condition
-        return dict(rows)
-    with _planner_without("enable_indexscan"):
-        return dict(rows)
 
 
-@contextmanager
-def _planner_without(*settings: str):
-    """Plan kinds PostgreSQL must not choose for the statements run inside.
+def _without_index_scans(sql: str) -> tuple[str, ...]:
+    """A search is answered from the sample's GIN indexes. PostgreSQL does not know that
+    testing a search vector costs microseconds, so for a common word it would rather walk
+    every sampled row by the sample's btree and test each vector (~200 ms at a million
+    papers, against ~40 ms through the GIN index): plain index scans are off for a statement
+    with a full-text condition ("@@"). Other filters (topics, dates, upvotes) keep the btree,
+    read index-only."""
+    return ("enable_indexscan",) if "@@" in sql else ()
 
-    On an error the savepoint's rollback undoes the settings; a RESET there would fail in the
-    aborted transaction and hide the statement's own error."""
-    connection = catalogue_connection()
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        cursor.execute("; ".join(f"SET LOCAL {setting} = off" for setting in settings))
-        yield
-        # An enclosing transaction goes on.
-        cursor.execute("; ".join(f"RESET {setting}" for setting in settings))
+
+def rows_without(rows: QuerySet, *planner_settings: str) -> list:
+    """The rows of ``rows`` (a ``values_list``), read by a statement for which PostgreSQL
+    must not choose the plan kinds ``planner_settings``.
+
+    One round trip: ``SET LOCAL …; SELECT …; RESET …`` in one execute. Outside a transaction
+    the three run in one implicit transaction, so the settings end with it; inside one, the
+    RESET ends them, and on an error the rollback the error forces (of the transaction or of
+    an enclosing savepoint) undoes them, while the statement's own error is what is raised.
+    """
+    compiler = rows.query.get_compiler(using=rows.db)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:
+        return []
+    return _converted(compiler, _fetch(rows.db, sql, params, planner_settings))
+
+
+def _fetch(alias: str, sql: str, params, planner_settings: Sequence[str]) -> list[tuple]:
+    """The rows of ``sql``, run under ``planner_settings`` (``rows_without``): one execute.
+    (Several commands in one execute need Django's default client-side parameter binding.)"""
+    sets = "".join(f"SET LOCAL {setting} = off; " for setting in planner_settings)
+    resets = "".join(f"; RESET {setting}" for setting in planner_settings)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(f"{sets}{sql}{resets}", params)
+        for _ in planner_settings:  # past the SETs' results, to the SELECT's rows
+            cursor.nextset()
+        return cursor.fetchall()
+
+
+def _converted(compiler, results: list[tuple]) -> list[tuple]:
+    """Raw rows of ``compiler``'s query with the ORM's conversions (dates, arrays), as tuples,
+    as iterating its queryset would give them."""
+    if compiler.has_extra_select:  # columns only ORDER BY needs, as Django's own execute trims
+        results = [row[: compiler.col_count] for row in results]
+    return list(compiler.results_iter(results=[results], tuple_expected=True))
 
 
 def _sample_facets(ids: Iterable[int], every: int) -> list[dict]:
@@ -211,13 +307,7 @@ def _read_links(every: int) -> tuple[dict, dict]:
 
 def _table_rows() -> int:
     """PostgreSQL's estimate of the papers table's rows (kept by ANALYZE and autovacuum)."""
-    with catalogue_connection().cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-            [Paper._meta.db_table],
-        )
-        row = cursor.fetchone()
-    return max(row[0], 0) if row else 0
+    return catalogue_state()[1]
 
 
 def _per_month(matches: QuerySet) -> dict[dt.date | None, int]:
@@ -306,8 +396,7 @@ def _ranked_rows(rows: QuerySet, matches: int | None) -> list[tuple]:
         return list(rows)  # few enough matches to test them all
     # Nor a sequential scan: it tests every paper (a title match of a phrase seemed rare
     # enough to PostgreSQL to scan the whole table for: 200 ms at 100,000 papers).
-    with _planner_without("enable_bitmapscan", "enable_seqscan"):
-        return list(rows)
+    return rows_without(rows, "enable_bitmapscan", "enable_seqscan")
 
 
 def reachable(results, count: int, limit: int) -> int:

@@ -14,7 +14,7 @@ from django.urls import reverse
 from catalogue import charts, merging, search
 from catalogue.converters import iso_week, month_text
 from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
-from catalogue.models import SHOWN_REASONS, Paper, PaperTopic, Topic
+from catalogue.models import SHOWN_REASONS, Paper, Topic
 from catalogue.pagecache import cached_for_anonymous_readers
 from catalogue.summary import KnownCountPaginator, summarise
 from catalogue.summary import reachable as reachable_count
@@ -109,15 +109,16 @@ def _listing(request, papers, context: dict, data=None):
         return render(request, "catalogue/paper_list.html", context, status=400)
     # Count, timeline and facets: one summary of the matches (estimated for huge sets).
     summary = summarise(paper_filter.matches)
-    results = paper_filter.results(matches=summary.count)
+    query = paper_filter.query_text
+    results = paper_filter.results(lambda papers: _cards(papers, query), matches=summary.count)
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, PAGE_SIZE, count=reachable)
     if paginator.past_the_end(request.GET.get("page")):
         return _no_such_page(request, paper_filter, paginator, context)
     page = paginator.get_page(request.GET.get("page"))
-    query = paper_filter.query_text
+    page.object_list = list(page.object_list)  # read once: the steps below add to the cards
     if query:
-        _highlight(page, query)
+        _highlight(page)
     _attach_topics(page)
     dated = {month: n for month, n in summary.per_month.items() if month is not None}
     timeline = charts.timeline(dated)
@@ -153,29 +154,25 @@ def _with_query(path: str, query: str) -> str:
     return f"{path}?{query}" if query else path
 
 
-def _highlight(page, query: str) -> None:
-    """Highlights cost a re-parse of each document: only for the rows on this page."""
-    ids = [paper.pk for paper in page.object_list]
-    marked = {p.pk: p for p in search.highlight(Paper.objects.filter(pk__in=ids), query)}
-    for paper in marked.values():  # no headlines when the query has no positive words
+def _cards(papers, query: str):
+    """The page's papers as cards show them, in one statement: their topics and, for a
+    search, their highlights (headlines re-parse each document: computed for the page's
+    rows only, after the LIMIT)."""
+    papers = papers.for_cards()
+    return search.highlight(papers, query) if query else papers
+
+
+def _highlight(page) -> None:
+    """The page's headlines (``_cards``) as safe HTML with the matches marked."""
+    for paper in page.object_list:  # no headlines when the query has no positive words
         paper.title_html = search.marked_html(getattr(paper, "title_html", None))
         paper.excerpt_html = search.marked_html(getattr(paper, "excerpt_html", None))
-    for paper in page.object_list:
-        if paper.pk in marked:
-            marked[paper.pk].match_reasons = getattr(paper, "match_reasons", ())
-    page.object_list = [marked.get(p.pk, p) for p in page.object_list]
 
 
 def _attach_topics(page) -> None:
-    """``paper.topic_chips`` for every card on the page, in one query."""
-    chips: dict[int, list] = {}
-    links = PaperTopic.objects.filter(
-        paper__in=[p.pk for p in page.object_list], reason__in=SHOWN_REASONS
-    ).select_related("topic")
-    for link in links.order_by("topic__name"):
-        chips.setdefault(link.paper_id, []).append(link.topic)
+    """``paper.topic_chips`` for every card on the page, from its ``topic_list`` (``_cards``)."""
     for paper in page.object_list:
-        paper.topic_chips = chips.get(paper.pk, [])
+        paper.topic_chips = [Topic(slug=t["slug"], name=t["name"]) for t in paper.topic_list]
 
 
 _FILTER_LABELS = {

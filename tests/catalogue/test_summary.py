@@ -3,7 +3,10 @@
 import datetime as dt
 
 import pytest
-from django.db import ProgrammingError, connection
+from django.db import ProgrammingError, connection, transaction
+from django.db.models import CharField, IntegerField
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncMonth
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -108,9 +111,24 @@ def test_a_sample_with_too_few_matches_falls_back_to_counting(corpus, sample_eve
     assert result.exact and result.count == 40
     assert result.topics == [{"slug": "attention", "name": "Attention", "n": 40}]
     assert result.per_month[dt.date(2024, 1, 1)] == 11
-    # The matches are read twice: the sample's, then all of them for every figure (the
-    # facets count the topic links of their ids instead of testing the query again).
-    assert len([q for q in queries.captured_queries if "@@" in q["sql"]]) == 2
+    # The matches are read twice in one statement: the sample's, then (the sample finding
+    # too few) all of them for every figure (the facets count the topic links of their ids
+    # instead of testing the query again).
+    assert len([q for q in queries.captured_queries if "@@" in q["sql"]]) == 1
+
+
+def test_a_sample_with_enough_matches_skips_the_pass_over_every_match(corpus, settings):
+    """The pass over every match is in the sample's statement, gated by the sample's hits:
+    PostgreSQL runs it only when the sample finds too few."""
+    matches = Paper.objects.search("attention").order_by()
+    sampled = len([p for p in matches if p.pk % 2 == 0])
+    settings.SUMMARY_MIN_SAMPLE_HITS = sampled
+    months, every = summary._sampled_ids_by_month(matches, 2)
+    assert every is None and sum(len(ids) for ids in months.values()) == sampled
+    assert all(pk % 2 == 0 for ids in months.values() for pk in ids)
+    settings.SUMMARY_MIN_SAMPLE_HITS = sampled + 1
+    months, every = summary._sampled_ids_by_month(matches, 2)
+    assert sum(len(ids) for ids in every.values()) == 40
 
 
 def test_a_partial_sample_scales_up(corpus, settings, sample_every):
@@ -230,10 +248,14 @@ def sample_pass_plans():
     def explain(execute, sql, params, many, context):
         if "MOD(" in sql and '"catalogue_paper"."published_on"' in sql:
             cursor = context["connection"].connection.cursor()  # raw: not wrapped again
+            sets, select, resets = _parts(sql)
             cursor.execute("SET LOCAL enable_seqscan = off")  # 120 papers: a scan is cheaper
-            cursor.execute(f"EXPLAIN {sql}", params)
+            for statement in sets:
+                cursor.execute(statement)
+            cursor.execute(f"EXPLAIN {select}", params)
             plans.append("\n".join(row[0] for row in cursor.fetchall()))
-            cursor.execute("RESET enable_seqscan")
+            for statement in ["RESET enable_seqscan", *resets]:
+                cursor.execute(statement)
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(explain):
@@ -273,9 +295,14 @@ def test_a_ranking_of_many_matches_walks_the_date_index(corpus, settings, matche
     seen = []
 
     def record_setting(execute, sql, params, many, context):
-        if "ts_rank" in sql:
+        if "ts_rank" in sql:  # the setting as the statement's own SETs leave it
             cursor = context["connection"].connection.cursor()
+            sets, _, resets = _parts(sql)
+            for statement in sets:
+                cursor.execute(statement)
             seen.append(cursor.execute("SHOW enable_bitmapscan").fetchone()[0])
+            for statement in resets:
+                cursor.execute(statement)
         return execute(sql, params, many, context)
 
     ranked = Paper.objects.search("attention").by_relevance(settings.SEARCH_RANK_CANDIDATES)
@@ -288,13 +315,54 @@ def test_a_ranking_of_many_matches_walks_the_date_index(corpus, settings, matche
         assert cursor.fetchone()[0] == "on"
 
 
+def _parts(sql: str) -> tuple[list[str], str, list[str]]:
+    """A statement of ``summary.rows_without``: (its SETs, its SELECT, its RESETs)."""
+    statements = sql.split("; ")
+    sets = [s for s in statements if s.startswith("SET LOCAL ")]
+    resets = [s for s in statements if s.startswith("RESET ")]
+    [select] = [s for s in statements if s not in sets and s not in resets]
+    return sets, select, resets
+
+
+def _current(setting: str):
+    """Papers' ids with the value ``setting`` has while the statement reading them runs."""
+    value = RawSQL("current_setting(%s)", [setting], output_field=CharField())
+    return Paper.objects.annotate(value=value).values_list("pk", "value")
+
+
+def _show(setting: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SHOW {setting}")
+        return cursor.fetchone()[0]
+
+
+def test_a_planner_setting_holds_for_its_statement_only_in_a_transaction(corpus):
+    rows = summary.rows_without(_current("enable_bitmapscan"), "enable_bitmapscan")
+    assert len(rows) == 120 and {value for _, value in rows} == {"off"}
+    assert _show("enable_bitmapscan") == "on"  # the transaction goes on without it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_planner_setting_holds_for_its_statement_only_without_a_transaction():
+    Paper.objects.create(arxiv_id="2401.00001", title="A paper")
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as queries:
+        rows = summary.rows_without(_current("enable_seqscan"), "enable_seqscan")
+    assert [value for _, value in rows] == ["off"]
+    assert len(queries.captured_queries) == 1  # one round trip: no BEGIN, SAVEPOINT, RESET
+    assert _show("enable_seqscan") == "on"
+
+
+def test_rows_without_planner_settings_are_the_querysets_own_rows(corpus):
+    rows = Paper.objects.annotate(month=TruncMonth("published_on")).values_list("pk", "month")
+    assert summary.rows_without(rows.order_by("pk")) == list(rows.order_by("pk"))
+    assert isinstance(summary.rows_without(rows)[0][1], dt.date)  # converted as the ORM does
+
+
 def test_a_statement_failing_under_a_planner_setting_raises_its_own_error():
-    with (
-        pytest.raises(ProgrammingError, match="no_such_table"),
-        summary._planner_without("enable_bitmapscan"),
-        connection.cursor() as cursor,
-    ):
-        cursor.execute("SELECT * FROM no_such_table")
-    with connection.cursor() as cursor:  # and the setting went with the savepoint
-        cursor.execute("SHOW enable_bitmapscan")
-        assert cursor.fetchone()[0] == "on"
+    failing = Paper.objects.annotate(
+        x=RawSQL("(SELECT 1 FROM no_such_table)", [], output_field=IntegerField())
+    ).values_list("x")
+    with pytest.raises(ProgrammingError, match="no_such_table"), transaction.atomic():
+        summary.rows_without(failing, "enable_bitmapscan")
+    assert _show("enable_bitmapscan") == "on"  # the setting went with the rollback
