@@ -249,6 +249,11 @@ class Paper(models.Model):
             models.Index(
                 models.F("published_on").desc(nulls_last=True), "id", name="paper_published_idx"
             ),
+            # sort=oldest: the index above read backwards gives undated papers first, so
+            # without its own index that order sorts every match (seconds on deep pages).
+            models.Index(
+                models.F("published_on").asc(nulls_last=True), "id", name="paper_published_asc_idx"
+            ),
             models.Index(
                 models.F("upvotes").desc(),
                 models.F("published_on").desc(nulls_last=True),
