@@ -11,6 +11,7 @@ import re
 import pytest
 from django.db import connection
 
+from catalogue import models
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper
 
@@ -77,3 +78,27 @@ def test_oldest_first_keeps_undated_papers_last(catalogue):
     assert undated == 30
     assert dates[-undated:] == [None] * undated
     assert dates[:-undated] == sorted(dates[:-undated])
+
+
+@pytest.fixture
+def title_neighbours(monkeypatch):
+    """A paper and 80 others sharing two of its title words, 40 sharing one."""
+    me = Paper.objects.create(arxiv_id="2501.00001", title="Decoupled sparse attention kernels")
+    Paper.objects.bulk_create(
+        [Paper(arxiv_id=f"2502.{i:05d}", title=f"Sparse attention study {i}") for i in range(80)]
+        + [Paper(arxiv_id=f"2503.{i:05d}", title=f"Kernels survey {i}") for i in range(40)]
+    )
+    monkeypatch.setattr(models, "SIMILAR_CANDIDATES", (10, 4))
+    return me
+
+
+def test_similar_papers_by_title_words_rank_a_bounded_number_of_candidates(title_neighbours):
+    """Ranking every paper that shares a word with a title costs seconds at scale: at most
+    SIMILAR_CANDIDATES papers of each kind are read and ranked."""
+    similar = Paper.objects.visible().similar_to(title_neighbours)
+    text = similar.explain(analyze=True)
+    ranked = [int(n) for n in re.findall(r"Append .*?actual time=\S+ rows=(\d+)", text)]
+    assert ranked and ranked[0] <= 14, text
+    titles = [p.title for p in similar]
+    assert len(titles) == 5
+    assert all(t.startswith("Sparse attention") for t in titles)  # two shared words first
