@@ -11,6 +11,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.db.models import Func, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import MD5, Concat, JSONObject, Mod
 from django.db.models.lookups import Exact
 from django.urls import reverse
@@ -35,6 +36,13 @@ AUTHOR_VECTOR = SearchVector(
 # so a query reads its sampled matches from an index 1/50 the size (see catalogue.summary).
 # Changing it needs a migration of those indexes.
 SAMPLE_EVERY = 50
+
+
+# Similar papers by title words (``similar_to``): words in at most this share of titles
+# anchor the candidates; at most so many papers sharing an anchor and another word, and so
+# many sharing an anchor alone, are ranked (each costs a read of its row and a ts_rank).
+SIMILAR_ANCHOR_SHARE = 0.05
+SIMILAR_CANDIDATES = (500, 100)
 
 
 def in_sample(every: int = SAMPLE_EVERY, field: str = "id") -> Q:
@@ -129,16 +137,53 @@ class PaperQuerySet(models.QuerySet):
         return self.exclude(current & Q(embedding__isnull=False))
 
     def similar_to(self, paper, limit: int = 5):
-        """Papers sharing the most title words with ``paper`` (ranked over title and abstract)."""
-        lexemes = search.title_lexemes_query(paper.title)
-        if not lexemes:
+        """Papers sharing the most title words with ``paper`` (ranked over title and abstract
+        as ever: ``ts_rank`` of any of its title words), among candidates the title index
+        (``search.TITLE_VECTOR``) gives cheaply.
+
+        Ranking every paper that has one of the words costs seconds at scale (a title's
+        commonest word is in a tenth of the catalogue). The candidates: papers whose titles
+        share one of its rarer words (``SIMILAR_ANCHOR_SHARE``) and at least one more of its
+        words, and beside them papers sharing one of the rarer words alone, at most
+        ``SIMILAR_CANDIDATES`` of each. Every candidate holds a rare word, so the index is
+        read from the rare words' short lists; the common words are only looked up in it.
+        (Measured on the demo's real papers against ranking every match: 0.62 of the top 5
+        the same, as close in meaning by MiniLM; newest matches instead: 0.12, far less.)
+        """
+        words = search.title_words(paper.title)
+        if not words:
             return self.none()
-        query = search.RawTsQuery(lexemes)
+        anchors, share = [], 0.0
+        for term, word_share in words:  # rarest first, at least one
+            if anchors and share + word_share > SIMILAR_ANCHOR_SHARE:
+                break
+            anchors.append(term)
+            share += word_share
+        terms = [term for term, _ in words]
+        with_more = [f"{a} & ({' | '.join(t for t in terms if t != a)})" for a in anchors]
+        pools = [" | ".join(f"({q})" for q in with_more)] if len(terms) > 1 else []
+        pools.append(" | ".join(anchors))
+        return self._best_of_pools(paper, pools, " | ".join(terms), limit)
+
+    def _best_of_pools(self, paper, pools: list[str], ranked: str, limit: int):
+        """The ``limit`` papers ranked highest by ``ranked`` among the first papers whose titles
+        match each tsquery of ``pools`` (as many as ``SIMILAR_CANDIDATES`` says, the last
+        figure for the rest); one statement, each candidate read once, ranked as found."""
+        similarity = search.rank(search.RawTsQuery(ranked))
+        others = self.exclude(pk=paper.pk).alias(title_vector=search.TITLE_VECTOR)
+        candidates = [
+            others.filter(title_vector=search.RawTsQuery(pool))
+            .annotate(r=similarity)
+            .values("pk", "r")[: SIMILAR_CANDIDATES[min(i, len(SIMILAR_CANDIDATES) - 1)]]
+            for i, pool in enumerate(pools)
+        ]
+        sql, params = candidates[0].union(*candidates[1:], all=True).query.sql_with_params()
+        best = RawSQL(
+            f"SELECT pk FROM ({sql}) c GROUP BY pk ORDER BY max(r) DESC, pk DESC LIMIT %s",
+            (*params, limit),
+        )
         return (
-            self.filter(search_vector=query)
-            .exclude(pk=paper.pk)
-            .annotate(similarity=search.rank(query))
-            .order_by("-similarity", "-id")[:limit]
+            self.filter(pk__in=best).annotate(similarity=similarity).order_by("-similarity", "-id")
         )
 
     def by_relevance(self, candidates: int, title_query: str = ""):
@@ -157,7 +202,13 @@ class PaperQuerySet(models.QuerySet):
         """
         pool = self.newest_first().values("pk")[:candidates]
         if title_query:
-            in_titles = self.filter(search_vector=search.RawTsQuery(title_query))
+            # From the title index: the whole vector's index cannot tell title words, so
+            # every match anywhere would be read to find the few in titles. Without weights:
+            # the title vector has only title words, and a weight makes each match re-read.
+            titles = self.alias(title_vector=search.TITLE_VECTOR)
+            in_titles = titles.filter(
+                title_vector=search.RawTsQuery(search.unweighted(title_query))
+            )
             # One UNION, not an OR of two IN lists: PostgreSQL answers the OR by scanning
             # the whole table against both lists (75 ms at 100,000 papers, not 15).
             pool = pool.union(in_titles.newest_first().values("pk")[: max(candidates // 10, 1)])
@@ -264,12 +315,19 @@ class Paper(models.Model):
             models.Index(
                 models.F("published_on").desc(nulls_last=True), "id", name="paper_published_idx"
             ),
+            # sort=oldest: the index above read backwards gives undated papers first, so
+            # without its own index that order sorts every match (seconds on deep pages).
+            models.Index(
+                models.F("published_on").asc(nulls_last=True), "id", name="paper_published_asc_idx"
+            ),
             models.Index(
                 models.F("upvotes").desc(),
                 models.F("published_on").desc(nulls_last=True),
                 models.F("id").desc(),
                 name="paper_upvotes_idx",
             ),
+            # Title words alone (see search.TITLE_VECTOR): similar papers, title matches.
+            GinIndex(search.TITLE_VECTOR, name=search.TITLE_INDEX),
             # The sample's own indexes (see SAMPLE_EVERY): text, author and other filters.
             GinIndex(fields=["search_vector"], name="paper_sample_gin", condition=in_sample()),
             GinIndex(

@@ -20,12 +20,18 @@ the index.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from functools import lru_cache, reduce
 from operator import and_, or_
 
-from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
-from django.db.models import F, Q, QuerySet
+from django.contrib.postgres.search import (
+    SearchHeadline,
+    SearchQuery,
+    SearchRank,
+    SearchVectorField,
+)
+from django.db.models import F, Func, Q, QuerySet, Value
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
@@ -239,6 +245,11 @@ def _weighted(tsquery: str, weight: str) -> str:
     return _LEXEME.sub(lambda m: f"'{m.group(1)}':{weight}", tsquery)
 
 
+def unweighted(tsquery: str) -> str:
+    """A tsquery without weight restrictions: "'attent':A" becomes "'attent'"."""
+    return _LEXEME.sub(lambda m: f"'{m.group(1)}'", tsquery)
+
+
 class RawTsQuery(SearchQuery):
     """An already-normalised tsquery: cast, not re-parsed (re-stemming a stem can change it)."""
 
@@ -327,10 +338,51 @@ def rank(query: SearchQuery) -> SearchRank:
     return SearchRank(F("search_vector"), query)
 
 
-def title_lexemes_query(title: str) -> str:
-    """An OR of a title's stemmed words (stop words dropped), as tsquery text."""
+# A paper's title words: its search vector's weight-A lexemes. An index of its own
+# (``paper_title_gin``) answers title-only queries exactly, where the whole vector's GIN
+# index knows no weights and every match of a word anywhere is read to check it.
+TITLE_VECTOR = Func(
+    F("search_vector"), Value("{a}"), function="ts_filter", output_field=SearchVectorField()
+)
+TITLE_INDEX = "paper_title_gin"
+
+
+def title_words(title: str) -> list[tuple[str, float]]:
+    """A title's stemmed words (stop words dropped) as tsquery terms, each with the share of
+    titles that hold it, rarest first (``title_frequencies``; 0 when not known)."""
     with catalogue_connection().cursor() as cursor:
         cursor.execute(
-            f"SELECT replace(strip(to_tsvector('{CONFIG}', %s))::text, ' ', ' | ')", [title]
+            f"SELECT array_to_tsvector(ARRAY[w])::text, w"
+            f" FROM unnest(tsvector_to_array(to_tsvector('{CONFIG}', %s))) AS w",
+            [title],
         )
-        return cursor.fetchone()[0]
+        rows = cursor.fetchall()
+    shares, rare = title_frequencies()
+    words = [(term, shares.get(lexeme, rare)) for term, lexeme in rows]
+    return sorted(words, key=lambda word: (word[1], -len(word[0]), word[0]))
+
+
+_STATS_SECONDS = 600
+_stats: dict = {"read": -_STATS_SECONDS, "shares": ({}, 0.0)}
+
+
+def title_frequencies() -> tuple[dict[str, float], float]:
+    """({lexeme: share of titles} of the commonest title words, the share assumed for any
+    other word), from PostgreSQL's statistics of the title index (ANALYZE keeps them; a
+    table never analysed has none: every word counts as rare). Read once every ten minutes
+    per process: the view costs a few milliseconds, and the figures change only slowly."""
+    now = time.monotonic()
+    if now - _stats["read"] >= _STATS_SECONDS:
+        with catalogue_connection().cursor() as cursor:
+            cursor.execute(
+                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
+                " WHERE schemaname = current_schema() AND tablename = %s",
+                [TITLE_INDEX],
+            )
+            row = cursor.fetchone()
+        lexemes, shares = row if row and row[0] else ([], [])
+        # After the lexemes' own shares come the least and most of them and the null share;
+        # a word the list lacks is rarer than the least (PostgreSQL assumes half of it).
+        least = shares[len(lexemes)] / 2 if len(shares) > len(lexemes) else 0.0
+        _stats.update(read=now, shares=(dict(zip(lexemes, shares, strict=False)), least))
+    return _stats["shares"]

@@ -392,7 +392,7 @@ def test_header_names_format_schema_and_counts_and_rows_follow_in_dependency_ord
     export(path)
     head, *body = [json.loads(line) for line in lines(path)]
     assert head["format"] == "paper-catalogue-export" and head["version"] == 1
-    assert head["schema"]["catalogue"] == "0015_embeddings"
+    assert head["schema"]["catalogue"] == "0017_title_words_index"
     assert head["counts"]["paper"] == Paper.objects.count()
     assert head["counts"]["popularity_snapshot"] == PopularitySnapshot.objects.count()
     assert "paper_embedding" not in head["counts"]  # derived: only with --with-embeddings

@@ -127,3 +127,17 @@ def test_paper_page_query_count_is_pinned(client, django_assert_num_queries):
     with django_assert_num_queries(5):
         response = similar(client, me)
     assert len(response.context["similar"]) == 5
+
+
+def test_title_word_neighbours_of_titles_with_quotes_backslashes_and_one_word(client):
+    me = paper("2501.00001", "O'Brien's \\back\\slash 'quoted' kernels")
+    paper("2501.00002", "Quoted kernels for O'Brien")
+    alone = paper("2501.00003", "Kernels")
+    assert [p.title for p in similar(client, me).context["similar"]] == [
+        "Quoted kernels for O'Brien",
+        "Kernels",
+    ]
+    assert [p.title for p in similar(client, alone).context["similar"]] == [
+        "Quoted kernels for O'Brien",
+        "O'Brien's \\back\\slash 'quoted' kernels",
+    ]
