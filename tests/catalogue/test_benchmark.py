@@ -1,4 +1,4 @@
-"""``manage.py bench_site``: a smoke run on a tiny corpus, the percentile it reports and the
+"""``bench_site``: a smoke run on a tiny corpus, the percentile it reports and the
 floor of a relevance-ordered class."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalogue import benchmark
 from catalogue.models import Paper
+from tests.bench import benchmark
+from tests.bench.commands import command
 
 
 def test_percentile_is_nearest_rank():
@@ -28,7 +29,7 @@ def test_percentile_is_nearest_rank():
 def test_a_small_benchmark_runs_every_query_class_without_errors(tmp_path):
     out, report = io.StringIO(), tmp_path / "benchmarks.md"
     call_command(
-        "bench_site",
+        command("bench_site"),
         "--sizes", "300", "--requests", "2", "--warmups", "1", "--duration", "1",
         "--workers", "2", "--db-name", f"catalogue_benchtest_{os.getpid()}",
         "--cache-dir", str(tmp_path), "--output", str(report),

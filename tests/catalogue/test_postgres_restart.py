@@ -24,7 +24,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from catalogue import benchmark, embedded
+from catalogue import embedded
+from tests.bench import benchmark
 
 PAGES = ["/", "/api/papers?q=attention", "/topics/", "/papers/daily/2025-11-27/"]
 CLIENTS = 4

@@ -1,11 +1,11 @@
-"""``manage.py profile_pages``: where an uncached reader page's time goes, per page class.
+"""``profile_pages``: where an uncached reader page's time goes, per page class.
 
 Draws ``--per-class`` distinct new URLs of each page class of the load test
-(``catalogue.loadtest.workload.Mix``, words and ids from the benchmark corpus), requests each
+(``tests.bench.loadtest.workload.Mix``, words and ids from the benchmark corpus), requests each
 once in this process through Django's test client with the page and summary caches off, and
 prints per class: p50/p95 wall time and the medians of SQL (time, queries, slowest query),
 template rendering, the rest, and the list view's summary, highlight and topic steps
-(``catalogue.loadtest.profiling``), then the ``--slowest`` requests. One more URL per class
+(``tests.bench.loadtest.profiling``), then the ``--slowest`` requests. One more URL per class
 runs first, untimed (imports, templates, the connection). ``--cprofile``: then the URLs of one
 class (default: the slowest p50) again under cProfile, its top functions by cumulative and own
 time (``--cprofile-out``: the profile saved for pstats or snakeviz).
@@ -29,8 +29,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client, override_settings
 
-from catalogue.loadtest import profiling, workload
-from catalogue.loadtest.vocabulary import Vocabulary, read_vocabulary
+from tests.bench.loadtest import profiling, workload
+from tests.bench.loadtest.vocabulary import Vocabulary, read_vocabulary
 
 HOST = "127.0.0.1"
 

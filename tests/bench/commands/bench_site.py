@@ -1,11 +1,11 @@
-"""``manage.py bench_site``: page latency, SQL floors and throughput at 10k, 100k and 1M papers.
+"""``bench_site``: page latency, SQL floors and throughput at 10k, 100k and 1M papers.
 
 For each size: a realistic corpus (``make_corpus``, cached under ``.data/bench/``), a fresh
 ``<name>_bench_site`` database on the same server, the real ingest path (``manage.py ingest FILE
 --inline`` in a child), topics tagged and trending refreshed, embeddings backfilled
 (``manage.py embed``, at sizes up to ``--embed-up-to``), then ``gunicorn -w 4`` on
 loopback measured with a fixed query mix. Prints a markdown table per size and writes them all
-to ``docs/benchmarks.md``. See ``catalogue.benchmark`` for what each figure means.
+to ``docs/benchmarks.md``. See ``tests.bench.benchmark`` for what each figure means.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from catalogue import benchmark
-from catalogue.benchmark import ClassResult, QueryClass, SizeResult
 from catalogue.dburl import url_from_settings
-from ingest import corpus
+from tests.bench import benchmark, corpus
+from tests.bench.benchmark import ClassResult, QueryClass, SizeResult
+from tests.bench.commands import command
 
 
 class Command(BaseCommand):
@@ -199,7 +199,7 @@ class Command(BaseCommand):
     def _write_report(self, results: list[SizeResult], started: dt.datetime) -> None:
         machine = benchmark.machine(self.server_url)
         arguments = sys.argv[2:] if "bench_site" in sys.argv else []
-        command = f"manage.py bench_site {shlex.join(arguments)}".strip()
+        command = f"python -m tests.bench bench_site {shlex.join(arguments)}".strip()
         text = _report(results, machine, command, started, self.options)
         self.options["output"].parent.mkdir(parents=True, exist_ok=True)
         self.options["output"].write_text(text)
@@ -227,7 +227,7 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
         "```",
         "make bench                               # sizes 10000 100000 1000000",
         "make bench BENCH_ARGS='--sizes 10000 100000 --skip-throughput'",
-        ".venv/bin/python manage.py make_corpus --papers 1000000 --out corpus.jsonl",
+        ".venv/bin/python -m tests.bench make_corpus --papers 1000000 --out corpus.jsonl",
         "```",
         "",
         "## How to read the tables",
@@ -263,7 +263,7 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
         "over 100,000-paper catalogues from a sample; see catalogue.summary).",
         f"- throughput: {options['duration']:g} s per concurrency level, threads looping over "
         "the whole mix; errors are non-200 answers and timeouts.",
-        "- corpus: `ingest.corpus` (see its docstring), built from the real listing samples; "
+        "- corpus: `tests.bench.corpus` (see its docstring), built from the real listing samples; "
         "upvotes for papers listed on HF (null for the others), code links on ~15 %.",
         "",
         "## Results",
@@ -281,7 +281,7 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
     return "\n".join(lines)
 
 
-# --- shared with ``manage.py load_test`` -------------------------------------------------------
+# --- shared with ``load_test`` --------------------------------------------------------------------
 
 
 def corpus_file(
@@ -298,7 +298,7 @@ def corpus_file(
         path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         call_command(
-            "make_corpus", papers=papers, out=path, seed=seed, real=real_dir, stdout=stdout
+            command("make_corpus"), papers=papers, out=path, seed=seed, real=real_dir, stdout=stdout
         )
         generated = time.perf_counter() - started
     return path, generated, json.loads(corpus.stats_path(path).read_text())

@@ -1,6 +1,6 @@
 """The site benchmark's parts: the query mix, the bench database, gunicorn, timing, the report.
 
-``manage.py bench_site`` strings these together. Work on the bench database runs in child
+``bench_site`` strings these together. Work on the bench database runs in child
 processes (``DATABASE_URL`` pointing at it), so the command never touches the catalogue's own
 database, and its figures include what a real deployment pays (its own processes, its own
 connections).
@@ -307,8 +307,18 @@ def site_env(database_url: str, redis_url: str) -> dict[str, str]:
     }
 
 
+def command_line(arguments: list[str]) -> list[str]:
+    """``manage.py ARGUMENTS``, or ``python -m tests.bench ARGUMENTS`` for a benchmark command
+    (they are not ``manage.py``'s)."""
+    from tests.bench.commands import NAMES
+
+    runner = ["-m", "tests.bench"] if arguments[0] in NAMES else ["manage.py"]
+    return [sys.executable, *runner, *arguments]
+
+
 def manage(arguments: list[str], env: dict[str, str], cwd: Path) -> float:
-    """Run ``manage.py ARGUMENTS`` in a child; its wall time in seconds. Fails loudly."""
+    """Run ``manage.py ARGUMENTS`` (or a benchmark command) in a child; its wall time in
+    seconds. Fails loudly."""
     return manage_output(arguments, env, cwd)[0]
 
 
@@ -316,11 +326,11 @@ def manage_output(arguments: list[str], env: dict[str, str], cwd: Path) -> tuple
     """``manage`` that also returns what the command printed (its stdout)."""
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, "manage.py", *arguments], cwd=cwd, env=env, capture_output=True, text=True
+        command_line(arguments), cwd=cwd, env=env, capture_output=True, text=True
     )
     if child.returncode != 0:
         raise RuntimeError(
-            f"manage.py {' '.join(arguments)} failed ({child.returncode}):\n"
+            f"{' '.join(arguments)} failed ({child.returncode}):\n"
             f"{child.stdout[-3000:]}\n{child.stderr[-3000:]}"
         )
     return time.perf_counter() - started, child.stdout

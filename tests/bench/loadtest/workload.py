@@ -17,8 +17,8 @@ from urllib.parse import quote, urlencode
 
 from django.conf import settings
 
-from catalogue.loadtest.vocabulary import Vocabulary
 from catalogue.views import PAGE_SIZE
+from tests.bench.loadtest.vocabulary import Vocabulary
 
 SORTS = ["newest", "oldest", "upvotes", "trending"]
 TOPICS = ["linear-attention", "diffusion", "reinforcement-learning"]  # benchmark.TOPICS
