@@ -59,8 +59,10 @@ bench-ingest: $(STAMP) $(MODEL_FILES)
 eval: $(STAMP) $(MODEL_FILES)
 	$(BENCH) eval_search $(EVAL_ARGS)
 
-# Site latency, SQL floors and throughput at 10k, 100k and 1M papers; writes docs/benchmarks.md.
-# Tens of minutes at 1M. Example: make bench BENCH_ARGS='--sizes 10000 100000'
+# Search relevance, then the site's new-query latency beside SQL floors and throughput at 10k,
+# 100k and 1M papers; writes its section of docs/benchmarks.md. Tens of minutes at 1M. Examples:
+# make bench BENCH_ARGS='--sizes 10000 100000'
+# make bench BENCH_ARGS='--sizes 100000 --db-name catalogue_load_100000'   (reuses that database)
 bench: $(STAMP) $(MODEL_FILES)
 	$(BENCH) eval_search $(EVAL_ARGS)
 	$(BENCH) bench_site $(BENCH_ARGS)

@@ -33,7 +33,6 @@ from itertools import islice
 from pathlib import Path
 
 import httpx
-import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -108,7 +107,10 @@ class Command(BaseCommand):
     def _ensure_database(self, server_url: str, db_name: str, path: Path) -> None:
         """Build the database unless it already holds the corpus (then only migrate it)."""
         papers = self.options["papers"]
-        if not self.options["rebuild"] and _paper_count(self.env["DATABASE_URL"]) == papers:
+        if (
+            not self.options["rebuild"]
+            and benchmark.paper_count(self.env["DATABASE_URL"]) == papers
+        ):
             self._note(f"reusing {db_name} ({papers:,} papers); --rebuild to build it afresh")
             benchmark.manage(["migrate", "-v0"], self.env, settings.BASE_DIR)
             return
@@ -237,12 +239,3 @@ others for a free gunicorn worker: in the load test p50 is close to users / requ
 per-class figures differ little. The sweep runs with the page and summary caches off (every
 answer computed); its 400s are pages past the last reachable one (the cap); its errors are
 5xx answers and timeouts (120 s)."""
-
-
-def _paper_count(database_url: str) -> int | None:
-    """Papers in the database; None when it or its table does not exist."""
-    try:
-        with psycopg.connect(database_url) as conn:
-            return conn.execute("SELECT count(*) FROM catalogue_paper").fetchone()[0]
-    except psycopg.Error:
-        return None

@@ -21,7 +21,6 @@ import cProfile
 import io
 import os
 import pstats
-import random
 import statistics
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client, override_settings
 
 from tests.bench.loadtest import profiling, workload
-from tests.bench.loadtest.vocabulary import Vocabulary, read_vocabulary
+from tests.bench.loadtest.vocabulary import read_vocabulary
 
 HOST = "127.0.0.1"
 
@@ -54,7 +53,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         vocabulary = read_vocabulary(self._corpus(options))
-        urls = urls_per_class(vocabulary, options["seed"], options["per_class"] + 1)
+        urls = workload.urls_per_class(vocabulary, options["seed"], options["per_class"] + 1)
         if options["classes"]:
             unknown = set(options["classes"]) - set(urls)
             if unknown:
@@ -114,16 +113,6 @@ class Command(BaseCommand):
 
     def _note(self, message: str) -> None:
         self.stderr.write(message)
-
-
-def urls_per_class(vocabulary: Vocabulary, seed: int, count: int) -> dict[str, list[str]]:
-    """Up to ``count`` distinct URLs of each page class (fewer when a small corpus runs out)."""
-    mix = workload.Mix(vocabulary, random.Random(seed))
-    urls = {}
-    for kind, (_, make) in mix.classes().items():
-        distinct = dict.fromkeys(make() for _ in range(count * 20))  # first seen first
-        urls[kind] = list(distinct)[:count]
-    return urls
 
 
 def _slowest(samples: list[profiling.Sample]) -> str:
