@@ -45,6 +45,14 @@ def test_baseline_and_keyword_mode_score_within_bounds(papers):
     assert scores["baseline FTS"][KNOWN].mrr > 0
 
 
+def test_the_api_is_asked_under_production_settings_too(papers, settings):
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["papers.example.org"]  # not the in-process client's host
+    queries = evaluation.known_item_queries(papers, sample=2)
+    runs = eval_search.evaluate(queries, ["keyword"], default=False)
+    assert runs[1].rejected is None and len(runs[1].rankings) == len(queries)
+
+
 def test_command_here_prints_the_table_and_writes_json(papers, tmp_path, capsys):
     data = tmp_path / "daily"
     data.mkdir()

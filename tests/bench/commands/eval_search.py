@@ -105,7 +105,9 @@ def evaluate(
     asked = [None, *modes] if default else modes
     api_runs = {mode: SystemRun(system_name(mode)) for mode in asked}
     client = Client()
-    with override_settings(SUMMARY_CACHE_SECONDS=0, PAGE_CACHE_SECONDS=0):
+    # Its own host allowed: with DEBUG=0 the production settings allow only the site's.
+    caches_off = {"SUMMARY_CACHE_SECONDS": 0, "PAGE_CACHE_SECONDS": 0}
+    with override_settings(ALLOWED_HOSTS=[HOST], **caches_off):
         for number, query in enumerate(queries, 1):
             started = time.perf_counter()
             baseline.rankings[query.key] = baseline_ranking(query.text)
