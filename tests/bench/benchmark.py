@@ -842,9 +842,7 @@ def _timed_page(client, connection, page: Page) -> dict:
 
     with connection.execute_wrapper(timed):
         status = client.get(page.url, HTTP_HOST="127.0.0.1").status_code
-    seconds, sql, params, settings = max(
-        statements, key=lambda s: s[0], default=(0.0, "", None, {})
-    )
+    seconds, sql, params, settings = slowest_query(statements)
     return {
         "statements": [[s[0] * 1000, _shorten(s[1])] for s in statements],
         "status": status,
@@ -854,6 +852,13 @@ def _timed_page(client, connection, page: Page) -> dict:
         "slowest_sql": _compose(sql, params),
         "plan": explain(sql, params, settings) if sql else "",
     }
+
+
+def slowest_query(statements: list[tuple[float, str, object, dict]]) -> tuple:
+    """The slowest query of (seconds, sql, params, settings): a SET LOCAL or a savepoint can
+    take longer on a busy machine, and has no plan to show."""
+    queries = [s for s in statements if s[1].lstrip().upper().startswith(("SELECT", "WITH"))]
+    return max(queries, key=lambda s: s[0], default=(0.0, "", None, {}))
 
 
 def _follow_settings(sql: str, planner: dict[str, str]) -> None:

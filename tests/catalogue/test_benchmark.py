@@ -174,3 +174,14 @@ def test_plans_are_explained_with_the_planner_settings_their_statement_ran_with(
         assert cursor.fetchone()[0] == "on"
     benchmark._follow_settings("RESET enable_seqscan", planner)
     assert planner == {}
+
+
+def test_the_plan_shown_is_the_slowest_query_s_never_a_setting_s():
+    statements = [
+        (0.002, 'SELECT "id" FROM "catalogue_paper"', None, {}),
+        (0.300, "SET LOCAL enable_indexscan = off", None, {}),  # a busy machine
+        (0.010, "WITH m AS (SELECT 1) SELECT * FROM m", None, {"enable_indexscan": "off"}),
+        (0.500, "SAVEPOINT s1", None, {}),
+    ]
+    assert benchmark.slowest_query(statements) == statements[2]
+    assert benchmark.slowest_query(statements[1:2]) == (0.0, "", None, {})

@@ -149,8 +149,8 @@ class Command(BaseCommand):
         stream = self._throughput_urls(vocabulary)
         new, throughput = self._new_queries(classes, stream, benchmark.warm_up_url(stats))
         cached = self._cached({name: urls[1] for name, urls in classes.items()})
-        self._note(f"{papers:,} papers: SQL floors of {sum(map(len, classes.values())):,} URLs")
         timed = {name: urls[1:] for name, urls in classes.items()}
+        self._note(f"{papers:,} papers: SQL floors of {sum(map(len, timed.values())):,} URLs")
         floors = self._stage("floors", {"classes": timed})
         rows = [
             _class_result(name, timed[name], new[name], cached[name], floors[name])
