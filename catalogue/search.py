@@ -283,7 +283,7 @@ def _term_q(term: Term, parsed: ParsedQuery) -> Q:
 # Relevance: cover density (``ts_rank_cd``: the query's words near each other score more than
 # the same words scattered), normalised by the log of the document's length, plus a bonus for
 # the query's words as a phrase. Title words (A) weigh more than abstract words (B). Tuned on
-# the development set of ``manage.py eval_search`` (docs/benchmarks.md has the figures).
+# the development set of ``python -m tests.bench eval_search`` (docs/benchmarks.md has the figures).
 RANK_WEIGHTS = [0.1, 0.2, 0.7, 1.0]  # D, C, B (abstract), A (title)
 RANK_NORMALIZATION = 1  # divide by 1 + log(document length)
 PHRASE_WEIGHT = 3.0

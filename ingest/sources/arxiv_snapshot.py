@@ -110,7 +110,7 @@ def _paper(obj: dict, listed_on: dt.date | None) -> PaperRecord:
         arxiv_comment=comments,
         withdrawn=is_withdrawn(comments, abstract),
         code_url=code_url(abstract, comments),
-        # Not in arXiv's own snapshot: generated corpora (ingest.corpus) and merged dumps
+        # Not in arXiv's own snapshot: generated corpora (tests.bench.corpus) and merged dumps
         # carry popularity in these optional keys.
         upvotes=_count(obj.get("upvotes")),
         github_stars=_count(obj.get("github_stars")),

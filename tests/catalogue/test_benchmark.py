@@ -1,5 +1,5 @@
-"""``manage.py bench_site``: a smoke run on a tiny corpus, the percentile it reports and the
-floor of a relevance-ordered class."""
+"""``bench_site``: a smoke run on a tiny corpus (built, then reused), the percentile it
+reports, the floors of each kind of page and the report's section."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ import io
 import os
 import re
 
+import psycopg
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalogue import benchmark
+from catalogue.dburl import url_from_settings
 from catalogue.models import Paper
+from tests.bench import benchmark
+from tests.bench.commands import bench_site, command
+from tests.bench.loadtest import workload
 
 
 def test_percentile_is_nearest_rank():
@@ -25,34 +31,110 @@ def test_percentile_is_nearest_rank():
     assert benchmark.percentile([7.0], 99) == 7
 
 
-def test_a_small_benchmark_runs_every_query_class_without_errors(tmp_path):
-    out, report = io.StringIO(), tmp_path / "benchmarks.md"
-    call_command(
-        "bench_site",
-        "--sizes", "300", "--requests", "2", "--warmups", "1", "--duration", "1",
-        "--workers", "2", "--db-name", f"catalogue_benchtest_{os.getpid()}",
-        "--cache-dir", str(tmp_path), "--output", str(report),
-        stdout=out, stderr=io.StringIO(),
-    )  # fmt: skip
-    printed = out.getvalue()
-    rows = [line for line in printed.splitlines() if line.startswith("| ")]
-    names = ["rare word", "common word", "phrase", "common phrase", "phrase + dates",
-             "top of a month", "trending", "topic", "author", "page 50, common word",
-             "JSON API, common word", "keyword mode, two words", "hybrid, two words",
-             "semantic, two words", "semantic + dates", "more like this"]  # fmt: skip
-    for name in names:
-        row = next(r for r in rows if r.startswith(f"| {name} |"))
-        assert row.rstrip().endswith("| 0 |"), row  # the errors column
-    throughput = [r for r in rows if r.startswith(("| 8 |", "| 32 |"))]
+def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
+    report = tmp_path / "benchmarks.md"
+    report.write_text("# Benchmarks\n\n## Earlier figures\n\nKept.\n")
+    db_name = f"catalogue_benchtest_{os.getpid()}"
+    arguments = [
+        "--sizes", "300", "--per-class", "3", "--requests", "2", "--warmups", "1",
+        "--workers", "2", "--db-name", db_name, "--cache-dir", str(tmp_path),
+        "--output", str(report),
+    ]  # fmt: skip
+    server_url = url_from_settings(settings.DATABASES["default"], "postgres")
+    try:
+        built = _bench(*arguments, "--duration", "1", "--keep-db")
+        reused = _bench(*arguments, "--skip-throughput")
+    finally:
+        benchmark.drop_database(server_url, db_name)
+    classes = workload.Mix(None, None).classes()
+    for printed in (built, reused):
+        rows = _class_rows(printed)
+        assert set(rows) == set(classes)
+        for name, (n, p50, p95, p99, floor, *_, cached_p50, _, sql, errors, url) in rows.items():
+            assert n == "3", name  # three distinct URLs, each requested once
+            assert 0 < float(p50) <= float(p95) <= float(p99), name
+            assert float(floor) > 0 and float(cached_p50) > 0, name
+            assert int(sql.split(",")[0]) >= 1 and errors == "0", (name, errors)
+            assert url.startswith("`/"), name
+    throughput = [r for r in built.splitlines() if r.startswith(("| 8 |", "| 32 |"))]
     assert len(throughput) == 2 and all(r.rstrip().endswith("| 0 |") for r in throughput)
+    assert "Reused the database" not in built and f"Reused the database `{db_name}`" in reused
     text = report.read_text()
-    assert "## Machine" in text and "PostgreSQL" in text and "### 300 papers" in text
-    assert re.search(
-        r"Reference at the same moment .*: [\d,]+ rows/s, so ingest ran at [\d.]+x", text
-    )
-    assert re.search(r"Embeddings \(`manage.py embed`.*\): 300 papers in [\d.]+ s", text)
-    assert not any(benchmark.NO_EMBEDDINGS in row for row in rows)  # 300 <= --embed-up-to
+    assert text.count("<!-- bench_site: begin") == 1  # the second run replaced the first's
+    assert text.startswith("# Benchmarks\n") and "## Earlier figures\n\nKept." in text
+    assert "### 300 papers" in text and "PostgreSQL" in text and "#### Slowest statement" in text
+    assert "Reused the database" in text
     assert re.search(r"estimate of the papers: [\d,]+ rows, so every count and facet is", text)
+
+
+def test_a_benchmark_refuses_to_rebuild_a_database_of_another_size(tmp_path):
+    db_name = f"catalogue_benchtest_other_{os.getpid()}"
+    server_url = url_from_settings(settings.DATABASES["default"], "postgres")
+    database_url = url_from_settings(settings.DATABASES["default"], db_name)
+    benchmark.recreate_database(server_url, db_name)
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE catalogue_paper (id int); INSERT INTO catalogue_paper VALUES (1)"
+            )
+        with pytest.raises(CommandError, match="holds 1 papers, not 300: give --rebuild"):
+            _bench("--sizes", "300", "--db-name", db_name, "--cache-dir", str(tmp_path))
+        assert benchmark.paper_count(database_url) == 1  # untouched
+    finally:
+        benchmark.drop_database(server_url, db_name)
+
+
+def _bench(*arguments: str) -> str:
+    out = io.StringIO()
+    call_command(command("bench_site"), *arguments, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def _class_rows(printed: str) -> dict[str, list[str]]:
+    header = next(line for line in printed.splitlines() if line.startswith("| page class |"))
+    rows = {}
+    for line in printed.partition(header)[2].splitlines()[2:]:  # after the '|---|' line
+        if not line.startswith("| "):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_section_of_an_earlier_run_is_replaced_and_the_rest_kept():
+    first = bench_site.replace_section("# Benchmarks\n\n## Other\n\nfigures\n", "## Run 1\n")
+    assert first.index("## Run 1") < first.index("## Other") and "figures" in first
+    second = bench_site.replace_section(first, "## Run 2\n")
+    assert "Run 1" not in second and "## Run 2" in second and "## Other\n\nfigures" in second
+    assert second.count("bench_site: begin") == second.count("bench_site: end") == 1
+
+
+def test_window_pages_start_from_their_days():
+    d = dt.date
+    assert benchmark.window_bounds("/papers/daily/2025-11-27/") == (d(2025, 11, 27),) * 2
+    assert benchmark.window_bounds("/papers/week/2025-W48/") == (d(2025, 11, 24), d(2025, 11, 30))
+    assert benchmark.window_bounds("/papers/month/2024-02/") == (d(2024, 2, 1), d(2024, 2, 29))
+
+
+@pytest.mark.django_db
+def test_floors_answer_each_kind_of_page_with_its_main_query():
+    for number in range(3):
+        Paper.objects.create(
+            arxiv_id=f"2401.0000{number}", title=f"Linear attention {number}",
+            abstract="We study linear models of attention.", published_on=dt.date(2025, 1, 2),
+            upvotes=number,
+        )  # fmt: skip
+    assert benchmark.floor_query(benchmark.Page("/papers/2401.00001/"))().arxiv_id == "2401.00001"
+    month = benchmark.floor_query(benchmark.Page("/papers/month/2025-01/"))()
+    assert [p.arxiv_id for p in month] == ["2401.00002", "2401.00001", "2401.00000"]  # upvotes
+    assert benchmark.floor_query(benchmark.Page("/papers/daily/2025-01-03/"))() == []
+    api = benchmark.Page("/api/papers?q=linear&page_size=2")
+    assert api.size == 2 and len(benchmark.floor_query(api)()) == 2
+    assert len(benchmark.floor_query(benchmark.Page("/feed/?q=attention"))()) == 3
+    browse = benchmark.floor_query(benchmark.Page("/?sort=oldest&page=1"))()
+    assert [p.arxiv_id for p in browse][:1] == ["2401.00000"]
+    with pytest.raises(ValueError, match="invalid parameters"):
+        benchmark.floor_query(benchmark.Page("/?since=yesterday"))
 
 
 @pytest.mark.django_db
@@ -65,8 +147,7 @@ def test_the_floor_of_a_relevance_class_computes_its_ranking_afresh_and_loads_it
             arxiv_id=key, title=title, abstract="We study linear models of attention.",
             published_on=dt.date(2025, 1, 1),
         )  # fmt: skip
-    query = benchmark.QueryClass("hybrid", "/", {"q": "linear attention"})
-    page = benchmark.relevance_page(query)
+    page = benchmark.relevance_page(benchmark.Page("/?q=linear+attention"))
     for _ in range(2):  # the second time too: nothing of the ranking is cached
         with CaptureQueriesContext(connection) as captured:
             papers = page()
@@ -93,3 +174,14 @@ def test_plans_are_explained_with_the_planner_settings_their_statement_ran_with(
         assert cursor.fetchone()[0] == "on"
     benchmark._follow_settings("RESET enable_seqscan", planner)
     assert planner == {}
+
+
+def test_the_plan_shown_is_the_slowest_query_s_never_a_setting_s():
+    statements = [
+        (0.002, 'SELECT "id" FROM "catalogue_paper"', None, {}),
+        (0.300, "SET LOCAL enable_indexscan = off", None, {}),  # a busy machine
+        (0.010, "WITH m AS (SELECT 1) SELECT * FROM m", None, {"enable_indexscan": "off"}),
+        (0.500, "SAVEPOINT s1", None, {}),
+    ]
+    assert benchmark.slowest_query(statements) == statements[2]
+    assert benchmark.slowest_query(statements[1:2]) == (0.0, "", None, {})

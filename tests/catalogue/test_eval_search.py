@@ -1,14 +1,14 @@
-"""``manage.py eval_search``: its core scores the baseline and the API on the current database."""
+"""``eval_search``: its core scores the baseline and the API on the current database."""
 
 import json
 
 import pytest
 from django.core.management import call_command
 
-from catalogue import evaluation
-from catalogue.evaluation import KNOWN, LEXICAL
-from catalogue.management.commands import eval_search
 from ingest.runner import create_run, execute_run
+from tests.bench import evaluation
+from tests.bench.commands import command, eval_search
+from tests.bench.evaluation import KNOWN, LEXICAL
 from tests.conftest import DATA_DIR
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +45,14 @@ def test_baseline_and_keyword_mode_score_within_bounds(papers):
     assert scores["baseline FTS"][KNOWN].mrr > 0
 
 
+def test_the_api_is_asked_under_production_settings_too(papers, settings):
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["papers.example.org"]  # not the in-process client's host
+    queries = evaluation.known_item_queries(papers, sample=2)
+    runs = eval_search.evaluate(queries, ["keyword"], default=False)
+    assert runs[1].rejected is None and len(runs[1].rankings) == len(queries)
+
+
 def test_command_here_prints_the_table_and_writes_json(papers, tmp_path, capsys):
     data = tmp_path / "daily"
     data.mkdir()
@@ -52,7 +60,7 @@ def test_command_here_prints_the_table_and_writes_json(papers, tmp_path, capsys)
         (data / path.name).write_bytes(path.read_bytes())
     out = tmp_path / "eval.json"
     call_command(
-        "eval_search", "--here", "--data", str(data), "--set", "known", "--limit", "6",
+        command("eval_search"), "--here", "--data", str(data), "--set", "known", "--limit", "6",
         "--modes", "keyword", "--json", str(out),
     )  # fmt: skip
     printed = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The search benchmark's judgements and metrics (catalogue.evaluation): pure, no database."""
+"""The search benchmark's judgements and metrics (tests.bench.evaluation): pure, no database."""
 
 import json
 import math
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from catalogue import evaluation
-from catalogue.evaluation import DailyPaper, Query
+from tests.bench import evaluation
+from tests.bench.evaluation import DailyPaper, Query
 
 # --- metrics ----------------------------------------------------------------------------------
 

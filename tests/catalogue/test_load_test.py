@@ -1,4 +1,4 @@
-"""The load test's tooling (``manage.py load_test``): its URLs are new and varied, the sweep's
+"""The load test's tooling (``load_test``): its URLs are new and varied, the sweep's
 deep and wide, and a tiny sweep runs through gunicorn without errors."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.core.management import call_command
 
-from catalogue.loadtest import report, workload
-from catalogue.loadtest.report import Request
-from catalogue.loadtest.vocabulary import read_vocabulary
-from ingest import corpus
+from tests.bench import corpus
+from tests.bench.commands import command
+from tests.bench.loadtest import report, workload
+from tests.bench.loadtest.report import Request
+from tests.bench.loadtest.vocabulary import read_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_a_tiny_load_test_and_sweep_run_without_errors_and_append_to_the_docs(tm
     out, docs = io.StringIO(), tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nEarlier figures.\n")
     call_command(
-        "load_test", "--users", "2", "--duration", "3",
+        command("load_test"), "--users", "2", "--duration", "3",
         "--papers", "300", "--workers", "2", "--sweep-concurrency", "2",
         "--sweep-days", "3", "--sweep-weeks", "2", "--sweep-months", "2",
         "--db-name", f"catalogue_loadtest_{os.getpid()}", "--drop-db",

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from django.conf import settings
 
-from catalogue import benchmark, embedded
+from catalogue import embedded
+from tests.bench import benchmark
 from tests.private_postgres import private_postgres as private_server
 
 PAGES = ["/", "/api/papers?q=attention", "/topics/", "/papers/daily/2025-11-27/"]

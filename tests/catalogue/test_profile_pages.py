@@ -1,4 +1,4 @@
-"""``manage.py profile_pages`` on a tiny catalogue: a row for every page class, none an error;
+"""``profile_pages`` on a tiny catalogue: a row for every page class, none an error;
 and a clock that counts nested phases once."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import time
 import pytest
 from django.core.management import call_command
 
-from catalogue import benchmark
-from catalogue.loadtest import workload
-from catalogue.loadtest.profiling import PhaseClock
 from catalogue.models import Topic
-from ingest import corpus
+from tests.bench import benchmark, corpus
+from tests.bench.commands import command
+from tests.bench.loadtest import workload
+from tests.bench.loadtest.profiling import PhaseClock
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def tiny_catalogue(tmp_path):
 def test_it_prints_a_row_per_page_class_with_its_sql_and_rendering(tiny_catalogue):
     out = io.StringIO()
     call_command(
-        "profile_pages", "--per-class", "2", "--corpus", str(tiny_catalogue),
+        command("profile_pages"), "--per-class", "2", "--corpus", str(tiny_catalogue),
         stdout=out, stderr=io.StringIO(),
     )  # fmt: skip
     per_class, _, slowest = out.getvalue().partition("Each URL requested once")

@@ -17,7 +17,8 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 
-from catalogue import benchmark, embedded
+from catalogue import embedded
+from tests.bench import benchmark
 from tests.private_postgres import private_postgres, streaming_replica, wait_until
 
 DATABASE = "replicated"

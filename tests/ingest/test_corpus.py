@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from ingest import corpus
 from ingest.records import PaperRecord
 from ingest.sources import arxiv_snapshot
+from tests.bench import corpus
 
 PAPERS = 2_000
 

@@ -15,8 +15,8 @@ from django.core.management import CommandError, call_command
 from catalogue.models import Paper, Sighting
 from ingest.models import IngestRun
 from ingest.runner import create_run, execute_run
-from ingest.synthetic import snapshot_lines
 from ingest.tasks import MAX_RETRIES
+from tests.bench.synthetic import snapshot_lines
 from tests.conftest import DATA_DIR, FAST_RETRIES
 
 HF_DAILY = DATA_DIR / "formats/hf_daily_papers/daily/2025-03-03.json"

@@ -19,7 +19,7 @@ from ingest.records import (
     unstorable_reason,
 )
 from ingest.runner import create_run, execute_run
-from ingest.synthetic import snapshot_lines
+from tests.bench.synthetic import snapshot_lines
 
 
 def test_the_limits_checked_are_the_paper_columns_limits():

@@ -16,7 +16,7 @@ from ingest.lease import run_lease
 from ingest.models import IngestRun, RejectedRecord, checkpoint_after, storable
 from ingest.records import Deleted, PaperRecord, Rejected
 from ingest.runner import RetryLater, create_run, execute_run
-from ingest.synthetic import snapshot_lines, synthetic_id
+from tests.bench.synthetic import snapshot_lines, synthetic_id
 
 
 def paper(number: int, **fields) -> PaperRecord:

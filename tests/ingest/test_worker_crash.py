@@ -14,8 +14,8 @@ import pytest
 from catalogue.models import Paper, Sighting
 from ingest.models import IngestRun
 from ingest.runner import create_run
-from ingest.synthetic import write_snapshot
 from ingest.tasks import ingest_run
+from tests.bench.synthetic import write_snapshot
 from tests.conftest import (
     FAST_RETRIES,
     WorkerProcess,

@@ -1,6 +1,6 @@
 """The load test's locust user: requests the next URL of a prepared list, with no think time.
 
-``manage.py load_test`` writes the list (``LOADTEST_URLS``: one "page class<TAB>URL" a line,
+``load_test`` writes the list (``LOADTEST_URLS``: one "page class<TAB>URL" a line,
 every URL distinct) and runs locust headless on this file; every request is recorded
 (page class, milliseconds, status, whether the page cache answered) into ``LOADTEST_RECORD``
 as JSON when locust quits, so the command computes exact percentiles (locust's own round

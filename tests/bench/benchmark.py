@@ -1,31 +1,33 @@
-"""The site benchmark's parts: the query mix, the bench database, gunicorn, timing, the report.
+"""The site benchmark's parts: the pages, the bench database, gunicorn, timing, the report.
 
-``manage.py bench_site`` strings these together. Work on the bench database runs in child
+``bench_site`` strings these together. Work on the bench database runs in child
 processes (``DATABASE_URL`` pointing at it), so the command never touches the catalogue's own
 database, and its figures include what a real deployment pays (its own processes, its own
 connections).
 
 Definitions used in the report:
 
-- *latency*: wall time of one full GET (status, headers, body) from a keep-alive-less httpx
-  client on 127.0.0.1 to ``gunicorn -w 4`` (sync workers), sequential requests after warm-ups;
-- *floor*: the page's main query alone, in a child process on the bench database (median of
-  5 runs after one warm-up). For newest, upvotes, trending (…) order it is
-  ``PaperFilter(params).qs[offset:offset + 25]`` evaluated through the ORM, the query text
-  built before timing. For relevance order (a query, ``like``) it is what a new query pays
-  before its papers are on the page: the filter built and validated, the relevance ranking
-  computed with the caches off (Redis summaries, the query-embedding and parse memos of the
-  process), i.e. the query parsed, embedded, its nearest neighbours scanned and its keyword
-  candidates ranked, then the page's 25 papers loaded by id, as ``PaperFilter.results``
-  does for the page. Pages run more SQL than that (counts, facets, timeline, highlights):
-  the *SQL* columns give all of it, measured by running the page once in-process with a
-  timing execute wrapper.
+- *new queries*: per page class of the load test's mix (``loadtest.workload``: rare and
+  common words, two words, phrases of two real adjacent words, authors, topics, date ranges,
+  sorted browse pages, the API, paper pages, feeds, day/week/month pages), distinct URLs
+  drawn from the corpus's own vocabulary, each requested once, in sequence, from an httpx
+  client on 127.0.0.1 to ``gunicorn -w 4`` (sync workers, ``DEBUG=0``) started with the page
+  and summary caches off (``PAGE_CACHE_SECONDS=0``, ``SUMMARY_CACHE_SECONDS=0``): every
+  answer is computed, as for a query nobody asked before;
+- *cached*: the class's first URL requested again and again (after warm-ups) from a gunicorn
+  with the production cache settings: what Redis serves a repeated query;
+- *floor*: per URL, the cheapest SQL that answers the page, its main query alone, in a child
+  process on the bench database (median of 3 runs after one warm-up); the class's floor is
+  the median over its URLs (``floor_query`` says what it is for each kind of page). Pages
+  run more SQL than that (counts, facets, timeline, highlights): the *page SQL* column gives
+  all of it for the class's first URL, measured by running the page once in-process with a
+  timing execute wrapper;
+- *throughput*: threads requesting distinct URLs of the same mix, each once, caches off.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import platform
@@ -37,9 +39,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import httpx
 import psycopg
@@ -48,7 +50,7 @@ MIN_SAMPLES = 5
 SLOW_WARMUP = 2.0  # seconds
 WORKER_TIMEOUT = 180  # seconds
 PAGE_SIZE = 25  # catalogue.views.PAGE_SIZE and the API's default page size
-DEEP_PAGE = 50
+FEED_SIZE = 50  # catalogue.feeds.FEED_SIZE
 
 # Topics the benchmark creates and tags (name, slug, query in the search syntax).
 TOPICS = [
@@ -56,88 +58,43 @@ TOPICS = [
     ("Diffusion", "diffusion", "diffusion"),
     ("Reinforcement learning", "reinforcement-learning", '"reinforcement learning"'),
 ]
-TOPIC_FILTERED = "diffusion"
 
 
-# --- the query mix ----------------------------------------------------------------------------
+# --- the pages ----------------------------------------------------------------------------
 
 
-@dataclass
-class QueryClass:
-    name: str
-    path: str
-    params: dict = field(default_factory=dict)
-    scope: str = "list"  # list | api | month:YYYY-MM (what the floor query starts from)
+@dataclass(frozen=True)
+class Page:
+    """One URL of the site, as the floor reads it."""
+
+    url: str
 
     @property
-    def url(self) -> str:
-        return f"{self.path}?{urlencode(self.params, doseq=True)}" if self.params else self.path
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.url).query))
 
     @property
     def page(self) -> int:
         return int(self.params.get("page", 1))
 
     @property
-    def uses_meaning(self) -> bool:
-        """Whether the page searches by meaning (embeddings): ``like``, or ``q`` in hybrid
-        (the default) or semantic mode."""
-        return bool(self.params.get("like")) or (
-            bool(self.params.get("q")) and self.params.get("mode", "hybrid") != "keyword"
-        )
+    def size(self) -> int:
+        """Papers on the page: the API's ``page_size``, the feed's 50, else the list's 25."""
+        if self.path.startswith("/feed/"):
+            return FEED_SIZE
+        return int(self.params.get("page_size", PAGE_SIZE))
 
 
-def query_mix(stats: dict, like: str | None = None) -> list[QueryClass]:
-    """The fixed mix, with words chosen from the generated corpus's own statistics; ``like``:
-    a paper's public id for "more like this" (``prepare`` picks one in the bench database).
+def new_query_urls(vocabulary, seed: int, count: int) -> dict[str, list[str]]:
+    """``count`` distinct URLs of each page class of the load test's mix
+    (``loadtest.workload``), drawn from the corpus's own vocabulary."""
+    from tests.bench.loadtest import workload
 
-    The ``q`` classes without ``mode`` run in hybrid mode, the default: what readers get.
-    """
-    common = stats["top_terms"][0][0]  # the most frequent term (in >= 10 % of papers)
-    rare = stats["rare_terms"][0] if stats["rare_terms"] else "accompaniment"
-    phrase = "linear attention" if stats.get("linear_attention") else _first_phrase(stats)
-    common_phrase = _first_phrase(stats)
-    year, month, _ = stats["months"][-1]
-    surname = stats["top_surnames"][0][0]
-    last = f"{year}-{month:02d}"
-    words = common_phrase  # two real adjacent words, unquoted: every word required
-    dates = {"since": f"{year - 1}-01-01", "until": f"{year}-06-30"}
-    meaning = [
-        QueryClass("keyword mode, two words", "/", {"q": words, "mode": "keyword"}),
-        QueryClass("hybrid, two words", "/", {"q": words}),
-        QueryClass("semantic, two words", "/", {"q": words, "mode": "semantic"}),
-        QueryClass("semantic + dates", "/", {"q": words, "mode": "semantic", **dates}),
-    ]
-    if like:
-        meaning.append(QueryClass("more like this", "/", {"like": like}))
-    return [
-        QueryClass("rare word", "/", {"q": rare}),
-        QueryClass("common word", "/", {"q": common}),
-        QueryClass("phrase", "/", {"q": f'"{phrase}"'}),
-        QueryClass("common phrase", "/", {"q": f'"{common_phrase}"'}),
-        QueryClass(
-            "phrase + dates",
-            "/",
-            {"q": f'"{phrase}"', "since": f"{year - 1}-01-01", "until": f"{year}-06-30"},
-        ),
-        QueryClass("top of a month", f"/papers/month/{last}/", {}, f"month:{last}"),
-        QueryClass("trending", "/", {"sort": "trending"}),
-        QueryClass("topic", "/", {"topic": TOPIC_FILTERED}),
-        QueryClass("author", "/", {"author": surname}),
-        QueryClass("page 50, common word", "/", {"q": common, "page": deep_page(stats)}),
-        QueryClass("JSON API, common word", "/api/papers", {"q": common}, "api"),
-        *meaning,
-    ]
-
-
-def deep_page(stats: dict) -> int:
-    """``DEEP_PAGE``, or in a corpus too small to have it, a page that exists: a page past
-    the last reachable one is a 400 (the relevance ranking reaches its newest candidates
-    only). Four fifths of the estimated matches: the share is a sample's."""
-    from django.conf import settings
-
-    matches = stats["top_terms"][0][1] * stats["papers"]
-    reachable = min(matches, settings.SEARCH_RANK_CANDIDATES) * 0.8
-    return max(1, min(DEEP_PAGE, int(reachable // PAGE_SIZE)))
+    return workload.urls_per_class(vocabulary, seed, count)
 
 
 def warm_up_url(stats: dict) -> str:
@@ -145,14 +102,6 @@ def warm_up_url(stats: dict) -> str:
     one (~0.2 s), once per process, as a live site's workers have long done."""
     word = stats["top_terms"][1][0] if len(stats["top_terms"]) > 1 else "learning"
     return f"/?{urlencode({'q': word, 'mode': 'semantic'})}"
-
-
-def _first_phrase(stats: dict) -> str:
-    """The most frequent bigram that is not a piece of a URL."""
-    for phrase, _ in stats["top_phrases"]:
-        if not {"https", "http", "github", "com", "www"} & set(phrase.split()):
-            return phrase
-    return "language models"
 
 
 # --- timing -------------------------------------------------------------------------------
@@ -210,13 +159,13 @@ def measure_latency(
     return Latency(samples, errors, first)
 
 
-def warm_up(client: httpx.Client, url: str, workers: int) -> None:
+def warm_up(client: httpx.Client, url: str, workers: int, rounds: int = 3) -> None:
     """A worker's first list page pays for imports, URL and template loading and its first
     connection: pay it here (``url``: a cheap list page, so this stays short at any size).
     ``workers`` requests at once, three times: each sync worker takes one of each round, where
     sequential requests may all land on the same worker."""
     base_url = str(client.base_url)
-    for _ in range(3):
+    for _ in range(rounds):
         threads = [
             threading.Thread(target=_get_new_client, args=(base_url, url)) for _ in range(workers)
         ]
@@ -252,17 +201,23 @@ class Throughput:
 
 
 def measure_throughput(base_url: str, urls: list[str], concurrency: int, duration: float):
-    """``concurrency`` threads, each looping over the mix until ``duration`` has passed."""
+    """``concurrency`` threads taking the next URL of ``urls`` in turn until ``duration`` has
+    passed: each URL is requested once at most (distinct URLs: new queries, never the cache);
+    ``urls`` should hold more than the run can ask."""
     deadline = time.monotonic() + duration
     counts = [[0, 0] for _ in range(concurrency)]
+    pending = iter(urls)
+    lock = threading.Lock()
 
     def worker(index: int) -> None:
         with httpx.Client(base_url=base_url, timeout=60) as client:
-            turn = index
             while time.monotonic() < deadline:
-                ok = _get(client, urls[turn % len(urls)])
+                with lock:
+                    url = next(pending, None)
+                if url is None:
+                    return
+                ok = _get(client, url)
                 counts[index][0 if ok is not None else 1] += 1
-                turn += 1
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
@@ -288,6 +243,15 @@ def drop_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def paper_count(database_url: str) -> int | None:
+    """Papers in the database; None when it or its table does not exist."""
+    try:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute("SELECT count(*) FROM catalogue_paper").fetchone()[0]
+    except psycopg.Error:
+        return None
+
+
 def server_version(server_url: str) -> str:
     with psycopg.connect(server_url) as conn:
         return conn.execute("SELECT version()").fetchone()[0]
@@ -307,8 +271,18 @@ def site_env(database_url: str, redis_url: str) -> dict[str, str]:
     }
 
 
+def command_line(arguments: list[str]) -> list[str]:
+    """``manage.py ARGUMENTS``, or ``python -m tests.bench ARGUMENTS`` for a benchmark command
+    (they are not ``manage.py``'s)."""
+    from tests.bench.commands import NAMES
+
+    runner = ["-m", "tests.bench"] if arguments[0] in NAMES else ["manage.py"]
+    return [sys.executable, *runner, *arguments]
+
+
 def manage(arguments: list[str], env: dict[str, str], cwd: Path) -> float:
-    """Run ``manage.py ARGUMENTS`` in a child; its wall time in seconds. Fails loudly."""
+    """Run ``manage.py ARGUMENTS`` (or a benchmark command) in a child; its wall time in
+    seconds. Fails loudly."""
     return manage_output(arguments, env, cwd)[0]
 
 
@@ -316,11 +290,11 @@ def manage_output(arguments: list[str], env: dict[str, str], cwd: Path) -> tuple
     """``manage`` that also returns what the command printed (its stdout)."""
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, "manage.py", *arguments], cwd=cwd, env=env, capture_output=True, text=True
+        command_line(arguments), cwd=cwd, env=env, capture_output=True, text=True
     )
     if child.returncode != 0:
         raise RuntimeError(
-            f"manage.py {' '.join(arguments)} failed ({child.returncode}):\n"
+            f"{' '.join(arguments)} failed ({child.returncode}):\n"
             f"{child.stdout[-3000:]}\n{child.stderr[-3000:]}"
         )
     return time.perf_counter() - started, child.stdout
@@ -434,39 +408,45 @@ def _cpu_model() -> str:
 
 @dataclass
 class ClassResult:
-    query: QueryClass
-    latency: Latency
-    floor_ms: float
-    matches: int
-    sql_queries: int
-    sql_ms: float
-    slowest_ms: float
+    name: str
+    urls: list[str]  # the timed URLs, each requested once
+    new: Latency  # one request per URL, the page and summary caches off
+    cached: Latency  # the first URL again and again, caches on: what Redis serves
+    floor_ms: float  # median over the URLs of each one's floor
+    floor_errors: list[str] = field(default_factory=list)  # floors that raised
+    sql_queries: int = 0  # the page SQL of the first URL, in-process, caches off
+    sql_ms: float = 0.0
+    slowest_ms: float = 0.0
     slowest_sql: str = ""
     plan: str = ""
     statements: list = field(default_factory=list)  # [ms, gist] of every statement of the page
-    floor_error: str = ""  # the floor's exception, when it raised one (the page fails too)
 
     @property
     def ratio(self) -> float:
-        return self.latency.ms(50) / self.floor_ms if self.floor_ms else float("nan")
+        return self.new.ms(50) / self.floor_ms if self.floor_ms else float("nan")
+
+    @property
+    def errors(self) -> int:
+        return self.new.errors + self.cached.errors + len(self.floor_errors)
 
 
 @dataclass
 class SizeResult:
     papers: int
     generate_seconds: float | None  # None: the corpus came from the cache
-    ingest_seconds: float
+    ingest_seconds: float | None  # None: an existing database was reused
     prepare: dict
     classes: list[ClassResult]
     throughput: list[Throughput]
     corpus_check: str
     reference_rate: float | None = None  # rows/s of copy_reference, taken after the ingest
-    embedding: dict | None = None  # ``embed``'s figures; None: no embeddings at this size
+    embedding: dict | None = None  # ``embed``'s figures; None: not run at this size
     embed_up_to: int | None = None  # the largest size embedded (--embed-up-to)
+    database: str = ""  # the bench database's name
 
     @property
     def ingest_rate(self) -> float:
-        return self.papers / self.ingest_seconds
+        return self.papers / self.ingest_seconds if self.ingest_seconds else float("nan")
 
 
 # The search vector's expression as the migrations created it.
@@ -516,17 +496,27 @@ def _reference_line(result: SizeResult) -> str:
     )
 
 
-NO_EMBEDDINGS = " (no embeddings at this size)"
+def _ingest_line(result: SizeResult) -> str:
+    if result.ingest_seconds is None:
+        return (
+            f"Reused the database `{result.database}` (it held the corpus's "
+            f"{result.papers:,} papers): not rebuilt, not re-ingested."
+        )
+    return (
+        f"Ingest (`manage.py ingest FILE --inline`, child process): "
+        f"{result.ingest_seconds:.1f} s, **{result.ingest_rate:,.0f} papers/s**."
+        f"{_reference_line(result)}"
+    )
 
 
 def _embedding_line(result: SizeResult) -> str:
     e = result.embedding
     if e is None:
-        limit = f" (`--embed-up-to {result.embed_up_to}`)" if result.embed_up_to else ""
+        embedded = result.prepare.get("embedded", 0)
         return (
-            f"No embeddings at this size{limit}: classes marked{NO_EMBEDDINGS} search by "
-            "meaning among no papers (hybrid = the keyword ranking + the query's embedding + "
-            "an empty nearest-neighbour scan; semantic and more like this find nothing)."
+            f"Papers with an embedding: {embedded:,} (`manage.py embed` runs at sizes up to "
+            f"{result.embed_up_to or 0:,} papers, `--embed-up-to`); hybrid search (the default "
+            "with `q`) adds the query's embedding and a nearest-neighbour scan among those."
         )
     return (
         f"Embeddings (`manage.py embed`, the backfill, child process, after ingest and "
@@ -536,101 +526,54 @@ def _embedding_line(result: SizeResult) -> str:
     )
 
 
-def class_label(result: SizeResult, query: QueryClass) -> str:
-    marked = result.embedding is None and query.uses_meaning
-    return query.name + (NO_EMBEDDINGS if marked else "")
+TABLE_HEADER = (
+    "| page class | n | p50 ms | p95 ms | p99 ms | SQL floor ms | p50/floor | p95/floor "
+    "| cached p50 ms | cached p95 ms | page SQL (queries, ms) | errors | e.g. |"
+)
 
 
 def markdown_table(result: SizeResult) -> str:
     lines = [
         f"### {result.papers:,} papers",
         "",
-        f"Ingest (`manage.py ingest FILE --inline`, child process): {result.ingest_seconds:.1f} s, "
-        f"**{result.ingest_rate:,.0f} papers/s**.{_reference_line(result)} "
-        f"{_prepare_line(result.prepare)}",
+        f"{_ingest_line(result)} {_prepare_line(result.prepare)}",
         "",
         _embedding_line(result),
         "",
-        "| query class | URL | matches | first ms | n | p50 ms | p95 ms | p99 ms | floor ms "
-        "| p50/floor | page SQL (queries, ms) | slowest query ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        TABLE_HEADER,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in result.classes:
+        new, cached = row.new, row.cached
+        floor = row.floor_ms
         lines.append(
-            f"| {class_label(result, row.query)} | `{row.query.url}` | {row.matches:,} "
-            f"| {row.latency.first * 1000:.1f} | {len(row.latency.samples)} "
-            f"| {row.latency.ms(50):.1f} "
-            f"| {row.latency.ms(95):.1f} | {row.latency.ms(99):.1f} | {row.floor_ms:.1f} "
-            f"| {row.ratio:.1f}x | {row.sql_queries}, {row.sql_ms:.1f} | {row.slowest_ms:.1f} "
-            f"| {row.latency.errors} |"
+            f"| {row.name} | {len(new.samples)} | {new.ms(50):.1f} | {new.ms(95):.1f} "
+            f"| {new.ms(99):.1f} | {floor:.1f} | {row.ratio:.1f}x "
+            f"| {new.ms(95) / floor if floor else float('nan'):.1f}x "
+            f"| {cached.ms(50):.1f} | {cached.ms(95):.1f} "
+            f"| {row.sql_queries}, {row.sql_ms:.1f} | {row.errors} | `{row.urls[0]}` |"
         )
-    failed = [row for row in result.classes if row.floor_error]
+    failed = [row for row in result.classes if row.floor_errors]
     if failed:
         lines += ["", "Floors that raised (their pages answer 500 too):", ""]
-        lines += [f"- {row.query.name}: `{row.floor_error[:300]}`" for row in failed]
+        lines += [f"- {row.name}: `{row.floor_errors[0][:300]}`" for row in failed]
     if result.throughput:
-        lines += ["", "| concurrency | seconds | requests | requests/s | errors |"]
-        lines.append("|---:|---:|---:|---:|---:|")
+        lines += [
+            "",
+            "Throughput over distinct URLs of the same mix (each requested once, caches off):",
+            "",
+            "| concurrency | seconds | requests | requests/s | errors |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for t in result.throughput:
             figures = f"{t.seconds:.1f} | {t.completed:,} | {t.rate:.1f} | {t.errors}"
             lines.append(f"| {t.concurrency} | {figures} |")
     return "\n".join(lines)
 
 
-# p50 / p95 ms at 1,000,000 papers before the search work of issue 6 (docs/benchmarks.md of
-# 2026-11-30, commit 7e727fb: ts_rank over every match, exact counts and facets).
-BASELINE_1M = {
-    "rare word": (1359.7, 1937.0),
-    "common word": (17615.1, 21365.2),
-    "phrase": (1301.8, 1525.3),
-    "common phrase": (15289.4, 19240.0),
-    "phrase + dates": (174.5, 216.8),
-    "top of a month": (96.8, 127.8),
-    "trending": (4318.3, 4572.1),
-    "topic": (2546.7, 3203.7),
-    "author": (10624.9, 15453.4),
-    "page 50, common word": (17047.7, 17677.8),
-    "JSON API, common word": (9900.6, 11054.5),
-}
-BASELINE_1M_THROUGHPUT = {8: 0.2, 32: 0.2}
-
-
-def before_after(results: list[SizeResult]) -> list[str]:
-    """At 1,000,000 papers: this run beside the baseline, class by class."""
-    result = next((r for r in results if r.papers == 1_000_000), None)
-    if result is None:
-        return []
-    lines = [
-        "## Before and after at 1,000,000 papers",
-        "",
-        "Before: the run of 2026-11-30 (commit 7e727fb), ranking every match and counting "
-        "every match exactly. After: this run.",
-        "",
-        "| query class | before p50 ms | before p95 ms | first ms | p50 ms | p95 ms "
-        "| p95 speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in result.classes:
-        before = BASELINE_1M.get(row.query.name)
-        if before is None:
-            continue
-        p95 = row.latency.ms(95)
-        lines.append(
-            f"| {row.query.name} | {before[0]:,.1f} | {before[1]:,.1f} "
-            f"| {row.latency.first * 1000:,.1f} | {row.latency.ms(50):,.1f} | {p95:,.1f} "
-            f"| {before[1] / p95:,.0f}x |"
-        )
-    lines.append("")
-    for t in result.throughput:
-        old = BASELINE_1M_THROUGHPUT.get(t.concurrency)
-        if old is not None:
-            lines.append(f"- requests/s at concurrency {t.concurrency}: {old} → {t.rate:.1f}")
-    return [*lines, ""]
-
-
 def _prepare_line(prepare: dict) -> str:
     topics = ", ".join(f"{slug} {count:,}" for slug, count in prepare.get("topics", {}).items())
-    tagging = f"Topics tagged (papers): {topics}." if topics else prepare.get("note", "")
+    tagging = f"Topics (papers): {topics}." if topics else prepare.get("note", "")
     estimate = prepare.get("estimated_rows")
     if estimate is not None:
         from django.conf import settings
@@ -645,6 +588,8 @@ def _prepare_line(prepare: dict) -> str:
             )
             + f" (the switch: {settings.SUMMARY_EXACT_BELOW:,})."
         )
+    if "analyze_seconds" not in prepare:  # a reused database: prepared when it was built
+        return f"{tagging}{estimate or ''}"
     return (
         f"VACUUM ANALYZE {prepare['analyze_seconds']:.1f} s; {tagging} Trending scores refreshed "
         f"for {prepare['trending_changed']:,} papers in {prepare['trending_seconds']:.1f} s."
@@ -654,10 +599,10 @@ def _prepare_line(prepare: dict) -> str:
 
 def plans_section(result: SizeResult) -> str:
     """EXPLAIN ANALYZE of each class's slowest statement, for whoever optimises them."""
-    parts = [f"### Slowest statement of each page at {result.papers:,} papers", ""]
+    parts = [f"#### Slowest statement of each page at {result.papers:,} papers", ""]
     for row in result.classes:
         parts += [
-            f"**{row.query.name}** (`{row.query.url}`): its statements, in order:",
+            f"**{row.name}** (`{row.urls[0]}`): its statements, in order:",
             "",
             *[f"- {ms:.1f} ms: `{gist}`" for ms, gist in row.statements],
             "",
@@ -673,18 +618,6 @@ def plans_section(result: SizeResult) -> str:
     return "\n".join(parts)
 
 
-def throughput_urls(classes: list[QueryClass]) -> list[str]:
-    return [q.url for q in classes]
-
-
-def to_json(classes: list[QueryClass]) -> str:
-    return json.dumps([asdict(q) for q in classes])
-
-
-def from_json(text: str) -> list[QueryClass]:
-    return [QueryClass(**item) for item in json.loads(text)]
-
-
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
@@ -693,11 +626,10 @@ def median_ms(samples: list[float]) -> float:
 
 
 def prepare(today) -> dict:
-    """Topics tagged by their rules, trending scores, then VACUUM ANALYZE: a settled catalogue.
-    Also picks the paper of "more like this" (``like``)."""
+    """Topics tagged by their rules, trending scores, then VACUUM ANALYZE: a settled catalogue."""
     from catalogue import trending
 
-    result = {"topics": {}, "note": "", "like": like_paper()}
+    result = {"topics": {}, "note": ""}
     try:
         from catalogue import tagging
     except ImportError:
@@ -716,23 +648,22 @@ def prepare(today) -> dict:
         # work; a freshly loaded one's is not.
         cursor.execute("VACUUM ANALYZE")
     result["analyze_seconds"] = time.perf_counter() - started
-    # Pages summarise exactly below SUMMARY_EXACT_BELOW papers by this estimate, from a
-    # sample above: at a size near it (100,000) ANALYZE's estimate picks the path.
+    return {**result, **describe()}
+
+
+def describe() -> dict:
+    """What a prepared catalogue holds that the report tells: papers tagged per topic, papers
+    with an embedding, and PostgreSQL's estimate of its papers (pages summarise exactly below
+    SUMMARY_EXACT_BELOW by it, from a sample above: near it, at 100,000, it picks the path)."""
+    from catalogue.models import PaperEmbedding, PaperTopic
     from catalogue.summary import _table_rows
 
-    result["estimated_rows"] = _table_rows()
-    return result
-
-
-def like_paper() -> str | None:
-    """The public id of the visible paper with the most upvotes (the lowest id among equals):
-    the kind of paper a reader asks for more like."""
-    from django.db.models import F
-
-    from catalogue.models import Paper
-
-    paper = Paper.objects.visible().order_by(F("upvotes").desc(nulls_last=True), "id").first()
-    return paper.slug if paper else None
+    topics = {slug: PaperTopic.objects.filter(topic__slug=slug).count() for _, slug, _ in TOPICS}
+    return {
+        "topics": topics,
+        "embedded": PaperEmbedding.objects.count(),
+        "estimated_rows": _table_rows(),
+    }
 
 
 def _tag_topics(tagging) -> dict[str, int]:
@@ -747,32 +678,19 @@ def _tag_topics(tagging) -> dict[str, int]:
     return counts
 
 
-def floors(classes: list[QueryClass], runs: int = 5) -> list[dict]:
-    """Per class: the floor (main query alone), the match count and the page's SQL."""
-    from catalogue.filters import Sort
-
-    rows = []
-    for query in classes:
-        paper_filter = main_filter(query)
-        try:
-            if paper_filter.sort_order == Sort.RELEVANCE:
-                page = relevance_page(query)
-            else:
-                queryset = paper_filter.qs
-                offset = (query.page - 1) * PAGE_SIZE
-
-                def page(queryset=queryset, offset=offset):
-                    return list(queryset[offset : offset + PAGE_SIZE])
-
-            floor_ms = _timed_median(page, runs)
-        except Exception as exc:  # noqa: BLE001 - the page fails too: reported as its error
-            floor_ms, floor_error = float("nan"), f"{type(exc).__name__}: {exc}"
-        else:
-            floor_error = ""
-        # Every match, exactly (pages estimate large counts; see catalogue.summary).
-        floor = {"floor_ms": floor_ms, "floor_error": floor_error}
-        floor["matches"] = paper_filter.matches.count()
-        rows.append({**floor, **page_sql(query)})
+def floors(classes: dict[str, list[str]], runs: int = 3) -> dict[str, dict]:
+    """Per class: the median over its URLs of each URL's floor (its main query alone), the
+    floors that raised, and the page SQL of its first URL."""
+    rows = {}
+    for name, urls in classes.items():
+        samples, errors = [], []
+        for url in urls:
+            try:
+                samples.append(_timed_median(floor_query(Page(url)), runs))
+            except Exception as exc:  # noqa: BLE001 - the page fails too: reported as its error
+                errors.append(f"{url}: {type(exc).__name__}: {exc}")
+        floor_ms = statistics.median(samples) if samples else float("nan")
+        rows[name] = {"floor_ms": floor_ms, "floor_errors": errors, **page_sql(Page(urls[0]))}
     return rows
 
 
@@ -782,68 +700,122 @@ def _timed_median(run, runs: int) -> float:
     run()
     slow = time.perf_counter() - started > SLOW_WARMUP
     samples = []
-    for _ in range(3 if slow else runs):  # seconds-slow queries: fewer runs say as much
+    for _ in range(1 if slow else runs):  # seconds-slow queries: fewer runs say as much
         started = time.perf_counter()
         run()
         samples.append(time.perf_counter() - started)
     return median_ms(samples)
 
 
-def relevance_page(query: QueryClass):
-    """A function loading the page of a relevance-ordered class as a new query does: the
-    filter built and validated, its ranking computed with every cache off (Redis, and the
-    process's memos of parsed queries and query embeddings), the page's papers loaded by id.
-    The match count the ranking is given (it picks how the newest candidates are found) is
-    the page's summary count, computed once beforehand."""
+def floor_query(page: Page):
+    """A function running the cheapest SQL that answers ``page``: its main query alone.
+
+    - a list, API or feed page in relevance order (a query or ``like`` without a sort):
+      ``relevance_page``, the ranking computed afresh and the page's papers loaded;
+    - in any other order: the filter's ordered QuerySet, the page's slice (the feed: its 50
+      newest); a day, week or month page starts from the papers of its window;
+    - a paper's page: the paper by its id.
+    """
+    from catalogue.filters import Sort
+
+    if page.path.startswith("/papers/") and not page.path.startswith(WINDOWS):
+        return _paper_by_id(page)
+    paper_filter = main_filter(page)
+    if not paper_filter.is_valid():
+        raise ValueError(f"invalid parameters: {dict(paper_filter.errors)}")
+    if page.path.startswith("/feed/"):
+        queryset = paper_filter.qs
+        if not paper_filter.cleaned.get("sort"):
+            queryset = queryset.newest_first()  # as catalogue.feeds does
+        return lambda: list(queryset[: page.size])
+    if paper_filter.sort_order == Sort.RELEVANCE:
+        return relevance_page(page)
+    offset = (page.page - 1) * page.size
+    queryset = paper_filter.qs
+    return lambda: list(queryset[offset : offset + page.size])
+
+
+WINDOWS = ("/papers/daily/", "/papers/week/", "/papers/month/")
+
+
+def _paper_by_id(page: Page):
+    from catalogue.models import Paper
+
+    slug = unquote(page.path.removeprefix("/papers/").rstrip("/"))
+
+    def paper():
+        found = Paper.objects.visible().with_slug(slug).first()
+        if found is None:
+            raise LookupError(f"no paper {slug}")
+        return found
+
+    return paper
+
+
+def relevance_page(page: Page):
+    """A function loading a relevance-ordered page as a new query does: the filter built and
+    validated, its ranking computed with every cache off (Redis, and the process's memos of
+    parsed queries and query embeddings), the page's papers loaded by id. The match count
+    the ranking is given (it picks how the newest candidates are found) is the page's
+    summary count, computed once beforehand."""
     from django.test import override_settings
 
     from catalogue import embedder, search
     from catalogue.summary import summarise
 
-    count = summarise(main_filter(query).matches).count
-    offset = (query.page - 1) * PAGE_SIZE
+    count = summarise(main_filter(page).matches).count
+    offset = (page.page - 1) * page.size
 
     # The memos of parsing (whatever catalogue.search keeps) and of query embeddings; not the
     # model itself, which a worker loads once.
     memos = [f for f in vars(search).values() if hasattr(f, "cache_clear")]
     memos += [f for f in [getattr(embedder, "_embed_query", None)] if f is not None]
 
-    def page() -> list:
+    def papers() -> list:
         for memo in memos:
             memo.cache_clear()
         with override_settings(SUMMARY_CACHE_SECONDS=0):
-            results = main_filter(query).results(matches=count)
-            return list(results[offset : offset + PAGE_SIZE])
+            results = main_filter(page).results(matches=count)
+            return list(results[offset : offset + page.size])
 
-    return page
+    return papers
 
 
-def main_filter(query: QueryClass):
+def main_filter(page: Page):
     """The page's FilterSet: ``.qs`` is the ordered QuerySet whose slice the page shows."""
     from django.http import QueryDict
 
     from catalogue.filters import PaperFilter, Sort
     from catalogue.models import Paper
 
-    params = {k: v for k, v in query.params.items() if k != "page"}
-    data = QueryDict(urlencode(params, doseq=True), mutable=True)
+    params = {k: v for k, v in page.params.items() if k not in ("page", "page_size")}
+    data = QueryDict(urlencode(params), mutable=True)
     papers = Paper.objects.visible()
-    if query.scope.startswith("month:"):
-        start, end = _month_bounds(query.scope.removeprefix("month:"))
-        papers = papers.published_between(start, end)
+    if page.path.startswith(WINDOWS):
+        papers = papers.published_between(*window_bounds(page.path))
         data.setdefault("sort", Sort.UPVOTES)  # as catalogue.views._window does
     return PaperFilter(data, queryset=papers)
 
 
-def _month_bounds(month: str):
+def window_bounds(path: str):
+    """First and last day of a day, week or month page: /papers/daily/2025-11-27/,
+    /papers/week/2025-W48/, /papers/month/2025-11/."""
+    import calendar
     import datetime as dt
 
-    start = dt.date.fromisoformat(f"{month}-01")
-    end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
-    return start, end
+    kind, value = path.strip("/").split("/")[1:3]
+    if kind == "daily":
+        day = dt.date.fromisoformat(value)
+        return day, day
+    if kind == "week":
+        year, week = value.split("-W")
+        monday = dt.date.fromisocalendar(int(year), int(week), 1)
+        return monday, monday + dt.timedelta(days=6)
+    first = dt.date.fromisoformat(f"{value}-01")
+    return first, first.replace(day=calendar.monthrange(first.year, first.month)[1])
 
 
-def page_sql(query: QueryClass) -> dict:
+def page_sql(page: Page) -> dict:
     """Run the page once in-process (after a warm-up), timing every SQL statement, with the
     caches off: the SQL a new query costs (repeated ones are served from Redis)."""
     from django.db import connection
@@ -852,11 +824,11 @@ def page_sql(query: QueryClass) -> dict:
     # The page as a new query costs it: neither its counts, ranking nor HTML cached.
     with override_settings(PAGE_CACHE_SECONDS=0, SUMMARY_CACHE_SECONDS=0):
         # A failing page is a status 500 here (an error in the report), not a crash.
-        return _timed_page(Client(raise_request_exception=False), connection, query)
+        return _timed_page(Client(raise_request_exception=False), connection, page)
 
 
-def _timed_page(client, connection, query: QueryClass) -> dict:
-    client.get(query.url, HTTP_HOST="127.0.0.1")
+def _timed_page(client, connection, page: Page) -> dict:
+    client.get(page.url, HTTP_HOST="127.0.0.1")
     statements: list[tuple[float, str, object, dict]] = []
     planner: dict[str, str] = {}  # SET LOCAL settings in force (catalogue.summary sets some)
 
@@ -869,10 +841,8 @@ def _timed_page(client, connection, query: QueryClass) -> dict:
             _follow_settings(sql, planner)
 
     with connection.execute_wrapper(timed):
-        status = client.get(query.url, HTTP_HOST="127.0.0.1").status_code
-    seconds, sql, params, settings = max(
-        statements, key=lambda s: s[0], default=(0.0, "", None, {})
-    )
+        status = client.get(page.url, HTTP_HOST="127.0.0.1").status_code
+    seconds, sql, params, settings = slowest_query(statements)
     return {
         "statements": [[s[0] * 1000, _shorten(s[1])] for s in statements],
         "status": status,
@@ -882,6 +852,13 @@ def _timed_page(client, connection, query: QueryClass) -> dict:
         "slowest_sql": _compose(sql, params),
         "plan": explain(sql, params, settings) if sql else "",
     }
+
+
+def slowest_query(statements: list[tuple[float, str, object, dict]]) -> tuple:
+    """The slowest query of (seconds, sql, params, settings): a SET LOCAL or a savepoint can
+    take longer on a busy machine, and has no plan to show."""
+    queries = [s for s in statements if s[1].lstrip().upper().startswith(("SELECT", "WITH"))]
+    return max(queries, key=lambda s: s[0], default=(0.0, "", None, {}))
 
 
 def _follow_settings(sql: str, planner: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""The loopback load test and crawler sweep of ``manage.py load_test`` (see that command).
+"""The loopback load test and crawler sweep of ``load_test`` (see that command).
 
 - ``vocabulary``: words, phrases, authors, paper ids and months read from a benchmark corpus;
 - ``workload``: the load test's endless stream of distinct URLs of mixed page classes, and

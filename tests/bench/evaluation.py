@@ -1,4 +1,4 @@
-"""Relevance judgements and metrics for the search benchmark (``manage.py eval_search``).
+"""Relevance judgements and metrics for the search benchmark (``eval_search``).
 
 Pure functions: no database, no Django. The judgements come from Hugging Face daily-papers
 JSON files (``tests/data/formats/hf_daily_papers/daily``), whose papers carry LLM-written

@@ -1,10 +1,10 @@
-"""``manage.py bench_ingest``: papers/second and peak memory of a bulk snapshot ingest.
+"""``python -m tests.bench bench_ingest``: papers/second and peak memory of a bulk snapshot ingest.
 
 Each measurement runs ``manage.py ingest FILE --inline`` in a child process against a fresh
 benchmark database on the same server (``<name>_bench``, dropped and re-created: never the
 catalogue's own), so figures include start-up, parsing, the upsert and its indexes. The child's
 peak resident memory comes from the kernel (``wait4``). Files are synthetic snapshots built
-from the bundled real sample (``ingest.synthetic``).
+from the bundled real sample (``tests.bench.synthetic``).
 
 These machines are shared and their speed drifts (the same SQL has run 40 % slower an hour
 later), so each size also measures a reference on the same papers at the same moment: one
@@ -26,9 +26,9 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from catalogue.benchmark import copy_reference
 from catalogue.dburl import url_from_settings
-from ingest.synthetic import write_snapshot
+from tests.bench.benchmark import copy_reference
+from tests.bench.synthetic import write_snapshot
 
 REFERENCE = "reference: COPY + vector, 1 connection"
 

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.corpus import STOP_WORDS
+from tests.bench.corpus import STOP_WORDS
 
 # Stop words (search ignores them) and pieces of the URLs found in abstracts.
 _SKIP = STOP_WORDS | {"http", "https", "github", "com", "www", "org", "html"}

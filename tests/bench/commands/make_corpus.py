@@ -1,6 +1,6 @@
-"""``manage.py make_corpus --papers N --out FILE``: a realistic synthetic arXiv snapshot.
+"""``make_corpus --papers N --out FILE``: a realistic synthetic arXiv snapshot.
 
-See ``ingest.corpus`` for how papers are built from the real listing samples. The command
+See ``tests.bench.corpus`` for how papers are built from the real listing samples. The command
 prints the document-frequency check (the real sample's top terms against a sample of the
 written lines) and fails when a term is off by more than the tolerance, so a corpus that
 would mislead a benchmark is never used silently. Tiny corpora (under
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ingest import corpus
+from tests.bench import corpus
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""``manage.py load_test``: a bounded loopback load test and a crawler sweep (``make load``).
+"""``load_test``: a bounded loopback load test and a crawler sweep (``make load``).
 
 On a benchmark catalogue of ``--papers`` synthetic papers (the corpus and database of
 ``bench_site``: a ``<name>_load_<papers>`` database, built once and reused while it holds
@@ -6,7 +6,7 @@ that many papers), served by ``gunicorn -w --workers`` on 127.0.0.1 with ``DEBUG
 
 1. *Load test*: locust, headless in a child process, ``--users`` users with no think time for
    ``--duration`` seconds over an endless stream of distinct URLs of mixed page classes
-   (``catalogue.loadtest.workload``): new searches only, so the page cache never answers.
+   (``tests.bench.loadtest.workload``): new searches only, so the page cache never answers.
    Every request must answer 200.
 2. *Sweep*: what a crawler does (deep pages, every-date ranges in every sort, every month,
    week and day page), each URL once in sequence, then all of them again by
@@ -33,19 +33,17 @@ from itertools import islice
 from pathlib import Path
 
 import httpx
-import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from catalogue import benchmark
 from catalogue.dburl import url_from_settings
-from catalogue.loadtest import report, sweep, workload
-from catalogue.loadtest.report import Request
-from catalogue.loadtest.vocabulary import Vocabulary, read_vocabulary
-from catalogue.management.commands.bench_site import corpus_file, load_database, run_stage
-from ingest import corpus
+from tests.bench import benchmark, corpus
+from tests.bench.commands.bench_site import corpus_file, load_database, run_stage
+from tests.bench.loadtest import report, sweep, workload
+from tests.bench.loadtest.report import Request
+from tests.bench.loadtest.vocabulary import Vocabulary, read_vocabulary
 
-LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"
+LOCUSTFILE = Path(__file__).resolve().parents[1] / "loadtest" / "locustfile.py"
 URLS_PER_USER_SECOND = 25  # prepared URLs: more than a quiet 2-core machine can request
 
 
@@ -109,7 +107,10 @@ class Command(BaseCommand):
     def _ensure_database(self, server_url: str, db_name: str, path: Path) -> None:
         """Build the database unless it already holds the corpus (then only migrate it)."""
         papers = self.options["papers"]
-        if not self.options["rebuild"] and _paper_count(self.env["DATABASE_URL"]) == papers:
+        if (
+            not self.options["rebuild"]
+            and benchmark.paper_count(self.env["DATABASE_URL"]) == papers
+        ):
             self._note(f"reusing {db_name} ({papers:,} papers); --rebuild to build it afresh")
             benchmark.manage(["migrate", "-v0"], self.env, settings.BASE_DIR)
             return
@@ -213,7 +214,7 @@ class Command(BaseCommand):
             "",
             f"## {started:%Y-%m-%d %H:%M} UTC: load test and crawler sweep (`make load`)",
             "",
-            f"`manage.py load_test {shlex.join(arguments)}`".replace(" `", "`"),
+            f"`python -m tests.bench load_test {shlex.join(arguments)}`".replace(" `", "`"),
             "",
             *[f"- {key}: {value}" for key, value in machine.items()],
             "",
@@ -238,12 +239,3 @@ others for a free gunicorn worker: in the load test p50 is close to users / requ
 per-class figures differ little. The sweep runs with the page and summary caches off (every
 answer computed); its 400s are pages past the last reachable one (the cap); its errors are
 5xx answers and timeouts (120 s)."""
-
-
-def _paper_count(database_url: str) -> int | None:
-    """Papers in the database; None when it or its table does not exist."""
-    try:
-        with psycopg.connect(database_url) as conn:
-            return conn.execute("SELECT count(*) FROM catalogue_paper").fetchone()[0]
-    except psycopg.Error:
-        return None

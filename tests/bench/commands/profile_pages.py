@@ -1,11 +1,11 @@
-"""``manage.py profile_pages``: where an uncached reader page's time goes, per page class.
+"""``profile_pages``: where an uncached reader page's time goes, per page class.
 
 Draws ``--per-class`` distinct new URLs of each page class of the load test
-(``catalogue.loadtest.workload.Mix``, words and ids from the benchmark corpus), requests each
+(``tests.bench.loadtest.workload.Mix``, words and ids from the benchmark corpus), requests each
 once in this process through Django's test client with the page and summary caches off, and
 prints per class: p50/p95 wall time and the medians of SQL (time, queries, slowest query),
 template rendering, the rest, and the list view's summary, highlight and topic steps
-(``catalogue.loadtest.profiling``), then the ``--slowest`` requests. One more URL per class
+(``tests.bench.loadtest.profiling``), then the ``--slowest`` requests. One more URL per class
 runs first, untimed (imports, templates, the connection). ``--cprofile``: then the URLs of one
 class (default: the slowest p50) again under cProfile, its top functions by cumulative and own
 time (``--cprofile-out``: the profile saved for pstats or snakeviz).
@@ -21,7 +21,6 @@ import cProfile
 import io
 import os
 import pstats
-import random
 import statistics
 from pathlib import Path
 
@@ -29,8 +28,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client, override_settings
 
-from catalogue.loadtest import profiling, workload
-from catalogue.loadtest.vocabulary import Vocabulary, read_vocabulary
+from tests.bench.loadtest import profiling, workload
+from tests.bench.loadtest.vocabulary import read_vocabulary
 
 HOST = "127.0.0.1"
 
@@ -54,7 +53,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         vocabulary = read_vocabulary(self._corpus(options))
-        urls = urls_per_class(vocabulary, options["seed"], options["per_class"] + 1)
+        urls = workload.urls_per_class(vocabulary, options["seed"], options["per_class"] + 1)
         if options["classes"]:
             unknown = set(options["classes"]) - set(urls)
             if unknown:
@@ -114,16 +113,6 @@ class Command(BaseCommand):
 
     def _note(self, message: str) -> None:
         self.stderr.write(message)
-
-
-def urls_per_class(vocabulary: Vocabulary, seed: int, count: int) -> dict[str, list[str]]:
-    """Up to ``count`` distinct URLs of each page class (fewer when a small corpus runs out)."""
-    mix = workload.Mix(vocabulary, random.Random(seed))
-    urls = {}
-    for kind, (_, make) in mix.classes().items():
-        distinct = dict.fromkeys(make() for _ in range(count * 20))  # first seen first
-        urls[kind] = list(distinct)[:count]
-    return urls
 
 
 def _slowest(samples: list[profiling.Sample]) -> str:

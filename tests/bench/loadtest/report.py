@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from catalogue.benchmark import percentile
+from tests.bench.benchmark import percentile
 
 
 @dataclass

@@ -17,8 +17,8 @@ from urllib.parse import quote, urlencode
 
 from django.conf import settings
 
-from catalogue.loadtest.vocabulary import Vocabulary
 from catalogue.views import PAGE_SIZE
+from tests.bench.loadtest.vocabulary import Vocabulary
 
 SORTS = ["newest", "oldest", "upvotes", "trending"]
 TOPICS = ["linear-attention", "diffusion", "reinforcement-learning"]  # benchmark.TOPICS
@@ -138,6 +138,17 @@ def distinct_urls(vocabulary: Vocabulary, seed: int) -> Iterator[tuple[str, str]
             continue
         seen.add(url)
         yield name, url
+
+
+def urls_per_class(vocabulary: Vocabulary, seed: int, count: int) -> dict[str, list[str]]:
+    """Up to ``count`` distinct URLs of each page class (fewer when a small corpus runs out),
+    for measuring classes apart (the profiler, the site benchmark)."""
+    mix = Mix(vocabulary, random.Random(seed))
+    urls = {}
+    for kind, (_, make) in mix.classes().items():
+        distinct = dict.fromkeys(make() for _ in range(count * 20))  # first seen first
+        urls[kind] = list(distinct)[:count]
+    return urls
 
 
 def _new_url(make, seen: set[str], attempts: int = 200) -> str | None:

@@ -49,7 +49,7 @@ from pathlib import Path
 from ingest import sources
 from ingest.records import PaperRecord
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]  # the repository: tests/bench/corpus.py
 # The shared samples (thousands of HF records) when present, else the repository's copy.
 REAL_DIRS = (BASE_DIR.parent / "shared/data/formats", BASE_DIR / "tests/data/formats")
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 SAMPLE = (
-    Path(__file__).resolve().parent.parent
-    / "tests/data/formats/kaggle_arxiv_snapshot/arxiv-metadata-oai-snapshot_head200.jsonl"
+    Path(__file__).resolve().parents[1]
+    / "data/formats/kaggle_arxiv_snapshot/arxiv-metadata-oai-snapshot_head200.jsonl"
 )
 
 

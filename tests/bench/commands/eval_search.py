@@ -1,13 +1,13 @@
-"""``manage.py eval_search``: relevance of the catalogue's search, against a plain-FTS baseline.
+"""``eval_search``: relevance of the catalogue's search, against a plain-FTS baseline.
 
-Judgements come from the Hugging Face daily-papers files (``catalogue.evaluation``): a lexical
+Judgements come from the Hugging Face daily-papers files (``tests.bench.evaluation``): a lexical
 development set (keywords tagging 5-14 papers), a held-out lexical set (15-40 papers: report
 it, never tune on it) and a known-item set (reworded titles and first sentences of abstracts).
 
 The evaluation runs on a database of its own on the same server, ``<name>_eval``: created and
 migrated when missing, the daily files ingested with ``manage.py ingest --inline`` when it
 lacks their papers, then ``manage.py embed`` (when the command exists) so semantic modes have
-vectors. A child ``manage.py eval_search --here`` with ``DATABASE_URL`` pointing there then asks,
+vectors. A child ``eval_search --here`` with ``DATABASE_URL`` pointing there then asks,
 for every query, the baseline SQL (``websearch_to_tsquery`` matches ordered by ``ts_rank_cd``)
 and the product's own answer, ``/api/papers?q=…&mode=…&page_size=50`` through the test client
 with the caches off. ``--here`` alone evaluates whatever database this process uses, as is.
@@ -32,10 +32,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test import Client, override_settings
 
-from catalogue import evaluation
 from catalogue.dburl import url_from_settings
-from catalogue.evaluation import HELD_OUT, KNOWN, LEXICAL, Query
 from catalogue.models import Paper
+from tests.bench import evaluation
+from tests.bench.evaluation import HELD_OUT, KNOWN, LEXICAL, Query
 
 DAILY_DIR = Path(settings.BASE_DIR) / "tests/data/formats/hf_daily_papers/daily"
 MODES = ("keyword", "semantic", "hybrid")
@@ -105,7 +105,9 @@ def evaluate(
     asked = [None, *modes] if default else modes
     api_runs = {mode: SystemRun(system_name(mode)) for mode in asked}
     client = Client()
-    with override_settings(SUMMARY_CACHE_SECONDS=0, PAGE_CACHE_SECONDS=0):
+    # Its own host allowed: with DEBUG=0 the production settings allow only the site's.
+    caches_off = {"SUMMARY_CACHE_SECONDS": 0, "PAGE_CACHE_SECONDS": 0}
+    with override_settings(ALLOWED_HOSTS=[HOST], **caches_off):
         for number, query in enumerate(queries, 1):
             started = time.perf_counter()
             baseline.rankings[query.key] = baseline_ranking(query.text)
@@ -183,7 +185,14 @@ class Command(BaseCommand):
         started = time.perf_counter()
         eval_url = self._prepare(files)
         child = subprocess.run(
-            [sys.executable, "manage.py", "eval_search", "--here", *self._passed_on(data, options)],
+            [
+                sys.executable,
+                "-m",
+                "tests.bench",
+                "eval_search",
+                "--here",
+                *self._passed_on(data, options),
+            ],
             cwd=settings.BASE_DIR,
             env={**os.environ, "DATABASE_URL": eval_url},
         )

@@ -1,4 +1,4 @@
-"""Where an uncached page's time goes (``manage.py profile_pages``).
+"""Where an uncached page's time goes (``python -m tests.bench profile_pages``).
 
 Each request runs in-process through Django's test client while a ``PhaseClock`` times its
 phases: every SQL statement (a ``connection.execute_wrapper``), template rendering (the
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from catalogue.benchmark import percentile
+from tests.bench.benchmark import percentile
 
 # Steps of the list view timed on their own (inclusive of their SQL): label -> (module, name).
 STEPS = {

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from catalogue.loadtest.report import Request
+from tests.bench.loadtest.report import Request
 
 TIMEOUT = 120  # seconds: a slower answer is recorded as no answer
 
