@@ -165,8 +165,8 @@ def test_new_and_changed_papers_in_one_batch_are_counted_apart():
 
 
 def test_a_paper_an_earlier_batch_of_the_same_transaction_inserted_is_still_merged():
-    """The upsert skips comparing the rows its own insert just wrote (by their xmin): rows of
-    an earlier batch in the same transaction were written by another savepoint, and merge."""
+    """The upsert skips comparing the papers its own insert just created: those an earlier
+    batch of the same transaction created are not among them, and merge."""
     from django.db import transaction
 
     with transaction.atomic():
