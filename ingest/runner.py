@@ -399,6 +399,7 @@ def _write_batch(batch: _Batch) -> None:
         elif isinstance(result, PaperRecord):
             papers.append((index, result))
     with transaction.atomic():
+        _relax_commit()
         counts, refused = _isolating(upsert_papers, papers, BatchCounts())
         deleted, refused_deletions = _isolating(mark_deleted, deletions, 0)
         rejected += refused + refused_deletions
@@ -411,6 +412,19 @@ def _write_batch(batch: _Batch) -> None:
             "deleted": deleted,
         }
         _commit_progress(batch, increments, rejected)
+
+
+def _relax_commit() -> None:
+    """Let this batch's transaction commit without waiting for its WAL to reach the disk.
+
+    Safe here, and only here: a crash may lose the last batches committed in the moment before
+    it (never corrupt or half-write one), and their checkpoint goes with them, in the same
+    transaction: the run resumes from the checkpoint that survived and writes them again,
+    which the idempotent upsert allows. The writer then goes on to its next batch at once
+    instead of waiting on a disk flush per batch.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def _isolating(write, numbered: list[tuple[int, object]], total):

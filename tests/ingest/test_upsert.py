@@ -164,6 +164,19 @@ def test_new_and_changed_papers_in_one_batch_are_counted_apart():
     assert (counts.created, counts.updated, counts.unchanged) == (1, 1, 0)
 
 
+def test_a_paper_an_earlier_batch_of_the_same_transaction_inserted_is_still_merged():
+    """The upsert skips comparing the papers its own insert just created: those an earlier
+    batch of the same transaction created are not among them, and merge."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        first = upsert_papers([record(upvotes=1), record(arxiv_id="2401.00002", upvotes=1)])
+        second = upsert_papers([record(upvotes=5), record(arxiv_id="2401.00003", upvotes=1)])
+    assert (first.created, first.updated) == (2, 0)
+    assert (second.created, second.updated, second.unchanged) == (1, 1, 0)
+    assert Paper.objects.get(arxiv_id="2401.00001").upvotes == 5
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_paper_another_writer_inserts_meanwhile_is_merged_not_lost():
     """Writer A inserts a paper and has not committed; writer B's insert of the same paper
