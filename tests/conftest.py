@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -21,10 +22,11 @@ SEED = DATA_DIR / "seed" / "hf-papers-search-listing.txt"
 
 
 class WorkerProcess:
-    def __init__(self, process: subprocess.Popen, queue: str, log_path: Path):
+    def __init__(self, process: subprocess.Popen, queue: str, log_path: Path, name: str):
         self.process = process
         self.queue = queue
         self.log_path = log_path
+        self.name = name
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -50,9 +52,10 @@ def start_worker(
         "CELERY_QUEUE": queue,
         **extra_env,
     }
+    name = f"{queue}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     command = [
-        sys.executable, "-m", "celery", "-A", "catalogue", "worker", "-Q", queue,
-        "-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h", "--concurrency", "1", "-l", "info",
+        sys.executable, "-m", "celery", "-A", "catalogue", "worker", "-Q", queue, "-n", name,
+        "--concurrency", "1", "-l", "info",
         "--without-mingle", "--without-gossip", "--without-heartbeat",
     ]  # fmt: skip
     with open(log_path, "ab") as log:
@@ -64,7 +67,7 @@ def start_worker(
             stderr=subprocess.STDOUT,
             start_new_session=own_process_group,
         )
-    worker = WorkerProcess(process, queue, log_path)
+    worker = WorkerProcess(process, queue, log_path, name)
     _wait_until_ready(worker)
     return worker
 
@@ -76,6 +79,25 @@ def stop_worker(worker: WorkerProcess) -> None:
     except subprocess.TimeoutExpired:
         worker.process.kill()
         worker.process.wait()
+
+
+def wait_until_idle(worker: WorkerProcess, timeout: float = 60) -> None:
+    """Until ``worker`` runs, holds and is sent no task (the queue's keys, one per priority,
+    are empty)."""
+    import redis
+
+    from catalogue.celery import app
+
+    inspect = app.control.inspect(destination=[worker.name], timeout=5, limit=1)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = sum(client.llen(key) for key in client.scan_iter(f"{worker.queue}*"))
+        busy = [*(inspect.active() or {}).values(), *(inspect.reserved() or {}).values()]
+        if not waiting and not any(busy):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"Celery worker still busy after {timeout} s:\n{worker.log()}")
 
 
 @contextmanager
@@ -120,6 +142,16 @@ def celery_worker(django_db_setup, tmp_path_factory):
             yield worker
         finally:
             stop_worker(worker)
+
+
+@pytest.fixture(autouse=True)
+def _worker_idle_after_test(request):
+    """A test's last task may outlive it on the session's worker (an ingest's follow-up
+    embedding task): its writes and the database flush that ends the test deadlock. The flush
+    waits for the worker to be idle (this teardown runs before pytest-django's)."""
+    yield
+    if "celery_worker" in request.fixturenames:
+        wait_until_idle(request.getfixturevalue("celery_worker"))
 
 
 @pytest.fixture
