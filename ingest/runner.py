@@ -120,6 +120,7 @@ def execute_run(
     final_attempt: bool = True,
     results: Iterable | None = None,
     enqueue: Callable[[int], object] | None = None,
+    worker: str | None = None,
 ) -> IngestRun:
     """Ingest what ``run`` names; it ends succeeded, partial or failed, never half-open.
 
@@ -131,6 +132,9 @@ def execute_run(
     A split run (the ``chunks`` option) is planned here: its chunk runs are created and each
     sent by ``enqueue(run_id)`` to any worker, or, without ``enqueue``, executed here one
     after the other. It stays running until its last chunk finishes it (``_close_split_run``).
+
+    ``worker`` names the executor in the run's ``worker`` field (a Celery task passes its
+    worker's node name, e.g. ``celery@work1``; default: this host's name), with the pid.
     """
     with run_lease(run.pk) as leased:
         if not leased:
@@ -138,7 +142,8 @@ def execute_run(
             run.refresh_from_db()
             return run
         try:
-            return _execute_leased(run, final_attempt, results, enqueue)
+            executor = f"{worker or socket.gethostname()} pid {os.getpid()}"
+            return _execute_leased(run, final_attempt, results, enqueue, executor)
         except LeaseLost:
             log.warning("ingest run %s was taken over by another process; stopped", run.pk)
             return run
@@ -149,8 +154,9 @@ def _execute_leased(
     final_attempt: bool,
     results: Iterable | None,
     enqueue: Callable[[int], object] | None,
+    executor: str,
 ) -> IngestRun:
-    if not _start(run):
+    if not _start(run, executor):
         return run
     numbers = itertools.count()  # batches are numbered across the run's payloads
     try:
@@ -602,7 +608,7 @@ def _split(run: IngestRun, enqueue: Callable[[int], object] | None) -> None:
     )
     for chunk in run.chunks.unfinished().order_by("pk"):
         if enqueue is None:
-            execute_run(chunk)
+            execute_run(chunk, worker=run.worker.rsplit(" pid ", 1)[0])
         else:
             enqueue(chunk.pk)
     _mark(run, chunk_count=run.chunks.count())
@@ -790,7 +796,7 @@ def _chunks_failed(failed, count: int) -> str:
 # --- life cycle ----------------------------------------------------------------------------
 
 
-def _start(run: IngestRun) -> bool:
+def _start(run: IngestRun, executor: str) -> bool:
     """Begin an attempt (under the lease); False when there is nothing to do.
 
     The run's row is locked first: a batch the previous holder was committing when it died is
@@ -813,7 +819,7 @@ def _start(run: IngestRun) -> bool:
             error="",
             attempts=run.attempts + 1,
             batch_size=run.batch_size or settings.INGEST_BATCH_SIZE,
-            worker=f"{socket.gethostname()} pid {os.getpid()}",
+            worker=executor,
             **fresh,
         )
     run.refresh_from_db()

@@ -70,6 +70,9 @@ def test_two_workers_execute_one_runs_chunks_at_once_and_survive_losing_one(tmp_
 
             busy = wait_for(both_busy_after_a_chunk_finished, 120, "both workers in a chunk")
             killed_chunk = busy[first]
+            # The run says which worker executes it by the worker's node name (-n).
+            assert killed_chunk.worker.startswith(f"{workers[0].name} pid ")
+            assert busy[second].worker.startswith(f"{workers[1].name} pid ")
             os.killpg(first, signal.SIGKILL)  # the whole worker, mid-chunk
             workers[0].process.wait()
 
@@ -91,4 +94,6 @@ def test_two_workers_execute_one_runs_chunks_at_once_and_survive_losing_one(tmp_
     assert Sighting.objects.count() == PAPERS
     assert killed_chunk.status == IngestRun.Status.SUCCEEDED and killed_chunk.attempts == 2
     assert resumed_by == second
+    assert killed_chunk.worker.startswith(f"{workers[1].name} pid ")
+    assert workers[1].name in run.workers_line()
     assert run.chunk_count == CHUNKS
