@@ -8,8 +8,6 @@ test_split_runs_on_workers.py.
 from __future__ import annotations
 
 import datetime as dt
-import http.server
-import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +20,7 @@ from ingest import chunks, runner
 from ingest.models import IngestRun, Source
 from ingest.runner import create_run, execute_run
 from tests.bench.synthetic import snapshot_lines
+from tests.local_http import LocalServer
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats"
 OAI_PAGE = DATA / "arxiv_oai_pmh" / "arXiv_hepcrawl_arxiv-physics-hep-th.xml"
@@ -134,42 +133,20 @@ def test_the_reaper_leaves_a_split_run_whose_chunks_are_queued(tmp_path):
 # --- a URL split by byte ranges ---------------------------------------------------------
 
 
-class RangeServer:
-    """Serves one file, answering Range requests with 206 unless told not to."""
+def range_server(body: bytes, asked: list, ranges: bool = True) -> LocalServer:
+    """Serves ``body``, answering a Range request with 206 unless not ``ranges``; each
+    request's Range header (or None) is added to ``asked``."""
 
-    def __init__(self, body: bytes, ranges: bool = True):
-        self.requests: list[str | None] = []
-        outer = self
+    def answer(request):
+        header = request.headers.get("Range")
+        asked.append(header)
+        if not (ranges and header):
+            return 200, body, {}
+        first, _, last = header.removeprefix("bytes=").partition("-")
+        first, last = int(first), min(int(last or len(body) - 1), len(body) - 1)
+        return 206, body[first : last + 1], {"Content-Range": f"bytes {first}-{last}/{len(body)}"}
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                asked = self.headers.get("Range")
-                outer.requests.append(asked)
-                if not (ranges and asked):
-                    return self.reply(200, body, {})
-                first, _, last = asked.removeprefix("bytes=").partition("-")
-                first, last = int(first), min(int(last or len(body) - 1), len(body) - 1)
-                headers = {"Content-Range": f"bytes {first}-{last}/{len(body)}"}
-                return self.reply(206, body[first : last + 1], headers)
-
-            def reply(self, status, content, headers):
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/snapshot.jsonl"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return LocalServer(answer)
 
 
 @pytest.fixture
@@ -184,67 +161,49 @@ def test_a_url_is_split_by_byte_ranges_each_chunk_fetching_its_own(
     body = snapshot(tmp_path / "snapshot.jsonl").read_bytes()
     # A tail shorter than most lines: a chunk must fetch on, piece by piece, to its last newline.
     monkeypatch.setattr(runner, "RANGE_TAIL", 1000)
-    server = RangeServer(body)
-    try:
-        run = ingest(server.url, "--chunks", "5")
-    finally:
-        server.close()
+    asked = []
+    with range_server(body, asked) as server:
+        run = ingest(f"{server.base}/snapshot.jsonl", "--chunks", "5")
     assert counts(run) == (PAPERS, PAPERS, 0, 0, len(BAD_LINES)) and run.chunk_count == 5
-    assert None not in server.requests  # every request asked for a range, none for it all
-    assert len(server.requests) > 1 + 5  # the probe, each chunk's range and its pieces
+    assert None not in asked  # every request asked for a range, none for it all
+    assert len(asked) > 1 + 5  # the probe, each chunk's range and its pieces
 
 
 def test_a_url_without_byte_ranges_fails_the_run_with_the_reason(tmp_path, local_fetches):
-    server = RangeServer(snapshot(tmp_path / "snapshot.jsonl").read_bytes(), ranges=False)
-    try:
-        with pytest.raises(CommandError, match="does not serve byte ranges"):
-            ingest(server.url, "--chunks", "3")
-    finally:
-        server.close()
+    body = snapshot(tmp_path / "snapshot.jsonl").read_bytes()
+    refused = pytest.raises(CommandError, match="does not serve byte ranges")
+    with range_server(body, [], ranges=False) as server, refused:
+        ingest(f"{server.base}/snapshot.jsonl", "--chunks", "3")
     assert not Paper.objects.exists()
 
 
 # --- an OAI-PMH harvest split by date ---------------------------------------------------
 
 
-class OaiServer:
-    """Answers every ListRecords with the same recorded page; records each from/until."""
+def oai_server(windows: list) -> LocalServer:
+    """Answers every ListRecords with the same recorded page; adds each (from, until) asked
+    for to ``windows``."""
+    page = OAI_PAGE.read_bytes()
 
-    def __init__(self):
-        self.windows: list[tuple[str, str]] = []
-        page = OAI_PAGE.read_bytes()
-        outer = self
+    def answer(request):
+        query = {k: v[0] for k, v in parse_qs(urlsplit(request.path).query).items()}
+        windows.append((query.get("from"), query.get("until")))
+        return 200, page, {}
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-                outer.windows.append((query.get("from"), query.get("until")))
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/oai"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    return LocalServer(answer)
 
 
 def test_an_oai_pmh_harvest_is_split_into_date_windows_sharing_no_day(local_fetches, settings):
     settings.INGEST_SHARED_THROTTLE = False
-    server = OaiServer()
+    windows = []
     params = {"from": "2025-01-01", "until": "2025-01-10", "set": "physics:hep-th"}
-    Source.objects.create(name="hep-th", kind="arxiv_oai", url=server.url, params=params)
-    try:
+    with oai_server(windows) as server:
+        url = f"{server.base}/oai"
+        Source.objects.create(name="hep-th", kind="arxiv_oai", url=url, params=params)
         run = ingest("--source", "hep-th", "--chunks", "3")
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
 
     expected = chunks.date_windows(dt.date(2025, 1, 1), dt.date(2025, 1, 10), 3)
-    assert sorted(server.windows) == [(a.isoformat(), b.isoformat()) for a, b in expected]
+    assert sorted(windows) == [(a.isoformat(), b.isoformat()) for a, b in expected]
     per_page = run.chunks.order_by("pk").first().seen
     assert per_page > 0 and run.chunk_count == 3
     # The recorded page answers every window: one chunk creates, the others find no change.

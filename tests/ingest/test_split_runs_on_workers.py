@@ -7,7 +7,6 @@ chunk to the reaper, the other worker resumes it, and the run's totals come out 
 
 import os
 import signal
-import time
 
 import pytest
 
@@ -17,6 +16,7 @@ from ingest.runner import create_run
 from ingest.tasks import ingest_run, requeue_orphaned_runs
 from tests.bench.synthetic import write_snapshot
 from tests.conftest import FAST_RETRIES, private_queue, start_worker, stop_worker
+from tests.ingest.test_worker_crash import wait_for
 
 PAPERS = 16_000
 CHUNKS = 8
@@ -24,14 +24,6 @@ CHUNKS = 8
 WORKER_ENV = {"INGEST_BATCH_SIZE": "250", "CELERY_VISIBILITY_TIMEOUT": str(4 * 3600)}
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
-    return result
 
 
 def group_of(chunk: IngestRun) -> int | None:
