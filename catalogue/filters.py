@@ -30,7 +30,7 @@ from django.utils import timezone
 from catalogue import hybrid, jinja, search
 from catalogue.hybrid import Mode
 from catalogue.models import Paper, Topic
-from catalogue.summary import CachedRanking, cached_ranking
+from catalogue.summary import CachedRanking, cached_ranking, ranks_in_scan
 
 # The order of parameters in canonical URLs: equal searches have equal URLs.
 PUBLIC_PARAMS = [
@@ -297,11 +297,12 @@ class PaperFilter(django_filters.FilterSet):
         ids = [pk for pk, _ in self._neighbours]
         return hybrid.matches_of(filtered, self._keyword_condition, ids)
 
-    def _keyword_ranked(self):
+    def _keyword_ranked(self, matches: int | None):
         """The keyword candidates, most relevant first (a queryset with ``rank``)."""
-        text = self.query_text
-        return self._filtered.search(text).by_relevance(
-            settings.SEARCH_RANK_CANDIDATES, self._parsed.title_query
+        return self._filtered.search(self.query_text).by_relevance(
+            settings.SEARCH_RANK_CANDIDATES,
+            self._parsed.title_query,
+            rank_in_scan=ranks_in_scan(matches),
         )
 
     def ranking(self, matches: int | None = None) -> hybrid.Ranking:
@@ -309,7 +310,7 @@ class PaperFilter(django_filters.FilterSet):
         keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
         if self.search_mode == Mode.KEYWORD or (keyword and self._vector is None):
             return cached_ranking(
-                self._keyword_ranked(), matches, lambda rows: hybrid.keyword_ranking(rows)
+                self._keyword_ranked(matches), matches, lambda rows: hybrid.keyword_ranking(rows)
             )
         if not keyword:
             return hybrid.semantic_ranking(self._neighbours)
@@ -321,7 +322,7 @@ class PaperFilter(django_filters.FilterSet):
             similarity = hybrid.similarities(best, self._vector)  # none embedded: no query
             return hybrid.fuse(rows, self._neighbours, similarity)
 
-        return cached_ranking(self._keyword_ranked(), matches, fuse, extra=self._neighbours)
+        return cached_ranking(self._keyword_ranked(matches), matches, fuse, extra=self._neighbours)
 
     def results(self, prepare=lambda papers: papers, *, matches: int | None = None):
         """What pages slice: ``qs``, except that a relevance ranking comes from the cache

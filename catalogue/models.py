@@ -189,7 +189,7 @@ class PaperQuerySet(models.QuerySet):
             self.filter(pk__in=best).annotate(similarity=similarity).order_by("-similarity", "-id")
         )
 
-    def by_relevance(self, candidates: int, title_query: str = ""):
+    def by_relevance(self, candidates: int, title_query: str = "", *, rank_in_scan=False):
         """Most relevant first among the ``candidates`` newest matches and, with
         ``title_query``, the ``candidates / 10`` newest matches with the query in their title
         (needs ``rank``): an older paper named after the query is not crowded out by the
@@ -202,8 +202,17 @@ class PaperQuerySet(models.QuerySet):
         and they are what readers of a research catalogue are after. The candidates are
         matches already: the ranking does not test them against the query again (for a
         phrase, another ~50 ms of vector and pattern checks).
+
+        ``rank_in_scan`` ranks each candidate in the pass that finds it, reading its vector
+        once instead of again by id, where that pass meets only the candidates (every match
+        is one, or the date index is walked until enough match). Measured at 100,000 papers,
+        interleaved medians: 0.8x the time for words in a third of the papers or more, ~1.0x
+        for words in 6-18 % (walking past the papers without them dominates); same order.
+        Not where the GIN index gives more matches than candidates: PostgreSQL would rank
+        every match before sorting them by date.
         """
-        pool = self.newest_first().values("pk")[:candidates]
+        fields = ["pk", "rank"] if rank_in_scan else ["pk"]
+        pool = self.newest_first().values(*fields)[:candidates]
         if title_query:
             # From the title index: the whole vector's index cannot tell title words, so
             # every match anywhere would be read to find the few in titles. Without weights:
@@ -213,8 +222,12 @@ class PaperQuerySet(models.QuerySet):
                 title_vector=search.RawTsQuery(search.unweighted(title_query))
             )
             # One UNION, not an OR of two IN lists: PostgreSQL answers the OR by scanning
-            # the whole table against both lists (75 ms at 100,000 papers, not 15).
-            pool = pool.union(in_titles.newest_first().values("pk")[: max(candidates // 10, 1)])
+            # the whole table against both lists (75 ms at 100,000 papers, not 15). A paper
+            # in both pools has the same rank in both: UNION keeps one row of it.
+            titled = in_titles.newest_first().values(*fields)[: max(candidates // 10, 1)]
+            pool = pool.union(titled)
+        if rank_in_scan:
+            return pool.order_by("-rank", "-pk")
         rank = self.query.annotations["rank"]
         candidates = self.model.objects.filter(pk__in=pool).annotate(rank=rank)
         return candidates.order_by("-rank", "-id")

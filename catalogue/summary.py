@@ -80,8 +80,10 @@ def _cached(key: str, compute):
 def _cache_key(kind: str, queryset: QuerySet) -> str:
     """The query's SQL and the catalogue's latest change: a change to any paper (ingest, a
     curator's edit or action) starts new keys, and the old ones expire."""
+    # A UNION keeps the columns it orders by (a ranking ranked as found, by_relevance).
+    keyed = queryset if queryset.query.combinator else queryset.values("pk")
     try:
-        sql, params = queryset.values("pk").query.sql_with_params()
+        sql, params = keyed.query.sql_with_params()
     except EmptyResultSet:  # e.g. a search by meaning before any paper has an embedding
         sql, params = "EMPTY", ()
     return _versioned_key(kind, f"{sql}\x00{params!r}")
@@ -389,14 +391,28 @@ def _ranked_rows(rows: QuerySet, matches: int | None) -> list[tuple]:
     ~12 µs). PostgreSQL prices both tests as free, so for a common phrase it may pick the GIN
     way: 0.6 s at 100,000 papers, seconds at a million, against ~80 ms walking.
     """
-    candidates = settings.SEARCH_RANK_CANDIDATES
-    if matches is None or matches <= candidates:
-        return list(rows)  # every match is a candidate
-    if matches * matches * 10 <= candidates * _table_rows():
-        return list(rows)  # few enough matches to test them all
+    if not walks_date_index(matches):
+        return list(rows)  # every match is a candidate, or few enough to test them all
     # Nor a sequential scan: it tests every paper (a title match of a phrase seemed rare
     # enough to PostgreSQL to scan the whole table for: 200 ms at 100,000 papers).
     return rows_without(rows, "enable_bitmapscan", "enable_seqscan")
+
+
+def walks_date_index(matches: int | None) -> bool:
+    """Whether a ranking of this many matches finds its newest candidates by walking the
+    date index (see ``_ranked_rows``): more matches than candidates, too many to test all."""
+    candidates = settings.SEARCH_RANK_CANDIDATES
+    if matches is None or matches <= candidates:
+        return False
+    return matches * matches * 10 > candidates * _table_rows()
+
+
+def ranks_in_scan(matches: int | None) -> bool:
+    """Whether the pass finding a ranking's candidates should rank them too
+    (``PaperQuerySet.by_relevance``): when it meets only candidates."""
+    if matches is None:
+        return False  # unknown: the pass may meet every match
+    return matches <= settings.SEARCH_RANK_CANDIDATES or walks_date_index(matches)
 
 
 def reachable(results, count: int, limit: int) -> int:

@@ -217,7 +217,7 @@ def _after_changes(run: IngestRun) -> None:
     trending scores (new upvotes) and embeddings of new or changed text (a low-priority chain
     that yields the worker to the next ingest)."""
     if run.parent_id or not (run.created or run.updated):
-        return  # a chunk's run does this once, for all its chunks
+        return  # a chunk: its split run does this once, for all its chunks
     # A margin before the start: papers are stamped by the database's clock, not ours.
     since = (run.started_at - _CLOCK_MARGIN).isoformat()
 

@@ -10,7 +10,7 @@ from django.db.models.functions import TruncMonth
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from catalogue import summary
+from catalogue import search, summary
 from catalogue.models import Paper, PaperTopic, Topic
 
 pytestmark = pytest.mark.django_db
@@ -366,3 +366,34 @@ def test_a_statement_failing_under_a_planner_setting_raises_its_own_error():
     with pytest.raises(ProgrammingError, match="no_such_table"), transaction.atomic():
         summary.rows_without(failing, "enable_bitmapscan")
     assert _show("enable_bitmapscan") == "on"  # the setting went with the rollback
+
+
+@pytest.mark.parametrize("text", ["attention", "attention models", '"attention helps"'])
+@pytest.mark.parametrize("candidates", [5, 30, 1000])
+def test_ranking_candidates_as_they_are_found_gives_the_two_pass_ranking(corpus, text, candidates):
+    parsed = search.parse(text)
+    ranked = Paper.objects.search(text)
+
+    def ranking(rank_in_scan: bool):
+        rows = ranked.by_relevance(candidates, parsed.title_query, rank_in_scan=rank_in_scan)
+        return list(rows.values_list("pk", "rank"))
+
+    in_scan, two_pass = ranking(True), ranking(False)
+    assert [pk for pk, _ in in_scan] == [pk for pk, _ in two_pass]
+    assert [rank for _, rank in in_scan] == pytest.approx([rank for _, rank in two_pass])
+    assert len(in_scan) == min(candidates, 40) > 0
+
+
+@pytest.mark.parametrize(
+    ("matches", "in_scan"),
+    [(None, False), (3, True), (5, True), (6, False), (7, False), (8, True), (40, True)],
+)
+def test_candidates_are_ranked_as_found_only_where_that_pass_meets_no_other_match(
+    corpus, settings, matches, in_scan
+):
+    """With 5 candidates among 120 papers: up to 5 matches are all candidates; 6 or 7 come
+    from the GIN index, all of them (6² x 10 <= 5 x 120), and ranking there would rank every
+    match; from 8 on the date index is walked until 5 match."""
+    settings.SEARCH_RANK_CANDIDATES = 5
+    assert summary.ranks_in_scan(matches) is in_scan
+    assert summary.walks_date_index(matches) is (matches is not None and matches >= 8)
