@@ -316,7 +316,8 @@ INGEST_ALLOW_PRIVATE_HOSTS = env_bool("INGEST_ALLOW_PRIVATE_HOSTS", False)
 # (ingest.http.RedisHostThrottle); off, or with Redis unreachable, each process spaces its own.
 INGEST_SHARED_THROTTLE = env_bool("INGEST_SHARED_THROTTLE", True)
 # Its Redis keys' namespace: test sessions and checkouts sharing one Redis each have a queue.
-INGEST_THROTTLE_PREFIX = env_str("INGEST_THROTTLE_PREFIX", f"{CELERY_TASK_DEFAULT_QUEUE}:throttle:")
+# Not starting with the queue's name: Celery's keys do (lists, which tests count).
+INGEST_THROTTLE_PREFIX = env_str("INGEST_THROTTLE_PREFIX", f"throttle:{CELERY_TASK_DEFAULT_QUEUE}:")
 
 
 # --- Ingest runs: rejections kept per run (issue 13) -------------------------------------------
