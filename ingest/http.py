@@ -284,7 +284,7 @@ class HostThrottle:
             self._sleep(remaining)
 
 
-# Both scripts read Redis's clock (TIME), never a host's: hosts whose clocks disagree still
+# The scripts read Redis's clock (TIME), never a host's: hosts whose clocks disagree still
 # space their requests correctly. Times are in milliseconds. KEYS: the lock, the "free at" time.
 
 # ARGV: token, lock TTL (ms). Returns {1, 0} taken; {0, ms} the interval still runs for ms;
@@ -466,7 +466,7 @@ class RedisHostThrottle(HostThrottle):
     def _redis_answered(self) -> None:
         if self._down_until is not None:
             self._down_until = None
-            log.warning("throttle: Redis answers again; spacing requests across the cluster")
+            log.info("throttle: Redis answers again; spacing requests across the cluster")
 
 
 def _ms(seconds: float) -> int:
