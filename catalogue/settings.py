@@ -311,6 +311,13 @@ INGEST_MAX_DOWNLOAD_BYTES = env_int("INGEST_MAX_DOWNLOAD_BYTES", 16 * 1024**3)
 # Fetches refuse private, loopback, link-local, multicast and reserved addresses (a Source URL
 # or a redirect must not reach an internal service) unless this is on.
 INGEST_ALLOW_PRIVATE_HOSTS = env_bool("INGEST_ALLOW_PRIVATE_HOSTS", False)
+# Politeness for the whole cluster: one request at a time per host, each an interval (arXiv:
+# 3 s) after the previous one ended, across every worker sharing REDIS_URL and the prefix
+# (ingest.http.RedisHostThrottle); off, or with Redis unreachable, each process spaces its own.
+INGEST_SHARED_THROTTLE = env_bool("INGEST_SHARED_THROTTLE", True)
+# Its Redis keys' namespace: test sessions and checkouts sharing one Redis each have a queue.
+# Not starting with the queue's name: Celery's keys do (lists, which tests count).
+INGEST_THROTTLE_PREFIX = env_str("INGEST_THROTTLE_PREFIX", f"throttle:{CELERY_TASK_DEFAULT_QUEUE}:")
 
 
 # --- Ingest runs: rejections kept per run (issue 13) -------------------------------------------

@@ -111,7 +111,8 @@ class SourceForm(forms.ModelForm):
 def params_problem(kind: str, url: str | None, params: dict) -> str | None:
     """What the format's ``fetch_pages`` says about these params; no request is made.
 
-    ``fetch_pages`` checks its params when called and fetches only when iterated.
+    ``fetch_pages`` checks its params when called and fetches only when iterated, so this
+    fetcher never sends a request and needs none of the runner's settings or its throttle.
     """
     with Fetcher() as fetcher:
         try:

@@ -4,7 +4,9 @@ Pure Python + httpx, no Django: the Django side passes what it knows (``user_age
 ``settings.INGEST_USER_AGENT``) when it builds a ``Fetcher``.
 
 - Politeness: requests to one host are spaced at least ``min_interval`` apart (arXiv asks for
-  one request every 3 s, hence ``DEFAULT_HOST_INTERVALS``).
+  one request every 3 s, hence ``DEFAULT_HOST_INTERVALS``): within a process by default
+  (``HostThrottle``), across every process and host sharing a Redis with
+  ``RedisHostThrottle`` (the runner's fetchers, ``INGEST_SHARED_THROTTLE``).
 - Patience: timeouts, connection errors, HTTP 429 and 5xx are retried with exponential backoff
   and full jitter, honouring ``Retry-After``; any other 4xx fails at once.
 - Thrift: ETag / Last-Modified are remembered per URL and sent back, so an unchanged listing
@@ -27,6 +29,7 @@ import datetime as dt
 import email.utils
 import ipaddress
 import logging
+import math
 import os
 import random
 import re
@@ -34,6 +37,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +47,10 @@ from typing import IO, Any, Protocol, TypeVar
 
 import httpcore
 import httpx
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,8 @@ PROJECT_URL = "https://github.com/paper-catalogue/paper-catalogue"
 DEFAULT_USER_AGENT = f"paper-catalogue/0.1 (+{PROJECT_URL})"
 # Hosts (and their subdomains) that ask for more room than the default interval.
 DEFAULT_HOST_INTERVALS: Mapping[str, float] = {"arxiv.org": 3.0}
+# Any other host: a second between requests.
+DEFAULT_MIN_INTERVAL = 1.0
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 # A listing page or feed is at most a few MB; the arXiv snapshot (~5 GB) is the one big download.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -210,17 +220,20 @@ class MemoryValidatorCache:
 
 
 class HostThrottle:
-    """Keeps requests to one host at least an interval apart.
+    """Keeps requests to one host at least an interval apart, within this process.
 
     The interval runs from the *end* of the previous request, not its start: a slow response
     must not let the next request follow on its heels, and it guarantees the server sees the
-    spacing whatever the network latency. One lock per host also makes threads sharing a
+    spacing whatever the network latency. One lock per key also makes threads sharing a
     fetcher take turns, since politeness means one request at a time.
+
+    Hosts are keyed by the configured domain they fall under (``export.arxiv.org`` and
+    ``arxiv.org`` both under ``arxiv.org``): one site's hosts share its interval and its turns.
     """
 
     def __init__(
         self,
-        min_interval: float,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
         host_intervals: Mapping[str, float] = DEFAULT_HOST_INTERVALS,
         *,
         sleep: Callable[[float], None] = time.sleep,
@@ -234,35 +247,244 @@ class HostThrottle:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def interval_for(self, host: str) -> float:
-        """The most specific configured domain wins (``export.arxiv.org`` over ``arxiv.org``)."""
+    def key_for(self, host: str) -> str:
+        """The most specific configured domain ``host`` falls under, else the host itself."""
         host = host.lower().rstrip(".")
         matches = [d for d in self.host_intervals if host == d or host.endswith("." + d)]
-        if not matches:
-            return self.min_interval
-        return self.host_intervals[max(matches, key=len)]
+        return max(matches, key=len) if matches else host
+
+    def interval_for(self, host: str) -> float:
+        """The most specific configured domain wins (``export.arxiv.org`` over ``arxiv.org``)."""
+        return self.host_intervals.get(self.key_for(host), self.min_interval)
 
     @contextmanager
     def turn(self, host: str) -> Iterator[None]:
         """Wait until ``host`` may be asked again, then hold it for the request."""
-        with self._lock_for(host):
-            self._wait_for(host)
+        key = self.key_for(host)
+        with self._lock_for(key):
+            self._wait_for(key)
             try:
                 yield
             finally:
-                self._finished_at[host] = self._clock()
+                self._finished_at[key] = self._clock()
 
-    def _lock_for(self, host: str) -> threading.Lock:
+    def close(self) -> None:
+        """Nothing to release here; the shared throttle closes its Redis connections."""
+
+    def _lock_for(self, key: str) -> threading.Lock:
         with self._locks_guard:
-            return self._locks.setdefault(host, threading.Lock())
+            return self._locks.setdefault(key, threading.Lock())
 
-    def _wait_for(self, host: str) -> None:
-        finished_at = self._finished_at.get(host)
+    def _wait_for(self, key: str) -> None:
+        finished_at = self._finished_at.get(key)
         if finished_at is None:
             return
-        remaining = finished_at + self.interval_for(host) - self._clock()
+        remaining = finished_at + self.interval_for(key) - self._clock()
         if remaining > 0:
             self._sleep(remaining)
+
+
+# The scripts read Redis's clock (TIME), never a host's: hosts whose clocks disagree still
+# space their requests correctly. Times are in milliseconds. KEYS: the lock, the "free at" time.
+
+# ARGV: token, lock TTL (ms). Returns {1, 0} taken; {0, ms} the interval still runs for ms;
+# {-1, ms} another holder has it, its lock expires in ms unless renewed.
+_TAKE_TURN = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then return {-1, ttl} end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local free_at = tonumber(redis.call('GET', KEYS[2]) or '0')
+if free_at > now then return {0, free_at - now} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, 0}
+"""
+
+# ARGV: token, interval (ms). The next turn may start an interval after now (rounded up, so
+# never early), or later if the key already says so. Returns 1, or 0 if the lock had expired.
+_END_TURN = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.ceil(t[2] / 1000)
+local free_at = now + tonumber(ARGV[2])
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+if previous > free_at then free_at = previous end
+redis.call('SET', KEYS[2], free_at, 'PX', free_at - now + 1000)
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# ARGV: token, lock TTL (ms). Returns 1, or 0 if the lock is no longer this holder's.
+_RENEW_TURN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisHostThrottle(HostThrottle):
+    """``HostThrottle`` for the whole cluster: one request at a time per key across every
+    process and host that shares a Redis and a ``prefix``, each an interval after the end of
+    the previous one (arXiv: one request per 3 s in all, not per worker).
+
+    - A turn is a Redis lock per key with a TTL (``lock_ttl``, 10 s) that a thread renews
+      every third of it while the request runs. A holder that dies stops renewing and frees
+      the key within ``lock_ttl``; a live request keeps it as long as it runs (a multi-GB
+      download for an hour), each of its reads bounded by the fetch timeout. A TTL as long
+      as the longest download would block everyone for hours after a crash instead.
+    - Waiting sleeps: for the rest of the interval, or ``poll`` (50 ms) while another holds it.
+    - If Redis is unreachable, fetching goes on spaced per process only (the turns of the
+      ``HostThrottle`` this builds on, always taken first, which also queue this process's
+      threads locally): politeness degrades for a moment, ingest does not fail because the
+      broker blinked. A warning is logged once per outage; Redis is tried again after
+      ``retry_after`` seconds.
+
+    ``redis`` is a client or a URL (``redis://``, ``rediss://``, ``unix://``,
+    ``redis+socket://``); a client built from a URL is closed by ``close()``. Needs Redis 5+.
+    """
+
+    def __init__(
+        self,
+        redis: str | Redis,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
+        host_intervals: Mapping[str, float] = DEFAULT_HOST_INTERVALS,
+        *,
+        prefix: str = "throttle:",
+        lock_ttl: float = 10.0,
+        poll: float = 0.05,
+        retry_after: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(min_interval, host_intervals, sleep=sleep, clock=clock)
+        self._owns_client = isinstance(redis, str)
+        self._redis = _redis_client(redis) if isinstance(redis, str) else redis
+        self.prefix = prefix
+        self.lock_ttl = lock_ttl
+        self.poll = poll
+        self.retry_after = retry_after
+        self._take = self._redis.register_script(_TAKE_TURN)
+        self._end = self._redis.register_script(_END_TURN)
+        self._renew = self._redis.register_script(_RENEW_TURN)
+        self._down_until: float | None = None  # monotonic; None while Redis answers
+
+    @contextmanager
+    def turn(self, host: str) -> Iterator[None]:
+        key = self.key_for(host)
+        with super().turn(key), self._shared_turn(key):
+            yield
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._redis.close()
+
+    def redis_keys(self, key: str) -> list[str]:
+        """The lock and the "free at" time of ``key`` (one hash slot, for Redis Cluster)."""
+        return [f"{self.prefix}{{{key}}}:lock", f"{self.prefix}{{{key}}}:free-at"]
+
+    @contextmanager
+    def _shared_turn(self, key: str) -> Iterator[None]:
+        token = self._take_turn(key)
+        if token is None:  # Redis unreachable: the per-process turn already held is all we have
+            yield
+            return
+        try:
+            with self._renewing(key, token):
+                yield
+        finally:
+            self._end_turn(key, token)
+
+    def _take_turn(self, key: str) -> str | None:
+        """Wait for ``key``'s turn; its lock token, or None if Redis is unreachable."""
+        if not self._redis_may_answer():
+            return None
+        token = uuid.uuid4().hex
+        while True:
+            try:
+                status, ms = self._take(self.redis_keys(key), [token, _ms(self.lock_ttl)])
+            except RedisError as error:
+                self._redis_failed(error)
+                return None
+            self._redis_answered()
+            if status == 1:
+                return token
+            # the rest of the interval; or a poll while another holds the key
+            self._sleep(ms / 1000 if status == 0 else min(self.poll, ms / 1000))
+
+    def _end_turn(self, key: str, token: str) -> None:
+        interval = _ms(self.interval_for(key))
+        try:
+            ended = self._end(self.redis_keys(key), [token, interval])
+        except RedisError as error:  # the lock expires on its own; the interval is lost
+            self._redis_failed(error)
+            return
+        if not ended:
+            log.warning("throttle: the lock on %s expired before its request ended", key)
+
+    @contextmanager
+    def _renewing(self, key: str, token: str) -> Iterator[None]:
+        done = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew_until, args=(key, token, done), name=f"throttle {key}", daemon=True
+        )
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+
+    def _renew_until(self, key: str, token: str, done: threading.Event) -> None:
+        lock_key = self.redis_keys(key)[:1]
+        while not done.wait(self.lock_ttl / 3):
+            try:
+                if not self._renew(lock_key, [token, _ms(self.lock_ttl)]):
+                    log.warning("throttle: lost the lock on %s mid-request", key)
+                    return
+            except RedisError as error:  # try again: Redis may be back before the TTL ends
+                log.warning("throttle: could not renew the lock on %s: %s", key, error)
+
+    # Redis down: per-process spacing, a warning once per outage, a new try after a pause
+
+    def _redis_may_answer(self) -> bool:
+        down_until = self._down_until
+        return down_until is None or self._clock() >= down_until
+
+    def _redis_failed(self, error: RedisError) -> None:
+        if self._down_until is None:
+            log.warning(
+                "throttle: Redis unreachable (%s); spacing requests per process only, "
+                "trying Redis again every %.0f s",
+                error,
+                self.retry_after,
+            )
+        self._down_until = self._clock() + self.retry_after
+
+    def _redis_answered(self) -> None:
+        if self._down_until is not None:
+            self._down_until = None
+            log.info("throttle: Redis answers again; spacing requests across the cluster")
+
+
+def _ms(seconds: float) -> int:
+    return math.ceil(seconds * 1000)
+
+
+def _redis_client(url: str) -> Redis:
+    """A client for ``url`` that gives up within seconds: a hanging Redis must not hold up
+    fetching for long. The scripts take microseconds, so 1 s is plenty; one immediate retry
+    (not redis-py's three with backoff) covers a connection dropped by a restarted Redis,
+    and the throttle's pause after a failure covers the rest.
+
+    Celery's ``redis+socket://`` spelling of a unix socket is redis-py's ``unix://``.
+    """
+    url = url.replace("redis+socket://", "unix://", 1)
+    return Redis.from_url(
+        url, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), retries=1)
+    )
 
 
 # --- retry timing ------------------------------------------------------------------------------
@@ -415,7 +637,8 @@ def _setting(name: str, default):
 class Fetcher:
     """An httpx.Client with timeouts, a descriptive User-Agent, politeness, retries and 304s.
 
-    Share one per process (or per task run) so its throttle and validators see every request.
+    Share one per process (or per task run) so its throttle and validators see every request,
+    or pass the same ``throttle`` to several (a ``RedisHostThrottle`` spaces the whole cluster).
     """
 
     def __init__(
@@ -424,8 +647,9 @@ class Fetcher:
         user_agent: str | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
-        min_interval: float = 1.0,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
         host_intervals: Mapping[str, float] = DEFAULT_HOST_INTERVALS,
+        throttle: HostThrottle | None = None,
         max_attempts: int = 4,
         backoff_base: float = 1.0,
         max_delay: float = 60.0,
@@ -458,7 +682,11 @@ class Fetcher:
         self.validators: ValidatorCache = (
             MemoryValidatorCache() if validators is None else validators
         )
-        self.throttle = HostThrottle(min_interval, host_intervals, sleep=sleep, clock=clock)
+        # A throttle given is the caller's (shared by fetchers, closed by its owner); without
+        # one, min_interval and host_intervals space this fetcher's own requests.
+        if throttle is None:
+            throttle = HostThrottle(min_interval, host_intervals, sleep=sleep, clock=clock)
+        self.throttle = throttle
         self._sleep = sleep
         self._jitter = jitter
         self._client = httpx.Client(

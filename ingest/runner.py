@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import json
 import logging
@@ -48,7 +49,13 @@ from django.utils import timezone
 from catalogue.tasks import queue_embedding, tag_recent_papers
 from catalogue.trending import refresh_trending
 from ingest import chunks, sources
-from ingest.http import Fetcher, FetchError, MemoryValidatorCache
+from ingest.http import (
+    Fetcher,
+    FetchError,
+    HostThrottle,
+    MemoryValidatorCache,
+    RedisHostThrottle,
+)
 from ingest.lease import run_lease
 from ingest.models import IngestRun, RejectedRecord, Source, checkpoint_after
 from ingest.records import Deleted, PaperRecord, ParseError, Rejected
@@ -335,7 +342,22 @@ def _fetcher(validators: MemoryValidatorCache | None = None) -> Fetcher:
         read_timeout=settings.INGEST_FETCH_TIMEOUT,
         max_attempts=settings.INGEST_FETCH_ATTEMPTS,
         backoff_base=settings.INGEST_RETRY_BACKOFF / 30,
+        throttle=_throttle(),
     )
+
+
+def _throttle() -> HostThrottle | None:
+    """The cluster-wide throttle (INGEST_SHARED_THROTTLE), or None: the fetcher's own."""
+    if not settings.INGEST_SHARED_THROTTLE:
+        return None
+    return _shared_throttle(settings.REDIS_URL, settings.INGEST_THROTTLE_PREFIX)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_throttle(redis_url: str, prefix: str) -> RedisHostThrottle:
+    """One per process, built on first use (after a worker forks): the runs in a process
+    share its Redis connections and take their turns in it first."""
+    return RedisHostThrottle(redis_url, prefix=prefix)
 
 
 def _count_lines_if_jsonl(path: Path) -> int | None:

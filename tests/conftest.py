@@ -179,3 +179,10 @@ def _rate_limits_start_afresh(settings):
     """Log-in and password-reset attempts are counted in Redis for minutes (catalogue.accounts):
     each test counts under its own prefix, so earlier tests and runs do not lock it out."""
     settings.RATELIMIT_CACHE_PREFIX = f"rl:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture(autouse=True)
+def _fetches_throttled_apart(settings):
+    """Fetches take turns per host through Redis (ingest.http.RedisHostThrottle): each test
+    under its own prefix, so test sessions sharing a Redis do not queue behind each other."""
+    settings.INGEST_THROTTLE_PREFIX = f"throttle:{uuid.uuid4().hex}:"
