@@ -81,9 +81,10 @@ def stop_worker(worker: WorkerProcess) -> None:
         worker.process.wait()
 
 
-def wait_until_idle(worker: WorkerProcess, timeout: float = 60) -> None:
+def wait_until_idle(worker: WorkerProcess, timeout: float = 180) -> None:
     """Until ``worker`` runs, holds and is sent no task (the queue's keys, one per priority,
-    are empty)."""
+    are empty). Minutes, not seconds: on a busy machine an ingest's follow-up embedding of a
+    few hundred papers took over a minute (16 papers in 12-29 s)."""
     import redis
 
     from catalogue.celery import app

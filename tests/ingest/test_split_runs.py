@@ -193,8 +193,7 @@ def oai_server(windows: list) -> LocalServer:
     return LocalServer(answer)
 
 
-def test_an_oai_pmh_harvest_is_split_into_date_windows_sharing_no_day(local_fetches, settings):
-    settings.INGEST_SHARED_THROTTLE = False
+def test_an_oai_pmh_harvest_is_split_into_date_windows_sharing_no_day(local_fetches):
     windows = []
     params = {"from": "2025-01-01", "until": "2025-01-10", "set": "physics:hep-th"}
     with oai_server(windows) as server:
