@@ -137,11 +137,12 @@ class Backfill:
     def end(self) -> None:
         """No chain is left: the next ``queue_embedding`` may start a backfill."""
         client = redis_client()
-        client.eval(_DELETE_IF_EQUAL, 1, self.current_key(self.queue), self.id)
+        # Marked ended first: whoever follows it never sees it gone but not ended.
         with client.pipeline() as pipe:
             pipe.hset(self._key("meta"), "ended", 1)
             self._expire(pipe, KEEP_SECONDS)
             pipe.execute()
+        client.eval(_DELETE_IF_EQUAL, 1, self.current_key(self.queue), self.id)
 
     def _expire(self, pipe, seconds: int) -> None:
         for part in ("slices", "done", "meta"):

@@ -143,7 +143,7 @@ class Command(BaseCommand):
             bar.update(sum(backfill.counts().values()) - bar.n)
             if meta.get("ended"):
                 return meta
-            if not backfill.is_current():
+            if not backfill.is_current() and not backfill.meta().get("ended"):
                 raise CommandError(
                     f"the backfill stopped: no chain went on for {STALL_MINUTES} minutes "
                     "(workers lost?). Run this again to embed what is left."
