@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from catalogue.embedder import MODEL_ID, get_embedder
 from catalogue.models import Paper, PaperEmbedding, embedded_text
@@ -23,6 +23,27 @@ BATCH_SIZE = 64
 def pending_papers():
     """Papers whose embedding is missing or stale, in id order."""
     return Paper.objects.missing_or_stale_embeddings(MODEL_ID).order_by("pk")
+
+
+def pending_slices(count: int) -> tuple[list[tuple[int, int | None]], int]:
+    """The pending papers split by id into at most ``count`` ranges (after, upto] of about
+    equal size, and how many papers are pending: one pass over the pending papers (the same
+    as counting them), the range bounds being quantiles of their ids. The last range is open
+    above, so papers created meanwhile join it. No ranges when nothing is pending."""
+    fractions = [n / count for n in range(1, count)]
+    pending_ids, params = pending_papers().order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY pk) "
+            f"FROM ({pending_ids}) AS pending (pk)",
+            [fractions, *params],
+        )
+        pending, bounds = cursor.fetchone()
+    if not pending:
+        return [], 0
+    uppers = [*sorted(set(bounds or [])), None]  # few pending papers: equal quantiles
+    lowers = [0, *uppers[:-1]]
+    return list(zip(lowers, uppers, strict=True)), pending
 
 
 def text_hash(text: str) -> str:
@@ -49,12 +70,15 @@ def embed_after(
     limit: int | None = None,
     progress: Callable[[int], object] | None = None,
     seconds: float | None = None,
+    upto: int | None = None,
 ) -> tuple[int, int]:
-    """``embed_pending`` of the papers with ids above ``after`` only; returns how many were
-    embedded and the last id embedded (``after`` when none). Finding pending papers reads
-    every paper's text from ``after`` on (5 µs a paper: 0.5 s at 100,000 papers), so a chain
-    of tasks goes on from where the previous one stopped instead of from the start."""
+    """``embed_pending`` of the papers with ids in (``after``, ``upto``] only (no upper bound
+    when ``upto`` is None); returns how many were embedded and the last id embedded
+    (``after`` when none). Finding pending papers reads every paper's text from ``after`` on
+    (5 µs a paper: 0.5 s at 100,000 papers), so a chain of tasks goes on from where the
+    previous one stopped instead of from the start."""
     embedder = get_embedder()
+    pending = pending_papers() if upto is None else pending_papers().filter(pk__lte=upto)
     deadline = None if seconds is None else time.monotonic() + seconds
     done = 0
     # Ids only go up: a paper whose text changes meanwhile waits for the next run.
@@ -62,9 +86,7 @@ def embed_after(
         if deadline is not None and time.monotonic() >= deadline:
             break
         size = batch_size if limit is None else min(batch_size, limit - done)
-        batch = list(
-            pending_papers().filter(pk__gt=after).values_list("pk", "title", "abstract")[:size]
-        )
+        batch = list(pending.filter(pk__gt=after).values_list("pk", "title", "abstract")[:size])
         if not batch:
             break
         texts = [embedded_text(title, abstract) for _, title, abstract in batch]

@@ -132,6 +132,11 @@ EMBEDDING_MODEL_DIR = Path(
     env_str("EMBEDDING_MODEL_DIR") or BASE_DIR / ".models" / "all-MiniLM-L6-v2"
 )
 EMBEDDING_TASK_CHUNK = env_int("EMBEDDING_TASK_CHUNK", 256)
+# A backfill of embeddings runs as this many chains of tasks over disjoint id ranges, so as
+# many worker processes embed at once: worker hosts × their --concurrency (docs/deploy.md).
+EMBEDDING_CHAINS = env_int("EMBEDDING_CHAINS", 2)
+if EMBEDDING_CHAINS < 1:
+    raise ConfigError(f"EMBEDDING_CHAINS must be at least 1, got {EMBEDDING_CHAINS}")
 
 CELERY_BROKER_URL = REDIS_URL
 # Tests and parallel checkouts sharing one Redis use their own queue so no other worker

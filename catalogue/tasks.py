@@ -10,13 +10,15 @@ redelivered task) is harmless.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import socket
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 
 from catalogue import tagging
-from catalogue.embedding import embed_after, pending_papers
+from catalogue.backfill import Backfill, slice_name
+from catalogue.embedding import embed_after, pending_papers, pending_slices
 from catalogue.models import Paper, Topic
 
 
@@ -51,49 +53,89 @@ EMBED_PRIORITY = 9
 # next ingest waits for at most that and one batch of EMBED_BATCH_SIZE (~4 s on a busy machine).
 EMBED_CHUNK_SECONDS = 10
 EMBED_BATCH_SIZE = 16
-# While a chain of embed_papers is queued or running this flag is set, so ingests that finish
-# meanwhile do not start more chains; it expires if the chain dies without clearing it.
-_CHAIN_FLAG_SECONDS = 15 * 60
 
 
-def _chain_flag() -> str:
-    # Per queue: test sessions sharing one Redis each have their own worker and chain.
-    return f"embed-papers-chain:{embed_papers.app.conf.task_default_queue}"
+def _queue() -> str:
+    return embed_papers.app.conf.task_default_queue
 
 
 def queue_embedding() -> bool:
-    """Start a chain of ``embed_papers`` unless one is queued or running; True if started.
-    Call it once new or changed papers are committed."""
-    if not cache.add(_chain_flag(), "1", timeout=_CHAIN_FLAG_SECONDS):
+    """Start a backfill of the pending papers' embeddings unless one is running; True if
+    started. Call it once new or changed papers are committed. Cheap (one Redis command):
+    splitting the pending papers into chains is a task of its own, on a worker."""
+    backfill = Backfill.start(_queue())
+    if backfill is None:
         return False
-    embed_papers.apply_async(priority=EMBED_PRIORITY)
+    plan_embedding.apply_async(args=[backfill.id], priority=EMBED_PRIORITY)
     return True
 
 
+def send_chains(backfill: Backfill, chains: int) -> tuple[list[tuple[int, int | None]], int]:
+    """Split the pending papers into ``chains`` id ranges and send a chain of ``embed_papers``
+    over each; returns the ranges and how many papers are pending. Sends nothing if the
+    backfill is not the current one or was planned already (a redelivered task)."""
+    if not backfill.is_current():
+        return [], 0
+    slices, pending = pending_slices(chains)
+    if not backfill.plan(slices, pending):
+        return [], 0
+    if not slices:
+        backfill.end()
+    for after, upto in slices:
+        embed_papers.apply_async(args=[after, upto, backfill.id], priority=EMBED_PRIORITY)
+    return slices, pending
+
+
 @shared_task(acks_late=True)
-def embed_papers(after: int = 0) -> int:
-    """Embed one chunk of the papers above id ``after`` missing a current embedding, then
-    send itself on from the last one. Idempotent (what is pending is a query), so redelivery
-    is harmless. The chain ends with one look over every paper, the only full read of the
-    catalogue's text in a chain: a paper changed behind the chain's position, or left by a
-    chain that failed, starts the next chain."""
+def plan_embedding(backfill_id: str) -> int:
+    """Send the chains of a backfill that ``queue_embedding`` started; returns how many."""
+    slices, _ = send_chains(Backfill(backfill_id, _queue()), settings.EMBEDDING_CHAINS)
+    return len(slices)
+
+
+@shared_task(acks_late=True, bind=True)
+def embed_papers(self, after: int = 0, upto: int | None = None, backfill: str | None = None):
+    """Embed one chunk of the pending papers with ids in (``after``, ``upto``], then send
+    itself on from the last one: a chain over one slice of a backfill (``catalogue.backfill``).
+    A task of an older backfill, or a copy of one already followed, does nothing; otherwise
+    it is idempotent (what is pending is a query), so redelivery is harmless. When the last
+    chain of a backfill ends, one look over every paper, the only full read of the
+    catalogue's text in a backfill: a paper changed behind a chain starts the next one."""
+    if backfill is None:  # a message sent before backfills had slices
+        queue_embedding()
+        return 0
+    state, name = Backfill(backfill, _queue()), slice_name(upto)
+    if not state.may_go_on(name, after):
+        return 0
+    worker = self.request.hostname or socket.gethostname()
     try:
         done, last = embed_after(
             after,
             batch_size=EMBED_BATCH_SIZE,
             limit=settings.EMBEDDING_TASK_CHUNK,
             seconds=EMBED_CHUNK_SECONDS,
+            upto=upto,
+            progress=functools.partial(state.record, worker),
         )
-    except BaseException:
-        cache.delete(_chain_flag())  # the next ingest may try again
+    except Exception:
+        # Ended, not retried: the next ingest's backfill tries again (a failure that repeats,
+        # e.g. missing model files, must not loop).
+        if state.finish(name, failed=True):
+            state.end()
         raise
     if done:
-        cache.touch(_chain_flag(), _CHAIN_FLAG_SECONDS)
-        embed_papers.apply_async(args=[last], priority=EMBED_PRIORITY)
+        # Advanced before the next task is sent, which may start on another host at once.
+        state.advance(name, last)
+        embed_papers.apply_async(args=[last, upto, backfill], priority=EMBED_PRIORITY)
         return done
-    # Cleared before looking again: papers committed after this look find no flag and start
-    # their own chain; papers committed before it are seen here.
-    cache.delete(_chain_flag())
-    if pending_papers().exists():
-        queue_embedding()
+    if state.finish(name):
+        _end_backfill(state)
     return done
+
+
+def _end_backfill(state: Backfill) -> None:
+    # Ended before looking again: papers committed after this look find no backfill and start
+    # their own; papers committed before it are seen here.
+    state.end()
+    if not state.meta().get("failed") and pending_papers().exists():
+        queue_embedding()

@@ -34,6 +34,12 @@ def test_production_starts_with_a_real_secret_key():
     assert result.returncode == 0, result.stderr
 
 
+def test_embedding_backfill_without_chains_is_refused_at_start_up():
+    result = run_check(EMBEDDING_CHAINS="0")
+    assert result.returncode != 0
+    assert "EMBEDDING_CHAINS must be at least 1, got 0" in result.stderr
+
+
 def test_malformed_boolean_names_the_variable(monkeypatch):
     monkeypatch.setenv("DEBUG", "maybe")
     with pytest.raises(ConfigError, match="DEBUG must be a boolean"):

@@ -7,10 +7,9 @@ import time
 from io import StringIO
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 
-from catalogue import tasks
+from catalogue.backfill import Backfill
 from catalogue.embedder import MODEL_ID
 from catalogue.embedding import pending_papers
 from catalogue.models import Paper, PaperEmbedding
@@ -34,7 +33,7 @@ def test_papers_of_an_ingest_on_the_worker_all_get_embedded(celery_worker, tmp_p
     assert "created 4" in out.getvalue()
 
     deadline = time.monotonic() + 60
-    while pending_papers().exists() or cache.get(tasks._chain_flag()):
+    while pending_papers().exists() or Backfill.running(celery_worker.queue):
         assert time.monotonic() < deadline, celery_worker.log()
         time.sleep(0.1)
     assert PaperEmbedding.objects.filter(model=MODEL_ID).count() == Paper.objects.count() == 4
