@@ -25,6 +25,10 @@ from ingest.runner import RetryLater, create_run, execute_run
 from ingest.sources import arxiv_atom
 
 MAX_RETRIES = 4
+# A split run's chunks wait in the queue behind every short task (kombu's Redis pops 0 first):
+# the reaper (which expires after 25 s), tagging and digests never wait for a backfill's
+# dozens of queued chunks; the embedding backfill (9) still waits for them.
+CHUNK_PRIORITY = 5
 # arXiv ids per API request when re-fetching: a short URL, one polite request per run.
 REFETCH_BATCH = 100
 
@@ -50,11 +54,15 @@ def ingest_run(self, run_id: int) -> str:
         return execute_run(
             run,
             final_attempt=final_attempt,
-            enqueue=ingest_run.delay,
+            enqueue=_queue_chunk,
             worker=self.request.hostname,  # the node name (-n): which worker of which host
         ).status
     except RetryLater as exc:
         raise self.retry(countdown=_backoff(self.request.retries, exc.retry_after)) from exc
+
+
+def _queue_chunk(run_id: int) -> None:
+    ingest_run.apply_async(args=[run_id], priority=CHUNK_PRIORITY)
 
 
 # Expires: a reaper that waited longer than the next one's interval is superseded by it.

@@ -12,8 +12,8 @@ import pytest
 
 from catalogue.models import Paper, Sighting
 from ingest.models import IngestRun
-from ingest.runner import create_run
-from ingest.tasks import ingest_run, requeue_orphaned_runs
+from ingest.runner import create_run, execute_run
+from ingest.tasks import _queue_chunk, ingest_run, requeue_orphaned_runs
 from tests.bench.synthetic import write_snapshot
 from tests.conftest import FAST_RETRIES, private_queue, start_worker, stop_worker
 from tests.ingest.test_worker_crash import wait_for
@@ -89,3 +89,24 @@ def test_two_workers_execute_one_runs_chunks_at_once_and_survive_losing_one(tmp_
     assert killed_chunk.worker.startswith(f"{workers[1].name} pid ")
     assert workers[1].name in run.workers_line()
     assert run.chunk_count == CHUNKS
+
+
+def test_the_reaper_and_a_resumed_run_do_not_wait_behind_queued_chunks(tmp_path):
+    """Beat's reaper expires after 25 s: were it queued behind a backfill's chunks, runs
+    orphaned by a lost host would wait for the whole queue instead of 30 s at most."""
+    split = create_run(str(write_snapshot(tmp_path / "big.jsonl", 4_000)), chunks=6)
+    orphan = create_run(str(write_snapshot(tmp_path / "small.jsonl", 50, start=10_000)))
+    # Its worker died mid-run: running, nobody holds its lease.
+    IngestRun.objects.filter(pk=orphan.pk).update(status=IngestRun.Status.RUNNING, attempts=1)
+    with private_queue() as queue:
+        execute_run(split, enqueue=_queue_chunk)  # planned here; chunks wait for a worker
+        requeue_orphaned_runs.delay()  # beat's, sent after the chunks
+        worker = start_worker(tmp_path / "w.log", queue, **FAST_RETRIES, **WORKER_ENV)
+        try:
+            wait_for(lambda: finished(split.pk), 120, "the split run to finish")
+        finally:
+            stop_worker(worker)
+    orphan.refresh_from_db()
+    assert orphan.status == IngestRun.Status.SUCCEEDED and orphan.attempts == 2
+    first_chunk = min(split.chunks.values_list("started_at", flat=True))
+    assert orphan.finished_at < first_chunk  # the reaper and the resumed run went first
