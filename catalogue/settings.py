@@ -329,6 +329,10 @@ INGEST_THROTTLE_PREFIX = env_str("INGEST_THROTTLE_PREFIX", f"throttle:{CELERY_TA
 # A run counts every rejected record but stores only the first this many (reason, position,
 # excerpt): a junk file must not write a row per line.
 INGEST_MAX_STORED_REJECTIONS = env_int("INGEST_MAX_STORED_REJECTIONS", 1000)
+# The reaper sends the task of a run queued this long and never started again (its message
+# may sit with a lost worker until CELERY_VISIBILITY_TIMEOUT): a chunk of a split run that
+# waits its turn for longer costs one no-op task per interval.
+INGEST_RESEND_QUEUED_AFTER = env_int("INGEST_RESEND_QUEUED_AFTER", 600)
 
 
 # --- Read replicas (issue 15) -----------------------------------------------------------------

@@ -114,6 +114,12 @@ class IngestRunQuerySet(models.QuerySet):
             .filter(leased=False)
         )
 
+    def never_started(self, queued_before):
+        """Runs queued before then that no worker ever started. Usually they wait their turn;
+        but a worker lost after taking a task and before starting it holds its message
+        unacknowledged until the broker's visibility timeout (hours)."""
+        return self.filter(status=IngestRun.Status.QUEUED, attempts=0, queued_at__lt=queued_before)
+
     def unfinished(self):
         return self.exclude(status__in=IngestRun.FINISHED)
 

@@ -216,7 +216,24 @@ def requeue_orphaned_runs(enqueue: Callable[[int], object]) -> list[int]:
         ).update(status=IngestRun.Status.QUEUED, error="resuming: its worker stopped mid-run")
         log.warning("ingest run %s lost its worker; queued to resume", run.pk)
         requeued.append(run.pk)
-    return requeued
+    return requeued + _resend_never_started(enqueue)
+
+
+def _resend_never_started(enqueue: Callable[[int], object]) -> list[int]:
+    """Send again the task of each run queued long ago and never started, at most once per
+    ``INGEST_RESEND_QUEUED_AFTER``: its message may be held by a worker that was lost after
+    taking it. A run that is merely waiting its turn gets a second message that finds it
+    leased or finished and does nothing. Runs retried after an error (attempts > 0) wait for
+    their retry's countdown (a server's Retry-After) and are not touched."""
+    now = timezone.now()
+    before = now - dt.timedelta(seconds=settings.INGEST_RESEND_QUEUED_AFTER)
+    resent = []
+    for pk in IngestRun.objects.never_started(before).values_list("pk", flat=True):
+        enqueue(pk)
+        IngestRun.objects.filter(pk=pk).update(queued_at=now)
+        log.warning("ingest run %s was queued before %s and never started; sent again", pk, before)
+        resent.append(pk)
+    return resent
 
 
 def _after_changes(run: IngestRun) -> None:

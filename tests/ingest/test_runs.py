@@ -1,6 +1,7 @@
 """Ingest runs that cannot wedge: records the database refuses, failures of any kind, retries,
 capped rejections, leases and the reaper (issue 13)."""
 
+import datetime as dt
 import json
 import time
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
 from catalogue.models import Paper
 from ingest import runner
@@ -336,3 +338,19 @@ def test_beat_runs_the_reaper_every_30_seconds_at_most():
     assert entry["task"] == "ingest.tasks.requeue_orphaned_runs"
     assert entry["schedule"] <= 30
     assert entry["task"] in app.tasks
+
+
+@pytest.mark.django_db
+def test_the_reaper_sends_again_a_run_queued_long_ago_and_never_started(settings):
+    """Its message may be with a worker lost after taking it (a chunk of a split run most
+    often): without a second message it would wait for the broker's visibility timeout."""
+    settings.INGEST_RESEND_QUEUED_AFTER = 600
+    long_ago = timezone.now() - dt.timedelta(minutes=11)
+    lost, waiting, retrying = (create_run(name) for name in ("lost", "waiting", "retrying"))
+    IngestRun.objects.filter(pk__in=[lost.pk, retrying.pk]).update(queued_at=long_ago)
+    IngestRun.objects.filter(pk=retrying.pk).update(attempts=1)  # waits for its countdown
+    sent = []
+    assert runner.requeue_orphaned_runs(sent.append) == sent == [lost.pk]
+    lost.refresh_from_db()
+    assert lost.queued_at > long_ago  # once per interval, not at every pass of the reaper
+    assert runner.requeue_orphaned_runs(sent.append) == []
