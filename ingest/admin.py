@@ -235,9 +235,9 @@ class IngestRunAdmin(admin.ModelAdmin):
     """Read-only history; a failed run can be retried (as a new run with the same inputs)."""
 
     list_display = ["id", "source", "format_name", "status", "progress", "seen", "created"]
-    list_display += ["updated", "unchanged", "rejected", "duration_shown", "queued_at"]
+    list_display += ["updated", "unchanged", "rejected", "duration_shown", "queued_at", "part_of"]
     list_filter = ["status", FormatFilter, "source"]
-    list_select_related = ["source"]
+    list_select_related = ["source", "parent"]
     date_hierarchy = "queued_at"
     fieldsets = [
         (
@@ -251,9 +251,11 @@ class IngestRunAdmin(admin.ModelAdmin):
                     "status",
                     "attempts",
                     "worker",
+                    "part_of",
                 ]
             },
         ),
+        ("Chunks", {"fields": ["chunks_shown"]}),
         ("Error", {"fields": ["error"]}),
         (
             "Counts",
@@ -276,6 +278,7 @@ class IngestRunAdmin(admin.ModelAdmin):
     ]
     readonly_fields = [f.name for f in IngestRun._meta.fields]
     readonly_fields += ["format_name", "progress", "duration_shown", "rejections_shown"]
+    readonly_fields += ["part_of", "chunks_shown"]
     actions = ["retry"]
 
     def has_add_permission(self, request):
@@ -293,14 +296,45 @@ class IngestRunAdmin(admin.ModelAdmin):
         """A bar while running: records handled of those the source announced (if it did)."""
         if run.status != IngestRun.Status.RUNNING:
             return "—"
+        done = run.progress_done()
         if run.expected:
             return format_html(
                 '<progress value="{done}" max="{expected}">{done} of {expected}</progress> '
                 "{done} / {expected}",
-                done=run.done,
+                done=done,
                 expected=run.expected,
             )
-        return format_html("<progress></progress> {} so far", run.done)
+        return format_html("<progress></progress> {} so far", done)
+
+    @admin.display(description="part of", ordering="parent")
+    def part_of(self, run):
+        """A chunk's place: "chunk 3 of 7 of run 12", linked to that run."""
+        if run.parent_id is None:
+            return "—"
+        place = f"chunk {run.options.get('chunk', '?')} of {run.options.get('of', '?')} of "
+        return format_html("{}{}", place, _run_link(run.parent))
+
+    @admin.display(description="chunks")
+    def chunks_shown(self, run):
+        """A split run's chunks: what each reads, who executed it, how far it got."""
+        chunks = run.chunks.order_by("pk")
+        if not chunks:
+            return "Not split." if not run.is_split else "Not planned yet."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (_run_link(chunk), _share(chunk), chunk.status, chunk.worker or "—",
+                 chunk.counts_line())
+                for chunk in chunks
+            ),
+        )  # fmt: skip
+        return format_html(
+            "<p>{}</p><table><tr><th>run</th><th>reads</th><th>status</th><th>worker</th>"
+            "<th>counts</th></tr>{}</table>",
+            run.workers_line(),
+            rows,
+        )
 
     @admin.display(description="format", ordering="format")
     def format_name(self, run):
@@ -317,7 +351,7 @@ class IngestRunAdmin(admin.ModelAdmin):
     @admin.display(description="rejected records")
     def rejections_shown(self, run):
         """The first rejections with their reasons; all of them in the rejected-records list."""
-        rejections = run.rejections.order_by("pk")[:REJECTIONS_SHOWN]
+        rejections = run.all_rejections().order_by("pk")[:REJECTIONS_SHOWN]
         if not rejections:
             return "None."
         rows = format_html_join(
@@ -325,7 +359,11 @@ class IngestRunAdmin(admin.ModelAdmin):
             "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             ((r.position, r.reason, r.raw[:200]) for r in rejections),
         )
-        url = reverse("admin:ingest_rejectedrecord_changelist") + f"?run__id__exact={run.pk}"
+        changelist = reverse("admin:ingest_rejectedrecord_changelist")
+        # A split run's rejections are its chunks'.
+        url = changelist + (
+            f"?run__parent__id__exact={run.pk}" if run.chunk_count else f"?run__id__exact={run.pk}"
+        )
         return format_html(
             "<table><tr><th>where</th><th>reason</th><th>record</th></tr>{}</table>"
             '<p><a href="{}">All {} stored rejected records of this run</a>{}</p>',
@@ -352,6 +390,16 @@ class IngestRunAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"Skipped {skipped} run(s) that did not fail.", messages.WARNING
             )
+
+
+def _share(chunk: IngestRun) -> str:
+    """What a chunk reads of its run's listing: a byte range or a date window."""
+    if byte_range := chunk.options.get("byte_range"):
+        start, end = byte_range
+        return f"bytes {start:,} to {end:,}"
+    if params := chunk.options.get("params"):
+        return f"{params.get('from')} to {params.get('until')}"
+    return "—"
 
 
 def _not_stored(run: IngestRun) -> str:
@@ -385,6 +433,10 @@ class RejectedRecordAdmin(admin.ModelAdmin):
     list_select_related = ["run", "run__source"]
     search_fields = ["reason"]
     readonly_fields = ["run", "position", "reason", "raw"]
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # A split run's page links to its chunks' rejections, all in one list.
+        return lookup == "run__parent__id__exact" or super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request):
         return False

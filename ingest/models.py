@@ -107,8 +107,15 @@ class IngestRunQuerySet(models.QuerySet):
         database session) mid-run, and they wait for the reaper to queue them again."""
         leased = RawSQL(LEASE_HELD_SQL, [NAMESPACE], output_field=BooleanField())
         return (
-            self.filter(status=IngestRun.Status.RUNNING).alias(leased=leased).filter(leased=False)
+            self.filter(status=IngestRun.Status.RUNNING)
+            # A split run whose chunks were all queued holds no lease: its chunks do the work.
+            .filter(chunk_count__isnull=True)
+            .alias(leased=leased)
+            .filter(leased=False)
         )
+
+    def unfinished(self):
+        return self.exclude(status__in=IngestRun.FINISHED)
 
 
 class IngestRun(models.Model):
@@ -152,6 +159,13 @@ class IngestRun(models.Model):
     batch_size = models.PositiveIntegerField(null=True, blank=True)
     checkpoint = models.PositiveIntegerField(default=0, help_text="Batches written before any gap.")
     batches_ahead = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
+    # A large listing is split into chunk runs that workers on several hosts execute at once
+    # (``ingest.chunks``): each chunk points at its run, which holds their summed counts once
+    # the last chunk is finished. ``chunk_count`` is set when every chunk was queued.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="chunks"
+    )
+    chunk_count = models.PositiveIntegerField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="Host and pid executing it.")
     queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -174,6 +188,37 @@ class IngestRun(models.Model):
     def done(self) -> int:
         """Records handled so far, for progress."""
         return self.seen + self.rejected
+
+    @property
+    def is_split(self) -> bool:
+        """A run whose work is done by its chunks (asked for with the ``chunks`` option)."""
+        return bool(self.options.get("chunks")) and self.parent_id is None
+
+    def progress_done(self) -> int:
+        """Records handled so far; a split run's are its chunks' until they are summed."""
+        if self.is_finished or not self.is_split:
+            return self.done
+        totals = self.chunks.aggregate(seen=models.Sum("seen"), rejected=models.Sum("rejected"))
+        return (totals["seen"] or 0) + (totals["rejected"] or 0)
+
+    def all_rejections(self):
+        """Its rejected records; a split run's are stored by its chunks."""
+        return RejectedRecord.objects.filter(models.Q(run=self) | models.Q(run__parent=self))
+
+    def workers_line(self) -> str:
+        """Which hosts executed a split run's chunks: "executed on a (3), b (2)"."""
+        # ``worker`` is "<host> pid <pid>" of the process that executed the chunk last.
+        host = models.Func(
+            models.F("worker"),
+            models.Value(" pid "),
+            models.Value(1),
+            function="split_part",
+            output_field=models.CharField(),
+        )
+        hosts = self.chunks.annotate(host=host).values("host")
+        per_host = hosts.annotate(n=models.Count("pk")).order_by("-n", "host")
+        shown = ", ".join(f"{row['host'] or 'nobody yet'} ({row['n']})" for row in per_host)
+        return f"executed on {shown}"
 
     @property
     def duration(self):
@@ -227,11 +272,12 @@ class RejectedRecord(models.Model):
         return f"{self.position}: {self.reason}"
 
     @classmethod
-    def sample(cls, run_id: int, rejected) -> RejectedRecord:
-        """The stored sample of a ``Rejected``: always storable (see ``storable``)."""
+    def sample(cls, run_id: int, rejected, where: str = "") -> RejectedRecord:
+        """The stored sample of a ``Rejected``: always storable (see ``storable``); ``where``
+        precedes its position (a chunk's place in its run)."""
         return cls(
             run_id=run_id,
             reason=storable(rejected.reason),
             raw=storable(rejected.raw),
-            position=storable(rejected.position, 100),
+            position=storable(where + rejected.position, 100),
         )

@@ -41,16 +41,18 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django import db
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import F
+from django.db.models import F, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalogue.tasks import queue_embedding, tag_recent_papers
 from catalogue.trending import refresh_trending
-from ingest import sources
+from ingest import chunks, sources
 from ingest.http import Fetcher, FetchError, MemoryValidatorCache
 from ingest.lease import run_lease
 from ingest.models import IngestRun, RejectedRecord, Source, checkpoint_after
 from ingest.records import Deleted, PaperRecord, ParseError, Rejected
+from ingest.sources._params import date_param
 from ingest.upsert import BatchCounts, mark_deleted, upsert_papers
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,12 @@ def create_run(
     fmt: str | None = None,
     listed_on: dt.date | None = None,
     source: Source | None = None,
+    chunks: int | None = None,
 ) -> IngestRun:
+    """A queued run; with ``chunks``, one split into that many chunk runs (``ingest.chunks``)."""
     options = {"format": fmt, "listed_on": listed_on.isoformat() if listed_on else None}
+    if chunks:
+        options["chunks"] = chunks
     return IngestRun.objects.create(
         source=source,
         format=fmt or (source.kind if source else ""),
@@ -109,7 +115,12 @@ def create_run(
 
 
 def execute_run(
-    run: IngestRun, *, final_attempt: bool = True, results: Iterable | None = None
+    run: IngestRun,
+    *,
+    final_attempt: bool = True,
+    results: Iterable | None = None,
+    enqueue: Callable[[int], object] | None = None,
+    worker: str | None = None,
 ) -> IngestRun:
     """Ingest what ``run`` names; it ends succeeded, partial or failed, never half-open.
 
@@ -117,6 +128,13 @@ def execute_run(
     under way resumes after its last written batch. A transient failure raises ``RetryLater``
     unless this is the ``final_attempt``; any other error fails the run with its reason.
     ``results`` are records parsed already, written instead of reading the run's location.
+
+    A split run (the ``chunks`` option) is planned here: its chunk runs are created and each
+    sent by ``enqueue(run_id)`` to any worker, or, without ``enqueue``, executed here one
+    after the other. It stays running until its last chunk finishes it (``_close_split_run``).
+
+    ``worker`` names the executor in the run's ``worker`` field (a Celery task passes its
+    worker's node name, e.g. ``celery@work1``; default: this host's name), with the pid.
     """
     with run_lease(run.pk) as leased:
         if not leased:
@@ -124,17 +142,27 @@ def execute_run(
             run.refresh_from_db()
             return run
         try:
-            return _execute_leased(run, final_attempt, results)
+            executor = f"{worker or socket.gethostname()} pid {os.getpid()}"
+            return _execute_leased(run, final_attempt, results, enqueue, executor)
         except LeaseLost:
             log.warning("ingest run %s was taken over by another process; stopped", run.pk)
             return run
 
 
-def _execute_leased(run: IngestRun, final_attempt: bool, results: Iterable | None) -> IngestRun:
-    if not _start(run):
+def _execute_leased(
+    run: IngestRun,
+    final_attempt: bool,
+    results: Iterable | None,
+    enqueue: Callable[[int], object] | None,
+    executor: str,
+) -> IngestRun:
+    if not _start(run, executor):
         return run
     numbers = itertools.count()  # batches are numbered across the run's payloads
     try:
+        if run.is_split and results is None:
+            _split(run, enqueue)
+            return run
         for parsed in _parsed_payloads(run) if results is None else [results]:
             _consume(run, parsed, numbers)
     except LeaseLost:
@@ -188,8 +216,8 @@ def _after_changes(run: IngestRun) -> None:
     """Once committed, on a worker: topics for the papers this run created or changed, fresh
     trending scores (new upvotes) and embeddings of new or changed text (a low-priority chain
     that yields the worker to the next ingest)."""
-    if not (run.created or run.updated):
-        return
+    if run.parent_id or not (run.created or run.updated):
+        return  # a chunk's run does this once, for all its chunks
     # A margin before the start: papers are stamped by the database's clock, not ours.
     since = (run.started_at - _CLOCK_MARGIN).isoformat()
 
@@ -238,6 +266,10 @@ class Payload:
     listed_on: dt.date | None = None
     expected: int | None = None
     temporary: bool = False
+    # A chunk's share of a line-per-record file: the lines starting in [start, end) of the
+    # whole file, of which ``path`` holds the bytes from ``offset`` on.
+    byte_range: tuple[int, int] | None = None
+    offset: int = 0
 
     @contextmanager
     def open(self) -> Iterator[BinaryIO]:
@@ -248,7 +280,11 @@ class Payload:
             return
         try:
             with open(self.path, "rb") as stream:
-                yield stream
+                if self.byte_range is None:
+                    yield stream
+                else:
+                    start, end = (bound - self.offset for bound in self.byte_range)
+                    yield chunks.line_range_stream(stream, start, end)
         finally:
             if self.temporary:
                 self.path.unlink(missing_ok=True)
@@ -256,7 +292,9 @@ class Payload:
 
 def _payloads(run: IngestRun) -> Iterator[Payload]:
     listed_on = _listed_on(run)
-    if run.source_id:
+    if byte_range := run.options.get("byte_range"):
+        yield _range_payload(run.location, *byte_range, listed_on)
+    elif run.source_id:
         yield from _source_payloads(run, listed_on)
     elif run.location.startswith(("http://", "https://")):
         with _fetcher() as fetcher:
@@ -270,13 +308,14 @@ def _payloads(run: IngestRun) -> Iterator[Payload]:
 def _source_payloads(run: IngestRun, listed_on: dt.date | None) -> Iterator[Payload]:
     source = run.source
     parser = sources.get_parser(source.kind)
+    params = {**source.params, **run.options.get("params", {})}  # a chunk's date window
     # Validators are saved only after every page was written: a run that fails half-way
     # must not make the next one skip a payload it never stored.
     validators = MemoryValidatorCache()
     for url, (etag, last_modified) in source.validators.items():
         validators.set(url, etag, last_modified)
     with _fetcher(validators) as fetcher:
-        for page in parser.fetch_pages(fetcher, source.url or None, source.params):
+        for page in parser.fetch_pages(fetcher, source.url or None, params):
             yield Payload(
                 content=page.content,
                 path=page.path,
@@ -284,8 +323,9 @@ def _source_payloads(run: IngestRun, listed_on: dt.date | None) -> Iterator[Payl
                 expected=page.expected,
                 temporary=page.path is not None,
             )
-    source.validators = validators.as_dict()
-    source.save(update_fields=["validators"])
+    if run.parent_id is None:  # a chunk's harvest is one window, not the listing's state
+        source.validators = validators.as_dict()
+        source.save(update_fields=["validators"])
 
 
 def _fetcher(validators: MemoryValidatorCache | None = None) -> Fetcher:
@@ -302,6 +342,10 @@ def _count_lines_if_jsonl(path: Path) -> int | None:
     """Progress for big snapshot files: one fast pass counting lines (~1 GB/s)."""
     if path.suffix not in (".jsonl", ".json") or path.stat().st_size < 10_000_000:
         return None
+    return _count_lines(path)
+
+
+def _count_lines(path: Path) -> int:
     lines = 0
     with open(path, "rb") as stream:
         while chunk := stream.read(1 << 22):
@@ -334,6 +378,7 @@ class _Batch:
     number: int
     first: int  # 1-based number of its first result in the run, for rejections' positions
     results: list
+    where: str = ""  # a chunk's place in its run, before its rejections' positions
 
 
 def _consume(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
@@ -373,7 +418,15 @@ def _to_write(run: IngestRun, batches: Iterable[list], numbers: Iterator[int]) -
     for batch in batches:
         number = next(numbers)
         if not run.is_written(number):
-            yield _Batch(run.pk, run.attempts, number, number * run.batch_size + 1, batch)
+            first = number * run.batch_size + 1
+            yield _Batch(run.pk, run.attempts, number, first, batch, _chunk_place(run))
+
+
+def _chunk_place(run: IngestRun) -> str:
+    """ "chunk 3 of 7, " for a chunk's run: where its records' positions count from."""
+    if "chunk" not in run.options:
+        return ""
+    return f"chunk {run.options['chunk']} of {run.options['of']}, "
 
 
 def _raise_first_error(futures) -> None:
@@ -471,7 +524,7 @@ def _commit_progress(batch: _Batch, increments: dict, rejected: list[Rejected]) 
     if progress is None:
         raise LeaseLost(batch.run_id)
     room = max(0, settings.INGEST_MAX_STORED_REJECTIONS - progress["rejections_stored"])
-    samples = [RejectedRecord.sample(batch.run_id, r) for r in rejected[:room]]
+    samples = [RejectedRecord.sample(batch.run_id, r, batch.where) for r in rejected[:room]]
     RejectedRecord.objects.bulk_create(samples)
     checkpoint, ahead = checkpoint_after(
         progress["checkpoint"], progress["batches_ahead"], batch.number
@@ -534,10 +587,216 @@ def _batches_parsed_ahead(results: Iterable, size: int) -> Iterator[list]:
                 thread.join(0.05)
 
 
+# --- split runs ----------------------------------------------------------------------------
+
+# Past a chunk's end, the bytes fetched at once to finish its last line (a snapshot line is a
+# few KB); fetched again, RANGE_TAIL at a time, until a newline or the end of the file.
+RANGE_TAIL = 1 << 20
+
+
+def _split(run: IngestRun, enqueue: Callable[[int], object] | None) -> None:
+    """Plan ``run``'s chunks (once), hand out those not finished, then wait for none.
+
+    Planned once: an execution resumed after its worker died (or a retry) finds the chunks
+    made and hands out again those not finished; a chunk already queued or running ignores a
+    second delivery (its lease). A retry also runs the chunks that failed again.
+    """
+    if not run.chunks.exists():
+        _create_chunks(run, _numbered(_chunk_options(run)))
+    run.chunks.filter(status=IngestRun.Status.FAILED).update(
+        status=IngestRun.Status.QUEUED, error="", finished_at=None
+    )
+    for chunk in run.chunks.unfinished().order_by("pk"):
+        if enqueue is None:
+            execute_run(chunk, worker=run.worker.rsplit(" pid ", 1)[0])
+        else:
+            enqueue(chunk.pk)
+    _mark(run, chunk_count=run.chunks.count())
+    _close_split_run(run.pk)  # every chunk may be finished already
+    run.refresh_from_db()
+
+
+def _create_chunks(run: IngestRun, options: list[dict]) -> None:
+    with transaction.atomic():
+        IngestRun.objects.bulk_create(
+            IngestRun(
+                parent=run,
+                source=run.source,
+                format=option["format"],
+                location=run.location,
+                options=option,
+            )
+            for option in options
+        )
+
+
+def _numbered(options: list[dict]) -> list[dict]:
+    return [{**option, "chunk": n, "of": len(options)} for n, option in enumerate(options, 1)]
+
+
+def _chunk_options(run: IngestRun) -> list[dict]:
+    """Each chunk's options: a byte range of a line-per-record file, or a harvest's window."""
+    count = int(run.options["chunks"])
+    base = {"listed_on": run.options.get("listed_on")}
+    if run.source_id:
+        fmt = run.source.kind
+        windows = _source_windows(run, count)
+        _mark(run, format=fmt)
+        return [
+            {
+                **base,
+                "format": fmt,
+                "params": {"from": first.isoformat(), "until": last.isoformat()},
+            }
+            for first, last in windows
+        ]
+    fmt, size = _probe(run)
+    if fmt not in chunks.LINE_FORMATS:
+        raise ValueError(
+            f"a {fmt} listing cannot be split into chunks (only line-per-record formats: "
+            f"{', '.join(sorted(chunks.LINE_FORMATS))}); ingest it without chunks"
+        )
+    return [
+        {**base, "format": fmt, "byte_range": [start, end]}
+        for start, end in chunks.byte_ranges(size, count)
+    ]
+
+
+def _source_windows(run: IngestRun, count: int) -> list[tuple[dt.date, dt.date]]:
+    """An OAI-PMH harvest splits by datestamp, between its ``from`` and ``until`` (or today)."""
+    if run.source.kind != "arxiv_oai":
+        raise ValueError(
+            f"a {run.source.kind} source cannot be split into chunks; only an OAI-PMH "
+            "harvest (arxiv_oai) can, by date"
+        )
+    today = dt.date.today()
+    first = date_param(run.source.params, "from", today)
+    if first is None:
+        raise ValueError("an OAI-PMH harvest is split by date: give the source a 'from' date")
+    last = date_param(run.source.params, "until", today) or today
+    return chunks.date_windows(first, last, count)
+
+
+def _probe(run: IngestRun) -> tuple[str, int]:
+    """The format and size in bytes of the run's file or URL, sniffed from its first bytes."""
+    fmt = run.options.get("format")
+    if run.location.startswith(("http://", "https://")):
+        with _fetcher() as fetcher:
+            head = fetcher.get(
+                run.location, headers={"Range": f"bytes=0-{_SNIFF_BYTES - 1}"}, conditional=False
+            )
+        size = _range_total(head.status, head.headers, 0, run.location)
+        fmt = fmt or sources.detect_format(head.content)
+        _mark(run, format=fmt)
+        return fmt, size
+    path = Path(run.location)
+    with open(path, "rb") as stream:
+        fmt = fmt or sources.detect_format(stream.read(_SNIFF_BYTES))
+    _mark(run, format=fmt, expected=_count_lines(path))
+    return fmt, path.stat().st_size
+
+
+def _range_total(status: int, headers, first: int, url: str) -> int:
+    """The whole file's size from a 206's ``Content-Range: bytes FIRST-LAST/TOTAL``."""
+    content_range = headers.get("Content-Range", "")
+    unit, _, spec = content_range.partition(" ")
+    span, _, total = spec.partition("/")
+    if status != 206 or unit != "bytes" or not total.isdigit() or span.split("-")[0] != str(first):
+        raise ValueError(
+            f"{url} does not serve byte ranges (HTTP {status} to a Range request"
+            f"{f', Content-Range {content_range!r}' if content_range else ''}): "
+            "ingest it without chunks"
+        )
+    return int(total)
+
+
+def _range_payload(location: str, start: int, end: int, listed_on: dt.date | None) -> Payload:
+    if not location.startswith(("http://", "https://")):
+        return Payload(path=Path(location), listed_on=listed_on, byte_range=(start, end))
+    return _download_range(location, start, end, listed_on)
+
+
+def _download_range(url: str, start: int, end: int, listed_on: dt.date | None) -> Payload:
+    """The bytes a chunk of a remote file needs, in a temporary file: from the byte before
+    its range (to tell whether a line starts at ``start``) to the newline ending its last line.
+    """
+    first = max(0, start - 1)
+    with _fetcher() as fetcher:
+        result = fetcher.download(
+            url,
+            headers={"Range": f"bytes={first}-{end - 1 + RANGE_TAIL}"},
+            conditional=False,
+            max_bytes=end - first + RANGE_TAIL,
+        )
+        total = _range_total(result.status, result.headers, first, url)
+        fetched_to = first + result.size
+        with open(result.path, "r+b") as out:
+            while fetched_to < total and not _newline_from(out, end - 1 - first):
+                piece = fetcher.get(
+                    url,
+                    headers={"Range": f"bytes={fetched_to}-{fetched_to + RANGE_TAIL - 1}"},
+                    conditional=False,
+                )
+                _range_total(piece.status, piece.headers, fetched_to, url)
+                out.seek(0, os.SEEK_END)
+                out.write(piece.content)
+                fetched_to += len(piece.content)
+    return Payload(
+        path=result.path,
+        listed_on=listed_on,
+        byte_range=(start, end),
+        offset=first,
+        temporary=True,
+    )
+
+
+def _newline_from(stream: BinaryIO, offset: int) -> bool:
+    stream.seek(max(0, offset))
+    while block := stream.read(1 << 16):
+        if b"\n" in block:
+            return True
+    return False
+
+
+def _close_split_run(run_id: int) -> None:
+    """Finish a split run once its last chunk is finished: its counts are theirs, summed.
+
+    Its row is locked first, so of chunks finishing at once the last to take the lock sees
+    every other finished (each finishes in the transaction that calls this).
+    """
+    with transaction.atomic():
+        run = IngestRun.objects.select_for_update().get(pk=run_id)
+        if run.is_finished or run.chunk_count is None or run.chunks.unfinished().exists():
+            return
+        summed = [*_COUNTS, "rejections_stored"]
+        totals = run.chunks.aggregate(**{name: Coalesce(Sum(name), 0) for name in summed})
+        failed = run.chunks.filter(status=IngestRun.Status.FAILED).order_by("pk")
+        error = _chunks_failed(failed, run.chunk_count)
+        if error:
+            status = IngestRun.Status.FAILED
+        else:
+            status = IngestRun.Status.PARTIAL if totals["rejected"] else IngestRun.Status.SUCCEEDED
+        IngestRun.objects.filter(pk=run_id).update(
+            status=status, error=error, finished_at=timezone.now(), **totals
+        )
+        run.refresh_from_db()
+        _after_changes(run)  # what the failed chunks wrote before failing counts too
+
+
+def _chunks_failed(failed, count: int) -> str:
+    first = failed.first()
+    if first is None:
+        return ""
+    return (
+        f"{failed.count()} of {count} chunks failed (retry the run to run them again); "
+        f"the first, run {first.pk}: {first.error}"
+    )
+
+
 # --- life cycle ----------------------------------------------------------------------------
 
 
-def _start(run: IngestRun) -> bool:
+def _start(run: IngestRun, executor: str) -> bool:
     """Begin an attempt (under the lease); False when there is nothing to do.
 
     The run's row is locked first: a batch the previous holder was committing when it died is
@@ -560,7 +819,7 @@ def _start(run: IngestRun) -> bool:
             error="",
             attempts=run.attempts + 1,
             batch_size=run.batch_size or settings.INGEST_BATCH_SIZE,
-            worker=f"{socket.gethostname()} pid {os.getpid()}",
+            worker=executor,
             **fresh,
         )
     run.refresh_from_db()
@@ -589,5 +848,11 @@ def _mark(run: IngestRun, **fields) -> None:
 
 
 def _finish(run: IngestRun, status: str, error: str = "") -> IngestRun:
-    _mark(run, status=status, error=error, finished_at=timezone.now())
+    if run.parent_id is None:
+        _mark(run, status=status, error=error, finished_at=timezone.now())
+        return run
+    # One transaction with the chunk's end: the last chunk to finish always closes its run.
+    with transaction.atomic():
+        _mark(run, status=status, error=error, finished_at=timezone.now())
+        _close_split_run(run.parent_id)
     return run

@@ -45,7 +45,14 @@ def ingest_run(self, run_id: int) -> str:
         # A redelivered task whose run already finished: nothing to do twice.
         return run.status
     try:
-        return execute_run(run, final_attempt=self.request.retries >= self.max_retries).status
+        final_attempt = self.request.retries >= self.max_retries
+        # A split run's chunks go to any worker of the cluster, each a task of its own.
+        return execute_run(
+            run,
+            final_attempt=final_attempt,
+            enqueue=ingest_run.delay,
+            worker=self.request.hostname,  # the node name (-n): which worker of which host
+        ).status
     except RetryLater as exc:
         raise self.retry(countdown=_backoff(self.request.retries, exc.retry_after)) from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 from django.conf import settings
@@ -13,11 +14,22 @@ from tqdm import tqdm
 
 from catalogue.broker import BrokerUnavailable
 from ingest import sources
+from ingest.chunks import MAX_CHUNKS
 from ingest.models import IngestRun, Source
 from ingest.runner import create_run, execute_run
 from ingest.tasks import queue_run
 
 REJECTIONS_SHOWN = 20
+
+
+def _chunk_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_CHUNKS:
+        raise ArgumentTypeError(f"a number of chunks from 1 to {MAX_CHUNKS}, got {value!r}")
+    return count
 
 
 def _date(value: str) -> dt.date:
@@ -44,9 +56,16 @@ class Command(BaseCommand):
             "--timeout", type=float, default=3600, help="seconds to wait for the worker"
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--chunks",
+            type=_chunk_count,
+            help="split the listing into this many chunks that workers (on any host) ingest at "
+            "once: a JSON-Lines snapshot by byte ranges (a file at the same path on every "
+            "worker host, or a URL that serves ranges), an OAI-PMH source by date windows",
+        )
 
     def handle(self, *args, location, source, format, listed_on, inline, timeout, **options):
-        run = self._create_run(location, source, format, listed_on)
+        run = self._create_run(location, source, format, listed_on, options["chunks"])
         if inline:
             run = execute_run(run)
         else:
@@ -61,13 +80,13 @@ class Command(BaseCommand):
         except BrokerUnavailable as error:
             raise CommandError(f"Run {run.pk} failed: {error}") from None
 
-    def _create_run(self, location, source_name, fmt, listed_on) -> IngestRun:
+    def _create_run(self, location, source_name, fmt, listed_on, chunks) -> IngestRun:
         if source_name:
             source = Source.objects.filter(name=source_name).first()
             if source is None:
                 names = ", ".join(Source.objects.values_list("name", flat=True)) or "none yet"
                 raise CommandError(f"no source named {source_name!r} (configured: {names})")
-            return create_run(source=source, fmt=fmt, listed_on=listed_on)
+            return create_run(source=source, fmt=fmt, listed_on=listed_on, chunks=chunks)
         if not location:
             raise CommandError("give a file or URL to ingest, or --source NAME")
         if not location.startswith(("http://", "https://")):
@@ -75,7 +94,7 @@ class Command(BaseCommand):
             if not path.is_file():
                 raise CommandError(f"no such file: {location}")
             location = str(path)
-        return create_run(location, fmt=fmt, listed_on=listed_on)
+        return create_run(location, fmt=fmt, listed_on=listed_on, chunks=chunks)
 
     def _wait(self, run: IngestRun, timeout: float, progress: bool) -> IngestRun:
         self.stdout.write(f"Run {run.pk} queued; waiting for a worker…")
@@ -98,14 +117,16 @@ class Command(BaseCommand):
     def _advance(bar, run: IngestRun) -> None:
         if run.expected and bar.total != run.expected:
             bar.total = run.expected
-        bar.update(run.done - bar.n)
+        bar.update(run.progress_done() - bar.n)
 
     def _report(self, run: IngestRun) -> None:
         line = f"Run {run.pk} {run.status} ({run.format}): {run.counts_line()}"
         if run.status == IngestRun.Status.FAILED:
             raise CommandError(f"{line}\n{run.error}")
         self.stdout.write(self.style.SUCCESS(line))
-        shown = run.rejections.order_by("pk")[:REJECTIONS_SHOWN]
+        if run.chunk_count:
+            self.stdout.write(f"  in {run.chunk_count} chunks, {run.workers_line()}")
+        shown = run.all_rejections().order_by("pk")[:REJECTIONS_SHOWN]
         for rejection in shown:
             self.stdout.write(f"  rejected {rejection.position}: {rejection.reason}")
         more_stored = run.rejections_stored - len(shown)
