@@ -3,6 +3,7 @@ the ingest's chunks, readers' traffic and a curator's edit through the admin."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
@@ -92,20 +93,39 @@ CHUNKS_SQL = """
 class Chunk:
     id: int
     status: str
-    worker: str  # "<hostname> pid <pid>"
+    worker: str  # "<node name> pid <pid>", the node name "worker@<host>" (services.py)
     done: int  # records written (seen and rejected)
     attempts: int
+
+    @property
+    def host(self) -> str:
+        return self.worker.split(" pid ")[0].split("@")[-1] or "?"
 
     @property
     def finished(self) -> bool:
         return self.status in ("succeeded", "partial", "failed")
 
     def running_on(self, host: str) -> bool:
-        return self.status == "running" and self.worker.startswith(f"{host} ")
+        return self.status == "running" and self.host == host
 
 
 def chunks(primary) -> list[Chunk]:
     return [Chunk(*row) for row in primary.query(CHUNKS_SQL)]
+
+
+def received_runs(redis_url: str) -> set[int]:
+    """Runs whose ``ingest_run`` task a worker has received and not acknowledged (kombu's
+    Redis transport keeps such messages in its ``unacked`` hash until the worker acks them,
+    or until the visibility timeout, hours, has passed)."""
+    import redis
+
+    runs = set()
+    for value in redis.Redis.from_url(redis_url, socket_timeout=5).hvals("unacked"):
+        message = json.loads(value)[0]
+        if message["headers"].get("task") == "ingest.tasks.ingest_run":
+            args, _, _ = json.loads(base64.b64decode(message["body"]))
+            runs.add(args[0])
+    return runs
 
 
 @dataclass
