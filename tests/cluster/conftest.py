@@ -27,6 +27,7 @@ from tests.cluster.services import BASE_DIR, Postgres
 HOSTS = ["db1", "db2", "redis", "work1", "work2", "web1", "web2"]
 ADMIN = ("curator", "a long cluster passphrase")
 SETUP_SECONDS = 120
+WORKER_CONCURRENCY = 2
 
 
 @dataclass
@@ -99,13 +100,13 @@ def build(cluster: Cluster) -> Site:
     # Four runs at once (two hosts, concurrency 2) on a primary of two cores: one writer each
     # (docs/deploy.md: INGEST_WRITERS x worker processes within the primary's cores).
     for name in ("work1", "work2"):
-        services.start_worker(hosts[name], env | {"INGEST_WRITERS": "1"})
+        services.start_worker(hosts[name], env | {"INGEST_WRITERS": "1"}, WORKER_CONCURRENCY)
     services.start_beat(hosts["work2"], env, cluster.workdir)  # the cluster's only beat
     web_env = env | {
         "DATABASE_REPLICA_URLS": replica.url(),
         "DATABASE_REPLICA_CHECK_SECONDS": "1",
         # Room for the curator's check, which pauses the replica's replay (test_cluster.py).
-        "DATABASE_REPLICA_MAX_LAG": "30",
+        "DATABASE_REPLICA_MAX_LAG": "60",
         "ALLOWED_HOSTS": ",".join(hosts[name].address for name in ("web1", "web2")),
         # Every request reads the database: no cached page hides which server answered.
         "PAGE_CACHE_SECONDS": "0",

@@ -245,11 +245,16 @@ def log_in(client: httpx.Client, username: str, password: str) -> None:
     assert answer.status_code == 302, f"log-in failed: {answer.status_code} {answer.text[-500:]}"
 
 
-def change_paper(client: httpx.Client, paper_id: int, **changes: str) -> None:
-    """Open the paper's change form, change fields and save, as a browser would."""
+def paper_form(client: httpx.Client, paper_id: int) -> dict[str, list[str]]:
+    """What the paper's admin change form would submit as rendered."""
+    page = client.get(f"/admin/catalogue/paper/{paper_id}/change/").text
+    return FormFields.of(page, form_id="paper_form").data
+
+
+def save_paper(client: httpx.Client, paper_id: int, form: dict, **changes: str) -> None:
+    """Submit the change form with ``changes``, as a browser would."""
     path = f"/admin/catalogue/paper/{paper_id}/change/"
-    form = FormFields.of(client.get(path).text, form_id="paper_form")
-    answer = client.post(path, data={**form.data, **changes, "_save": "Save"})
+    answer = client.post(path, data={**form, **changes, "_save": "Save"})
     errors = re.findall(r'(?s)(.{0,300})<ul class="errorlist[^>]*>(.*?)</ul>', answer.text)
     assert answer.status_code == 302, f"the change was refused: {errors or answer.text[-2000:]}"
 

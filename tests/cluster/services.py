@@ -177,8 +177,10 @@ def start_beat(host: Host, env: dict[str, str], workdir: Path):
 
 def start_web(host: Host, env: dict[str, str], workers: int = 2) -> str:
     """gunicorn on the host's address; its base URL once it serves."""
+    # No control socket: its default path (~/.gunicorn) is one for every gunicorn of the machine.
     argv = [sys.executable, "-m", "gunicorn", "catalogue.wsgi", "--workers", str(workers),
-            "--bind", f"{host.address}:{WEB_PORT}", "--timeout", "60"]  # fmt: skip
+            "--bind", f"{host.address}:{WEB_PORT}", "--timeout", "60",
+            "--no-control-socket"]  # fmt: skip
     host.start("gunicorn", argv, env, BASE_DIR, hostname=host.name)
     url = f"http://{host.address}:{WEB_PORT}"
     _wait_until(lambda: _serves(url), f"gunicorn on {host.name}", host)

@@ -24,18 +24,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster.conftest import ADMIN, Site, logs_shown_on_failure
+from tests.cluster.conftest import ADMIN, WORKER_CONCURRENCY, Site, logs_shown_on_failure
 from tests.cluster.netns import Process
 from tests.cluster.scenario import (
     Chunk,
     Progress,
     Readers,
     Timeline,
-    change_paper,
     chunks,
     log_in,
     make_payload,
+    paper_form,
     received_runs,
+    save_paper,
 )
 from tests.cluster.services import BASE_DIR
 from tests.private_postgres import has_paper, insert_paper, wait_until
@@ -179,14 +180,16 @@ def lose_work1_mid_run(site: Site, watcher: Watcher, timeline: Timeline):
 
 
 def _work1_executing(site: Site) -> list[int]:
-    """The chunks work1 executes, once a chunk has finished and work1 executes some, and no
-    worker holds a chunk's task it has not started yet. Known gap (reported, issue 15): a
-    chunk whose task the lost host had received but not started stays queued, its message
-    unacknowledged in Redis until the visibility timeout (4 h); the reaper sees only runs
-    that started. The test loses work1 outside that window of a few hundred milliseconds."""
+    """The chunks work1 executes, once a chunk has finished and each of work1's processes
+    executes one: then work1 holds no task it has not started (prefetch: one per process).
+
+    Known gap (reported, issue 15): a chunk whose task the lost host had received and not yet
+    started stays queued, its message unacknowledged in Redis until the visibility timeout
+    (hours); the reaper resumes only runs that started. A worker receives its next task the
+    moment it finishes one, so losing work1 just after a chunk's end would hit that gap."""
     latest = chunks(site.primary)
     executing = [c.id for c in latest if c.running_on("work1")]
-    if not (executing and any(c.finished for c in latest)):
+    if len(executing) < WORKER_CONCURRENCY or not any(c.finished for c in latest):
         return []
     queued = {c.id for c in latest if c.status == "queued"}
     return [] if received_runs(site.env["REDIS_URL"]) & queued else executing
@@ -199,10 +202,11 @@ def curator_edit_reads_back_at_once(site: Site, timeline: Timeline) -> None:
         "SELECT id, arxiv_id FROM catalogue_paper ORDER BY id LIMIT 1"
     )[0]
     new_title = f"Edited in the cluster test {time.time():.0f}"
-    pause_replay_after_a_commit(site)
     with httpx.Client(base_url=site.webs["web1"], timeout=30) as curator:
         log_in(curator, *ADMIN)
-        change_paper(curator, paper_id, title=new_title)
+        form = paper_form(curator, paper_id)
+        pause_replay_after_a_commit(site)
+        save_paper(curator, paper_id, form, title=new_title)
         cookies = dict(curator.cookies.items())
     timeline.mark(f"curator changed paper {arxiv_id}'s title on web1 (replica replay paused)")
     assert "primary_reads" in cookies
