@@ -167,7 +167,7 @@ class Readers:
     from them, topics, the feed, the API) until stopped; every answer is kept with the phase
     it was asked in."""
 
-    def __init__(self, webs: dict[str, str], timeout: float = 30, pause: float = 0.3):
+    def __init__(self, webs: dict[str, str], timeout: float = 30, pause: float = 0.5):
         self.webs = webs
         self.timeout = timeout
         self.pause = pause  # between a reader's requests: the ingest needs the cores too

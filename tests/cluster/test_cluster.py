@@ -44,7 +44,7 @@ from tests.private_postgres import has_paper, insert_paper, wait_until
 pytestmark = pytest.mark.cluster
 
 CHUNKS = 16
-INGEST_SECONDS = 360
+INGEST_SECONDS = 420
 REPORT = BASE_DIR / ".data" / "cluster" / "last-run.txt"
 # Embedding 100,000 papers takes hours on two cores: mark a chain as running, so ingest starts
 # none (catalogue.tasks.queue_embedding) and the workers' cores go to the ingest.
