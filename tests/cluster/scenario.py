@@ -143,6 +143,10 @@ class Progress:
     def first_write(self) -> float:
         return next(at for at, done in self.samples if done > 0)
 
+    def last_write(self) -> float:
+        final = self.samples[-1][1]
+        return next(at for at, done in self.samples if done == final)
+
     def rate(self, start: float, end: float) -> float:
         return (self.at(end) - self.at(start)) / max(end - start, 1e-9)
 

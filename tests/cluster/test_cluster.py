@@ -77,6 +77,8 @@ class Watcher(threading.Thread):
                 self.latest = chunks(self.site.primary)
             except Exception as error:  # the watch goes on; the checks tell what went wrong
                 self.timeline.mark(f"watcher: {error}")
+            if self.latest and not before:
+                self.timeline.mark(f"{len(self.latest)} chunks queued")
             for chunk in self.latest:
                 self._report(before.get(chunk.id), chunk)
                 before[chunk.id] = chunk
@@ -103,9 +105,6 @@ class Watcher(threading.Thread):
         self.stopped.set()
         self.join(timeout=5)
 
-    def wait_for(self, what, timeout: float):
-        return wait_until(lambda: what(self.latest), timeout=timeout, every=0.1)
-
 
 def test_a_lost_worker_host_and_a_lost_replica_cost_no_paper_and_no_page(site: Site, corpus):
     timeline = Timeline()
@@ -122,16 +121,18 @@ def test_a_lost_worker_host_and_a_lost_replica_cost_no_paper_and_no_page(site: S
     ):
         ingest = start_ingest(site, payload.path)
         timeline.mark(f"manage.py ingest --chunks {CHUNKS} started; readers on web1 and web2")
-        killed_at, orphans = lose_work1_mid_run(site, watcher, timeline)
+        killed_at, orphans = lose_work1_mid_run(site, timeline)
         curator_edit_reads_back_at_once(site, timeline)
         lose_replica_under_readers(site, readers, timeline)
         output = finish(site, ingest, timeline)
         time.sleep(2)  # a last round of reads while the replica is still gone
 
-    run_id, status, *counts = RESULT.search(output).groups()
+    _, status, *counts = RESULT.search(output).groups()
     seen, created, updated, unchanged, rejected = map(int, counts)
     totals = site.primary.query("SELECT count(*), count(DISTINCT arxiv_id) FROM catalogue_paper")[0]
-    report(timeline, watcher.progress, killed_at, readers, output)
+    timeline.note(f"catalogue_paper: {totals[0]:,} rows, {totals[1]:,} distinct arXiv ids "
+                  f"({len(MARKERS)} of them markers written straight to db1)")  # fmt: skip
+    report(timeline, watcher.progress, killed_at, readers)
 
     assert status == "partial"  # finished, with the broken lines rejected
     assert rejected == payload.bad_lines
@@ -161,7 +162,7 @@ def start_ingest(site: Site, payload: Path) -> Process:
     return process
 
 
-def lose_work1_mid_run(site: Site, watcher: Watcher, timeline: Timeline):
+def lose_work1_mid_run(site: Site, timeline: Timeline) -> tuple[float, list[int]]:
     """Once a chunk has finished and work1 executes one, lose work1; (when, its chunks)."""
     orphans = wait_until(lambda: _work1_executing(site), timeout=INGEST_SECONDS, every=0.1)
     site.hosts["work1"].lose()
@@ -266,13 +267,11 @@ def finish(site: Site, ingest: Process, timeline: Timeline) -> str:
     return printed
 
 
-def report(timeline, progress, killed_at, readers, output) -> None:
-    started = progress.first_write()
-    done = progress.samples[-1][0]
-    two = progress.rate(started, killed_at)
-    one = progress.rate(killed_at, done)
+def report(timeline: Timeline, progress: Progress, killed_at: float, readers: Readers) -> None:
+    two = progress.rate(progress.first_write(), killed_at)
+    one = progress.rate(killed_at, progress.last_write())
     timeline.note(
-        f"ingest rate: {two:,.0f} records/s with two worker hosts (before the kill), "
+        f"ingest rate: {two:,.0f} papers/s with two worker hosts (before the kill), "
         f"{one:,.0f} with one (after it, the wait for keepalive and the reaper included)"
     )
     timeline.note(
