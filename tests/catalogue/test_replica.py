@@ -31,6 +31,7 @@ DATABASE = "replicated"
 MAX_LAG = 6
 READER_PAGES = ["/", "/?q=attention", "/topics/", "/feed/", "/api/papers?q=attention"]
 
+
 def on_replica(replica_url: str, sql: str):
     with psycopg.connect(replica_url, autocommit=True) as conn:
         return conn.execute(sql).fetchone()[0]
