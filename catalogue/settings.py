@@ -341,12 +341,23 @@ INGEST_RESEND_QUEUED_AFTER = env_int("INGEST_RESEND_QUEUED_AFTER", 600)
 # (catalogue.routers says which reads go where; docs/deploy.md). Without replicas the router
 # and its middleware answer "default" for everything: nothing changes.
 DATABASE_REPLICAS = []
+_REPLICA_CONNECTION = {
+    "connect_timeout": "2",
+    "tcp_user_timeout": "5000",
+    "keepalives_idle": "5",
+    "keepalives_interval": "1",
+    "keepalives_count": "3",
+}
 for _number, _url in enumerate(env_list("DATABASE_REPLICA_URLS", []), start=1):
     if _url.split("://", 1)[0] not in ("postgres", "postgresql"):
         raise ConfigError("DATABASE_REPLICA_URLS must be postgresql:// URLs, comma-separated")
     _replica = database_from_url(_url)
-    # A replica whose host is gone must cost its health check 2 s, not a TCP timeout.
-    _replica["OPTIONS"].setdefault("connect_timeout", "2")
+    # A replica whose host is gone must cost its health check 2 s, not a TCP timeout; and a
+    # session open to it must fail within seconds too, not when the kernel gives up on its
+    # retransmissions (15 minutes): unacknowledged data for 5 s, or 3 keepalive probes
+    # unanswered after 5 s of silence, end it, and the request is answered from the primary.
+    for _option, _value in _REPLICA_CONNECTION.items():
+        _replica["OPTIONS"].setdefault(_option, _value)
     _replica["TEST"] = {"MIRROR": "default"}  # tests read the test database through it
     DATABASES[f"replica{_number}"] = _replica
     DATABASE_REPLICAS.append(f"replica{_number}")

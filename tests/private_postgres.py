@@ -106,6 +106,28 @@ def streaming_replica(primary: PrivateServer, database: str) -> Iterator[Private
         shutil.rmtree(pgdata, ignore_errors=True)
 
 
+# A paper row written straight to a server (not through the site): a marker whose presence shows
+# which server answered.
+_PAPER = """
+    INSERT INTO catalogue_paper (arxiv_id, title, abstract, authors, upvotes, comments,
+        code_url, project_url, primary_category, categories, keywords, doi, journal_ref,
+        arxiv_comment, withdrawn, curated_fields, published_on, created_at, updated_at)
+    VALUES (%s, %s, 'Attention in linear time.', '{}', 0, 0, '', '', '', '{}', '{}', '', '',
+        '', false, '{}', '2025-01-02', now(), now())
+"""
+
+
+def insert_paper(url: str, arxiv_id: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(_PAPER, [arxiv_id, f"Linear attention {arxiv_id}"])
+
+
+def has_paper(url: str, arxiv_id: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        query = "SELECT 1 FROM catalogue_paper WHERE arxiv_id = %s"
+        return conn.execute(query, [arxiv_id]).fetchone() is not None
+
+
 def wait_until(check, timeout: float = 10, every: float = 0.05):
     """``check()``'s first true answer within ``timeout`` seconds, else AssertionError."""
     deadline = time.monotonic() + timeout

@@ -19,30 +19,17 @@ from django.contrib.auth.hashers import make_password
 
 from catalogue import embedded
 from tests.bench import benchmark
-from tests.private_postgres import private_postgres, streaming_replica, wait_until
+from tests.private_postgres import (
+    has_paper,
+    insert_paper,
+    private_postgres,
+    streaming_replica,
+    wait_until,
+)
 
 DATABASE = "replicated"
 MAX_LAG = 6
 READER_PAGES = ["/", "/?q=attention", "/topics/", "/feed/", "/api/papers?q=attention"]
-
-_PAPER = """
-    INSERT INTO catalogue_paper (arxiv_id, title, abstract, authors, upvotes, comments,
-        code_url, project_url, primary_category, categories, keywords, doi, journal_ref,
-        arxiv_comment, withdrawn, curated_fields, published_on, created_at, updated_at)
-    VALUES (%s, %s, 'Attention in linear time.', '{}', 0, 0, '', '', '', '{}', '{}', '', '',
-        '', false, '{}', '2025-01-02', now(), now())
-"""
-
-
-def insert_paper(url: str, arxiv_id: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(_PAPER, [arxiv_id, f"Linear attention {arxiv_id}"])
-
-
-def has_paper(url: str, arxiv_id: str) -> bool:
-    with psycopg.connect(url, autocommit=True) as conn:
-        query = "SELECT 1 FROM catalogue_paper WHERE arxiv_id = %s"
-        return conn.execute(query, [arxiv_id]).fetchone() is not None
 
 
 def on_replica(replica_url: str, sql: str):

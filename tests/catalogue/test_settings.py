@@ -1,5 +1,6 @@
 """Settings come from the environment and fail loudly on bad values."""
 
+import json
 import os
 import subprocess
 import sys
@@ -79,3 +80,29 @@ def test_socket_database_url_becomes_a_databases_entry():
 def test_database_url_without_a_name_is_refused():
     with pytest.raises(ConfigError, match="must name a database"):
         database_from_url("postgresql://localhost:5432")
+
+
+def test_a_replica_connection_gives_up_within_seconds_unless_its_url_says_otherwise():
+    """A lost replica host answers nothing: without these, a query waits for the kernel's
+    retransmissions (15 minutes) before the page is answered from the primary."""
+    shown = subprocess.run(
+        [sys.executable, "-c", "import django, json; django.setup(); "
+         "from django.conf import settings as s; "
+         "print(json.dumps([s.DATABASES[a]['OPTIONS'] for a in s.DATABASE_REPLICAS]))"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "catalogue.settings",
+             "DATABASE_REPLICA_URLS": "postgresql://db2/catalogue,"
+                                      "postgresql://db3/catalogue?tcp_user_timeout=20000"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    first, second = json.loads(shown.stdout)
+    assert first == {
+        "connect_timeout": "2",
+        "tcp_user_timeout": "5000",
+        "keepalives_idle": "5",
+        "keepalives_interval": "1",
+        "keepalives_count": "3",
+    }
+    assert second["tcp_user_timeout"] == "20000"
+    assert second["connect_timeout"] == "2"
