@@ -93,7 +93,10 @@ def build(cluster: Cluster) -> Site:
     replica = services.start_replica(hosts["db2"], primary, cluster.workdir)
     redis_url = services.start_redis(hosts["redis"], cluster.workdir)
     base = {key: value for key, value in os.environ.items() if key not in _SETTINGS_OF_THE_DRIVER}
-    env = services.site_env(base, DATABASE_URL=primary.url(), REDIS_URL=redis_url)
+    # A chunk's task held unstarted by the lost host is sent again within the test's time.
+    env = services.site_env(
+        base, DATABASE_URL=primary.url(), REDIS_URL=redis_url, INGEST_RESEND_QUEUED_AFTER="60"
+    )
     site = Site(cluster, hosts, primary, replica, env, webs={})
     site.manage("migrate", "-v0")
     site.manage("collectstatic", "--noinput", "-v0")  # DEBUG=0 serves the manifest's files

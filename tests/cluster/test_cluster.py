@@ -184,10 +184,10 @@ def _work1_executing(site: Site) -> list[int]:
     """The chunks work1 executes, once a chunk has finished and each of work1's processes
     executes one: then work1 holds no task it has not started (prefetch: one per process).
 
-    Known gap (reported, issue 15): a chunk whose task the lost host had received and not yet
-    started stays queued, its message unacknowledged in Redis until the visibility timeout
-    (hours); the reaper resumes only runs that started. A worker receives its next task the
-    moment it finishes one, so losing work1 just after a chunk's end would hit that gap."""
+    A chunk whose task the lost host had received and not yet started is sent again by the
+    reaper only after INGEST_RESEND_QUEUED_AFTER (60 s here; its message would otherwise wait
+    for the visibility timeout, hours): the timeline stays short by losing work1 while it
+    holds no such task. ``tests/ingest/test_runs.py`` tests the resend itself."""
     latest = chunks(site.primary)
     executing = [c.id for c in latest if c.running_on("work1")]
     if len(executing) < WORKER_CONCURRENCY or not any(c.finished for c in latest):
