@@ -46,11 +46,11 @@ pytestmark = pytest.mark.cluster
 CHUNKS = 16
 INGEST_SECONDS = 420
 REPORT = BASE_DIR / ".data" / "cluster" / "last-run.txt"
-# Embedding 100,000 papers takes hours on two cores: mark a chain as running, so ingest starts
-# none (catalogue.tasks.queue_embedding) and the workers' cores go to the ingest.
+# Embedding 100,000 papers takes hours on two cores: mark a backfill as running, so ingest
+# starts none (catalogue.tasks.queue_embedding) and the workers' cores go to the ingest.
 NO_EMBEDDING = (
-    "from django.core.cache import cache; from catalogue import tasks; "
-    "cache.set(tasks._chain_flag(), 'held by the cluster test', 3600)"
+    "from catalogue.backfill import Backfill, redis_client; from catalogue.tasks import _queue; "
+    "redis_client().set(Backfill.current_key(_queue()), 'held-by-the-cluster-test', ex=3600)"
 )
 RESULT = re.compile(
     r"Run (\d+) (\w+) \(arxiv_snapshot\): seen (\d+), created (\d+), updated (\d+), "
