@@ -60,9 +60,19 @@ def marked_html(headline: str | None) -> str | None:
     """A headline (``highlight``) as safe HTML: its text escaped, its matches in <mark>."""
     if headline is None:
         return None
-    # Escaped first, so nothing but the marks can become markup (a text carrying the control
-    # characters itself gets a stray <mark>, never a tag of its own).
-    return mark_safe(escape(headline).replace(_START, "<mark>").replace(_STOP, "</mark>"))
+    # Escaped first, so nothing but the marks can become markup; the marks are balanced, so
+    # a listing's text carrying the control characters itself cannot leave a <mark> open.
+    parts, open_mark = [], False
+    for piece in re.split(f"([{_START}{_STOP}])", str(escape(headline))):
+        if piece in (_START, _STOP):
+            if (piece == _START) != open_mark:
+                parts.append("<mark>" if piece == _START else "</mark>")
+                open_mark = not open_mark
+        else:
+            parts.append(piece)
+    if open_mark:
+        parts.append("</mark>")
+    return mark_safe("".join(parts))
 
 
 _TOKEN = re.compile(

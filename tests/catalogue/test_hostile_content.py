@@ -333,3 +333,11 @@ def test_admin_accepts_a_web_url(admin_client, typed, stored):
     data = {**form_data(admin_client.get(change)), "project_url": typed, "_save": "Save"}
     assert admin_client.post(change, data).status_code == 302
     assert Paper.objects.get(pk=paper.pk).project_url == stored
+
+
+def test_highlight_marks_stay_balanced_whatever_control_characters_a_listing_holds():
+    from catalogue.search import marked_html
+
+    assert marked_html("a \x02b\x03 <i>") == "a <mark>b</mark> &lt;i&gt;"
+    assert marked_html("\x03x \x02y") == "x <mark>y</mark>"
+    assert marked_html("\x02\x02z\x03\x03") == "<mark>z</mark>"
