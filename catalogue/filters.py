@@ -297,21 +297,26 @@ class PaperFilter(django_filters.FilterSet):
         ids = [pk for pk, _ in self._neighbours]
         return hybrid.matches_of(filtered, self._keyword_condition, ids)
 
-    def _keyword_ranked(self, matches: int | None):
-        """The keyword candidates, most relevant first (a queryset with ``rank``)."""
-        return self._filtered.search(self.query_text).by_relevance(
+    def _keyword_ranked(self, matches: int | None, pools=False):
+        """The keyword candidates, most relevant first (a queryset with ``rank``); ``pools``:
+        the candidate pools it ranks instead (``PaperQuerySet.relevance_pools``)."""
+        searched = self._filtered.search(self.query_text)
+        build = searched.relevance_pools if pools else searched.by_relevance
+        return build(
             settings.SEARCH_RANK_CANDIDATES,
             self._parsed.title_query,
             rank_in_scan=ranks_in_scan(matches),
         )
 
+    def _cached_ranking(self, matches: int | None, build, extra=None) -> hybrid.Ranking:
+        ranked, pools = self._keyword_ranked(matches), self._keyword_ranked(matches, pools=True)
+        return cached_ranking(ranked, matches, build, extra=extra, pools=pools)
+
     def ranking(self, matches: int | None = None) -> hybrid.Ranking:
         """The relevance ranking's ids and each one's reasons (cached, see summary)."""
         keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
         if self.search_mode == Mode.KEYWORD or (keyword and self._vector is None):
-            return cached_ranking(
-                self._keyword_ranked(matches), matches, lambda rows: hybrid.keyword_ranking(rows)
-            )
+            return self._cached_ranking(matches, hybrid.keyword_ranking)
         if not keyword:
             return hybrid.semantic_ranking(self._neighbours)
 
@@ -322,7 +327,7 @@ class PaperFilter(django_filters.FilterSet):
             similarity = hybrid.similarities(best, self._vector)  # none embedded: no query
             return hybrid.fuse(rows, self._neighbours, similarity)
 
-        return cached_ranking(self._keyword_ranked(matches), matches, fuse, extra=self._neighbours)
+        return self._cached_ranking(matches, fuse, extra=self._neighbours)
 
     def results(self, prepare=lambda papers: papers, *, matches: int | None = None):
         """What pages slice: ``qs``, except that a relevance ranking comes from the cache

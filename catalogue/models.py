@@ -211,8 +211,25 @@ class PaperQuerySet(models.QuerySet):
         Not where the GIN index gives more matches than candidates: PostgreSQL would rank
         every match before sorting them by date.
         """
+        pool, *titled = self.relevance_pools(candidates, title_query, rank_in_scan=rank_in_scan)
+        if titled:
+            # One UNION, not an OR of two IN lists: PostgreSQL answers the OR by scanning
+            # the whole table against both lists (75 ms at 100,000 papers, not 15). A paper
+            # in both pools has the same rank in both: UNION keeps one row of it.
+            pool = pool.union(*titled)
+        if rank_in_scan:
+            return pool.order_by("-rank", "-pk")
+        rank = self.query.annotations["rank"]
+        candidates = self.model.objects.filter(pk__in=pool).annotate(rank=rank)
+        return candidates.order_by("-rank", "-id")
+
+    def relevance_pools(self, candidates: int, title_query: str = "", *, rank_in_scan=False):
+        """The candidate pools ``by_relevance`` ranks, as ``values`` querysets of ``pk`` (and,
+        ``rank_in_scan``, ``rank``): the ``candidates`` newest matches, then with
+        ``title_query`` the ``candidates / 10`` newest matches with the query in their title.
+        (Apart, they can be read under different planner settings: ``summary``.)"""
         fields = ["pk", "rank"] if rank_in_scan else ["pk"]
-        pool = self.newest_first().values(*fields)[:candidates]
+        pools = [self.newest_first().values(*fields)[:candidates]]
         if title_query:
             # From the title index: the whole vector's index cannot tell title words, so
             # every match anywhere would be read to find the few in titles. Without weights:
@@ -221,16 +238,8 @@ class PaperQuerySet(models.QuerySet):
             in_titles = titles.filter(
                 title_vector=search.RawTsQuery(search.unweighted(title_query))
             )
-            # One UNION, not an OR of two IN lists: PostgreSQL answers the OR by scanning
-            # the whole table against both lists (75 ms at 100,000 papers, not 15). A paper
-            # in both pools has the same rank in both: UNION keeps one row of it.
-            titled = in_titles.newest_first().values(*fields)[: max(candidates // 10, 1)]
-            pool = pool.union(titled)
-        if rank_in_scan:
-            return pool.order_by("-rank", "-pk")
-        rank = self.query.annotations["rank"]
-        candidates = self.model.objects.filter(pk__in=pool).annotate(rank=rank)
-        return candidates.order_by("-rank", "-id")
+            pools.append(in_titles.newest_first().values(*fields)[: max(candidates // 10, 1)])
+        return pools
 
     def for_cards(self):
         """Papers as pages, feeds, the API and digests show them: without the search vectors
