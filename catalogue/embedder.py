@@ -111,17 +111,15 @@ class _Layer:
 
     def __init__(self, w: dict[str, np.ndarray], prefix: str):
         a = prefix + "attention."
-        # Query, key and value in one product: (384, 1152), weights transposed once here.
-        self.qkv = np.ascontiguousarray(
-            np.concatenate([w[f"{a}self.{n}.weight"] for n in ("query", "key", "value")]).T
-        )
+        # Weights as stored, (out, in): see ``_dense``. Query, key and value in one product.
+        self.qkv = np.concatenate([w[f"{a}self.{n}.weight"] for n in ("query", "key", "value")])
         self.qkv_bias = np.concatenate([w[f"{a}self.{n}.bias"] for n in ("query", "key", "value")])
-        self.attention_out = np.ascontiguousarray(w[a + "output.dense.weight"].T)
+        self.attention_out = w[a + "output.dense.weight"]
         self.attention_out_bias = w[a + "output.dense.bias"]
         self.attention_norm = (w[a + "output.LayerNorm.weight"], w[a + "output.LayerNorm.bias"])
-        self.up = np.ascontiguousarray(w[prefix + "intermediate.dense.weight"].T)
+        self.up = w[prefix + "intermediate.dense.weight"]
         self.up_bias = w[prefix + "intermediate.dense.bias"]
-        self.down = np.ascontiguousarray(w[prefix + "output.dense.weight"].T)
+        self.down = w[prefix + "output.dense.weight"]
         self.down_bias = w[prefix + "output.dense.bias"]
         self.output_norm = (
             w[prefix + "output.LayerNorm.weight"],
@@ -131,7 +129,7 @@ class _Layer:
     def __call__(self, x: np.ndarray, bias: np.ndarray, heads: int) -> np.ndarray:
         batch, length, hidden = x.shape
         size = hidden // heads
-        qkv = x @ self.qkv + self.qkv_bias
+        qkv = _dense(x, self.qkv, self.qkv_bias)
         # (3, batch, heads, length, size)
         q, k, v = qkv.reshape(batch, length, 3, heads, size).transpose(2, 0, 3, 1, 4)
         scores = q @ k.transpose(0, 1, 3, 2)
@@ -140,12 +138,28 @@ class _Layer:
         context = _softmax(scores) @ v
         context = context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)
         x = _layer_norm(
-            x + context @ self.attention_out + self.attention_out_bias, *self.attention_norm
+            x + _dense(context, self.attention_out, self.attention_out_bias), *self.attention_norm
         )
-        h = x @ self.up
-        h += self.up_bias
+        h = _dense(x, self.up, self.up_bias)
         _gelu(h.reshape(-1, h.shape[-1]))
-        return _layer_norm(x + h @ self.down + self.down_bias, *self.output_norm)
+        return _layer_norm(x + _dense(h, self.down, self.down_bias), *self.output_norm)
+
+
+def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x · weightᵀ + bias over x's last axis, ``weight`` in PyTorch's (out, in) layout; a new
+    C-contiguous array (``_gelu`` works in place on a view of it).
+
+    A query's few tokens are multiplied as (weight · xᵀ)ᵀ: OpenBLAS does that a third faster
+    than x · W (the six layers' products for 4 tokens: 3.5 ms against 5.4). From a few dozen
+    rows on, both ways are as fast, and x · weightᵀ needs no copy to be contiguous."""
+    rows = x.reshape(-1, x.shape[-1])
+    few = len(rows) <= _FEW_ROWS
+    out = np.ascontiguousarray((weight @ rows.T).T) if few else rows @ weight.T
+    out += bias
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+_FEW_ROWS = 64
 
 
 def _batches(order: list[int], ids: list[list[int]]):
