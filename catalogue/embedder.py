@@ -9,7 +9,7 @@ with ``safetensors.numpy``. The files come from ``python -m catalogue.model_file
 runs it); ``settings.EMBEDDING_MODEL_DIR`` says where they are.
 
 Costs measured on the two-core machines (one BLAS thread, see ``_one_blas_thread``): 0.1-0.2 s
-to load, a query in 5-8 ms, 10-12 paper abstracts a second (4-6 while other processes keep
+to load, a query in 5-10 ms, 13-15 paper abstracts a second (4-6 while other processes keep
 the cores busy), about 200 MB of memory once loaded, 250 MB at the peak of a batch.
 """
 
