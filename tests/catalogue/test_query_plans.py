@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import psycopg
 import pytest
 from django.db import connection
 
 from catalogue import models, summary
+from catalogue.dburl import url_from_settings
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper
 
@@ -21,14 +23,31 @@ PAPERS = 3000
 START = dt.date(2015, 1, 1)
 
 
+def _without_earlier_tests_dead_rows():
+    """Earlier tests' papers, rolled back, leave dead rows whose pages ANALYZE counts: the
+    planner then prices reading the table higher, and whether a plan close to its alternative
+    (a deep page of many matches) tipped over depended on the tests before it and on whether
+    autovacuum came by. VACUUM (from another connection: it cannot run in the test's
+    transaction) removes them."""
+    with psycopg.connect(url_from_settings(connection.settings_dict), autocommit=True) as other:
+        other.execute("VACUUM catalogue_paper")
+
+
+# An abstract of a real paper's length (~1,000 characters): the table's size in pages is what
+# the planner weighs an index against reading it all, so one-line abstracts made deep pages
+# look cheaper sorted.
+ABSTRACT = "We study models of language and how they attend to long contexts. " * 15
+
+
 @pytest.fixture
 def catalogue():
     """3,000 papers, a few a day, some undated, and fresh statistics."""
+    _without_earlier_tests_dead_rows()
     Paper.objects.bulk_create(
         Paper(
             arxiv_id=f"2401.{i:05d}",
             title=f"Paper {i} on {'attention' if i % 3 else 'diffusion'}",
-            abstract="We study models of language.",
+            abstract=ABSTRACT,
             published_on=None if i % 100 == 7 else START + dt.timedelta(days=i // 3),
             upvotes=i % 40,
             code_url="https://github.com/a/b" if i % 4 == 0 else "",
@@ -51,21 +70,24 @@ def plan(params: dict, start: int = 0) -> str:
     ("params", "start"),
     [
         ({"sort": "oldest"}, 0),
-        ({"sort": "oldest"}, 2000),
+        ({"sort": "oldest"}, 1000),
         ({"sort": "oldest", "since": "2015-03-01"}, 0),
-        ({"sort": "oldest", "since": "2015-03-01"}, 2000),
+        ({"sort": "oldest", "since": "2015-03-01"}, 1000),
         ({"sort": "oldest", "has_code": "1"}, 0),
         ({"sort": "newest"}, 0),
-        ({"sort": "newest"}, 2000),
+        ({"sort": "newest"}, 1000),
         ({"sort": "upvotes"}, 0),
-        ({"sort": "upvotes"}, 2000),
+        ({"sort": "upvotes"}, 1000),
         ({"sort": "trending"}, 0),
-        ({"sort": "trending"}, 2000),
+        ({"sort": "trending"}, 1000),
     ],
 )
 def test_each_order_is_read_from_an_index_not_sorted(catalogue, params, start):
-    """Deep pages included: page 81 reads 2,025 index entries, not every match sorted. (Deep
-    in a narrow filter's few matches, sorting them may rightly be cheaper.)"""
+    """Deep pages included: page 41 reads 1,025 index entries, not every match sorted. (Deeper
+    into a third of the matches or more, sorting them all may rightly be cheaper: at 3,000
+    papers, page 81 of the upvotes order is read in random order from the table, and the
+    planner rightly sorts the 3,000 instead; it chose the index only while earlier tests'
+    dead rows made the table look larger.)"""
     text = plan(params, start)
     assert "Index Scan" in text, text
     assert "Seq Scan" not in text and not SORT.search(text), text
@@ -108,11 +130,12 @@ def test_similar_papers_by_title_words_rank_a_bounded_number_of_candidates(title
 def word_in_every_abstract_and_few_titles():
     """3,000 papers, a few a day, each with "language" in its abstract, and six, one in five
     hundred, with it in their title too; fresh statistics."""
+    _without_earlier_tests_dead_rows()
     Paper.objects.bulk_create(
         Paper(
             arxiv_id=f"2401.{i:05d}",
             title=f"Paper {i} on {'language' if i % 500 == 0 else 'attention'}",
-            abstract="We study models of language.",
+            abstract=ABSTRACT,
             published_on=START + dt.timedelta(days=i // 3),
         )
         for i in range(PAPERS)
