@@ -187,8 +187,10 @@ def test_a_worker_killed_during_the_demo_ingest_is_restarted_and_the_demo_comple
         stack.wait_for("The catalogue is up", DEMO_SECONDS)
         report = stack.wait_for(r"Demo: ([\d,]+) papers", 1)
         assert int(report[1].replace(",", "")) == Paper.objects.count() > 4000
-        # Only the sample that fails on purpose (an arXiv API error answer) failed.
-        assert "1 sample(s) failed" in stack.output()
+        # Only the sample that fails on purpose (an arXiv API error answer) failed. Waited
+        # for: the line follows the report's, and the output is read by a thread.
+        failed = stack.wait_for(r"(\d+) sample\(s\) failed", 10)
+        assert failed[1] == "1", stack.output()
         assert not IngestRun.objects.exclude(status__in=IngestRun.FINISHED).exists()
     finally:
         _stop(stack)

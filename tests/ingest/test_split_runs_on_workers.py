@@ -7,6 +7,7 @@ chunk to the reaper, the other worker resumes it, and the run's totals come out 
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -20,8 +21,8 @@ from tests.ingest.test_worker_crash import wait_for
 
 PAPERS = 16_000
 CHUNKS = 8
-# Small batches: a chunk takes seconds, so the kill lands inside one.
-WORKER_ENV = {"INGEST_BATCH_SIZE": "250", "CELERY_VISIBILITY_TIMEOUT": str(4 * 3600)}
+# Small batches: a chunk takes a second or more, so the kill lands inside one.
+WORKER_ENV = {"INGEST_BATCH_SIZE": "50", "CELERY_VISIBILITY_TIMEOUT": str(4 * 3600)}
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,7 +61,19 @@ def test_two_workers_execute_one_runs_chunks_at_once_and_survive_losing_one(tmp_
                 finished = run.chunks.filter(status=IngestRun.Status.SUCCEEDED).exists()
                 return finished and {first, second} <= busy.keys() and busy
 
-            busy = wait_for(both_busy_after_a_chunk_finished, 120, "both workers in a chunk")
+            def first_stopped_mid_chunk():
+                """Both busy, then the first worker stopped while its chunk is still running
+                (seen running and then killed, a chunk of a second could end in between)."""
+                busy = wait_for(both_busy_after_a_chunk_finished, 120, "both workers in a chunk")
+                os.killpg(first, signal.SIGSTOP)
+                time.sleep(0.3)  # what it had sent before the stop is done
+                busy[first].refresh_from_db()
+                if busy[first].status == IngestRun.Status.RUNNING:
+                    return busy
+                os.killpg(first, signal.SIGCONT)
+                return None
+
+            busy = wait_for(first_stopped_mid_chunk, 120, "the first worker stopped mid-chunk")
             killed_chunk = busy[first]
             # The run says which worker executes it by the worker's node name (-n).
             assert killed_chunk.worker.startswith(f"{workers[0].name} pid ")
