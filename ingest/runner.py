@@ -201,12 +201,16 @@ def _execute_leased(
     return run
 
 
-def requeue_orphaned_runs(enqueue: Callable[[int], object]) -> list[int]:
+def requeue_orphaned_runs(
+    enqueue: Callable[[int], object], resend_queued_before: dt.datetime | None = None
+) -> list[int]:
     """The reaper: runs said to be running whose worker died get queued again, to resume.
 
     ``enqueue(run_id)`` sends the task. It is sent before the run is marked queued: were this
     process to die in between, the run stays orphaned and the next reaper sends it again. A
     duplicate task finds the lease taken (or the run finished) and does nothing.
+    ``resend_queued_before``: also send again runs queued before then and never started
+    (``_resend_never_started``), however recently.
     """
     requeued = []
     for run in IngestRun.objects.orphaned().only("pk", "attempts"):
@@ -216,17 +220,22 @@ def requeue_orphaned_runs(enqueue: Callable[[int], object]) -> list[int]:
         ).update(status=IngestRun.Status.QUEUED, error="resuming: its worker stopped mid-run")
         log.warning("ingest run %s lost its worker; queued to resume", run.pk)
         requeued.append(run.pk)
-    return requeued + _resend_never_started(enqueue)
+    return requeued + _resend_never_started(enqueue, resend_queued_before)
 
 
-def _resend_never_started(enqueue: Callable[[int], object]) -> list[int]:
+def _resend_never_started(
+    enqueue: Callable[[int], object], queued_before: dt.datetime | None = None
+) -> list[int]:
     """Send again the task of each run queued long ago and never started, at most once per
     ``INGEST_RESEND_QUEUED_AFTER``: its message may be held by a worker that was lost after
     taking it. A run that is merely waiting its turn gets a second message that finds it
     leased or finished and does nothing. Runs retried after an error (attempts > 0) wait for
-    their retry's countdown (a server's Retry-After) and are not touched."""
+    their retry's countdown (a server's Retry-After) and are not touched. ``queued_before``
+    (a worker's start, see ``ingest.tasks``) resends sooner: every run queued before it."""
     now = timezone.now()
     before = now - dt.timedelta(seconds=settings.INGEST_RESEND_QUEUED_AFTER)
+    if queued_before is not None:
+        before = max(before, queued_before)
     resent = []
     for pk in IngestRun.objects.never_started(before).values_list("pk", flat=True):
         enqueue(pk)

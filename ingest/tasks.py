@@ -10,6 +10,7 @@ that finds the run leased by another worker does nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from urllib.parse import urlencode
 
@@ -67,15 +68,23 @@ def _queue_chunk(run_id: int) -> None:
 
 # Expires: a reaper that waited longer than the next one's interval is superseded by it.
 @shared_task(expires=25)
-def requeue_orphaned_runs() -> list[int]:
-    """Beat's reaper (every 30 s) and every worker's at start: queue runs whose worker died."""
-    return runner.requeue_orphaned_runs(ingest_run.delay)
+def requeue_orphaned_runs(resend_queued_before: str | None = None) -> list[int]:
+    """Beat's reaper (every 30 s) and every worker's at start: queue runs whose worker died.
+    ``resend_queued_before`` (ISO time): also send again every run queued before then and
+    never started (``runner.requeue_orphaned_runs``)."""
+    before = dt.datetime.fromisoformat(resend_queued_before) if resend_queued_before else None
+    return runner.requeue_orphaned_runs(ingest_run.delay, resend_queued_before=before)
 
 
 @worker_ready.connect
 def _requeue_orphaned_runs_at_start(**kwargs) -> None:
-    # A worker restarted after a crash resumes its runs at once, beat or no beat.
-    requeue_orphaned_runs.delay()
+    # A worker restarted after a crash resumes its runs at once, beat or no beat. The runs
+    # queued before it started are sent again too: the worker that died may have taken their
+    # messages (reserved, not yet started), which Redis holds for the visibility timeout
+    # (hours) and the periodic reaper sends again only after INGEST_RESEND_QUEUED_AFTER (10
+    # minutes; `make run`'s demo waits 5). A run merely waiting its turn finds the second
+    # message a no-op.
+    requeue_orphaned_runs.delay(timezone.now().isoformat())
 
 
 @shared_task(acks_late=True)

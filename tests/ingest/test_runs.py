@@ -354,3 +354,30 @@ def test_the_reaper_sends_again_a_run_queued_long_ago_and_never_started(settings
     lost.refresh_from_db()
     assert lost.queued_at > long_ago  # once per interval, not at every pass of the reaper
     assert runner.requeue_orphaned_runs(sent.append) == []
+
+
+@pytest.mark.django_db
+def test_a_starting_worker_sends_again_every_run_queued_before_it_and_never_started(settings):
+    """A worker killed while it held runs' messages (taken, not started) takes them with it
+    for hours: its successor's reaper sends them again at once, not 10 minutes later (`make
+    run`'s demo waited 5 minutes for one and gave up)."""
+    settings.INGEST_RESEND_QUEUED_AFTER = 600
+    held, retrying = create_run("held"), create_run("retrying")
+    IngestRun.objects.filter(pk=retrying.pk).update(attempts=1)  # waits for its countdown
+    started = timezone.now()
+    later = create_run("queued after the worker started")
+    sent = []
+    assert runner.requeue_orphaned_runs(sent.append) == []  # the periodic reaper: too recent
+    assert runner.requeue_orphaned_runs(sent.append, resend_queued_before=started) == [held.pk]
+    assert sent == [held.pk] and later.pk not in sent
+
+
+def test_the_worker_start_hook_asks_for_the_resend_of_runs_queued_before_it(monkeypatch):
+    from ingest import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.requeue_orphaned_runs, "delay", lambda *a: sent.append(a))
+    before = timezone.now()
+    tasks._requeue_orphaned_runs_at_start()
+    [(when,)] = sent
+    assert before <= dt.datetime.fromisoformat(when) <= timezone.now()
