@@ -297,19 +297,18 @@ class PaperFilter(django_filters.FilterSet):
         ids = [pk for pk, _ in self._neighbours]
         return hybrid.matches_of(filtered, self._keyword_condition, ids)
 
-    def _keyword_ranked(self, matches: int | None, pools=False):
-        """The keyword candidates, most relevant first (a queryset with ``rank``); ``pools``:
-        the candidate pools it ranks instead (``PaperQuerySet.relevance_pools``)."""
+    def _keyword_ranked(self, matches: int | None):
+        """(the keyword candidates most relevant first, a queryset with ``rank``; the
+        candidate pools it ranks, ``PaperQuerySet.relevance_pools``), built once."""
         searched = self._filtered.search(self.query_text)
-        build = searched.relevance_pools if pools else searched.by_relevance
-        return build(
-            settings.SEARCH_RANK_CANDIDATES,
-            self._parsed.title_query,
-            rank_in_scan=ranks_in_scan(matches),
+        in_scan = ranks_in_scan(matches)
+        pools = searched.relevance_pools(
+            settings.SEARCH_RANK_CANDIDATES, self._parsed.title_query, rank_in_scan=in_scan
         )
+        return searched.rank_pools(pools, rank_in_scan=in_scan), pools
 
     def _cached_ranking(self, matches: int | None, build, extra=None) -> hybrid.Ranking:
-        ranked, pools = self._keyword_ranked(matches), self._keyword_ranked(matches, pools=True)
+        ranked, pools = self._keyword_ranked(matches)
         return cached_ranking(ranked, matches, build, extra=extra, pools=pools)
 
     def ranking(self, matches: int | None = None) -> hybrid.Ranking:

@@ -363,8 +363,9 @@ def cached_ranking(
     hot search pays it once per change of the catalogue.
     """
     key = _cache_key(f"ranking:{hash_of(extra)}", ranked)
-    rows = ranked.values_list("pk", *fields)
-    return _cached(key, lambda: build(_ranked_rows(rows, matches, pools)))
+    return _cached(
+        key, lambda: build(_ranked_rows(ranked.values_list("pk", *fields), matches, pools))
+    )
 
 
 def hash_of(value) -> str:
