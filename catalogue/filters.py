@@ -30,7 +30,7 @@ from django.utils import timezone
 from catalogue import hybrid, jinja, search
 from catalogue.hybrid import Mode
 from catalogue.models import Paper, Topic
-from catalogue.summary import CachedRanking, cached_ranking, ranks_in_scan
+from catalogue.summary import CachedRanking, PagedByIds, cached_ranking, ranks_in_scan
 
 # The order of parameters in canonical URLs: equal searches have equal URLs.
 PUBLIC_PARAMS = [
@@ -335,7 +335,7 @@ class PaperFilter(django_filters.FilterSet):
         of a ranking are found."""
         if self.sort_order == Sort.RELEVANCE:
             return CachedRanking(self.ranking(matches), prepare(Paper.objects.all()))
-        return prepare(self.qs)
+        return PagedByIds(self.qs, prepare(Paper.objects.all()))
 
     @property
     def reachable(self) -> int:

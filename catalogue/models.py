@@ -249,8 +249,9 @@ class PaperQuerySet(models.QuerySet):
     def for_cards(self):
         """Papers as pages, feeds, the API and digests show them: without the search vectors
         (~1.6 KB a row that nothing displays), each with ``topic_list``, its shown topics
-        ([{"slug", "name"}], by name), read in the same statement as the papers: for the
-        page's rows only (after any LIMIT), not in a query of their own."""
+        ([{"slug", "name"}], by name), read in the same statement as the papers, not in a
+        query of their own. Computed for every row the statement reads, those an OFFSET
+        skips included: a deep page loads its papers by their ids (``PagedByIds``)."""
         shown = (
             PaperTopic.objects.filter(paper=OuterRef("pk"), reason__in=SHOWN_REASONS)
             .order_by("topic__name")
@@ -332,10 +333,14 @@ class Paper(models.Model):
             GinIndex(fields=["search_vector"], name="paper_search_gin"),
             GinIndex(fields=["author_vector"], name="paper_author_gin"),
             # Whole sort keys, so a LIMIT reads 25 index entries instead of sorting every paper.
+            # Each includes what pages filter the order by (hidden, the dates), so a page's ids
+            # are read from the index alone, without visiting the papers an OFFSET skips
+            # (``PagedByIds``): page 360 of the upvotes order in 1.3 ms instead of 28.
             models.Index(
                 models.F("trending_score").desc(),
                 models.F("upvotes").desc(),
                 models.F("id").desc(),
+                include=["hidden", "published_on"],
                 name="paper_trending_idx",
             ),
             # Digests look for papers ingested since a saved search was made; tagging for
@@ -343,17 +348,24 @@ class Paper(models.Model):
             models.Index(fields=["created_at"], name="paper_created_idx"),
             models.Index(fields=["updated_at"], name="paper_updated_idx"),
             models.Index(
-                models.F("published_on").desc(nulls_last=True), "id", name="paper_published_idx"
+                models.F("published_on").desc(nulls_last=True),
+                "id",
+                include=["hidden"],
+                name="paper_published_idx",
             ),
             # sort=oldest: the index above read backwards gives undated papers first, so
             # without its own index that order sorts every match (seconds on deep pages).
             models.Index(
-                models.F("published_on").asc(nulls_last=True), "id", name="paper_published_asc_idx"
+                models.F("published_on").asc(nulls_last=True),
+                "id",
+                include=["hidden"],
+                name="paper_published_asc_idx",
             ),
             models.Index(
                 models.F("upvotes").desc(),
                 models.F("published_on").desc(nulls_last=True),
                 models.F("id").desc(),
+                include=["hidden"],
                 name="paper_upvotes_idx",
             ),
             # Title words alone (see search.TITLE_VECTOR): similar papers, title matches.

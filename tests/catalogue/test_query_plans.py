@@ -11,8 +11,9 @@ import re
 import psycopg
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from catalogue import models, summary
+from catalogue import models, search, summary
 from catalogue.dburl import url_from_settings
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper
@@ -105,6 +106,65 @@ def test_oldest_first_keeps_undated_papers_last(catalogue):
     assert undated == 30
     assert dates[-undated:] == [None] * undated
     assert dates[:-undated] == sorted(dates[:-undated])
+
+
+def _plan_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+def _cards_page(params: dict, start: int):
+    """The page of cards from ``start`` as the list page loads them, and the EXPLAIN ANALYZE
+    (JSON) of the one statement that loaded it."""
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    query = params.get("q", "")
+    results = paper_filter.results(lambda papers: search.highlight(papers.for_cards(), query))
+    with CaptureQueriesContext(connection) as statements:
+        page = results[start : start + 25]
+    assert len(statements.captured_queries) == 1, statements.captured_queries
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statements[0]["sql"])
+        explained = cursor.fetchone()[0]
+    return paper_filter, page, explained[0]["Plan"]
+
+
+DEEP_PAGES = [
+    {"sort": "oldest"},
+    {"sort": "newest"},
+    {"sort": "upvotes"},
+    {"sort": "trending", "since": "2015-03-01"},
+    {"sort": "newest", "q": "attention"},
+]
+
+
+@pytest.mark.parametrize("params", DEEP_PAGES)
+def test_a_deep_page_computes_its_cards_for_its_own_papers_only(catalogue, params):
+    """A row's selected columns are computed before OFFSET drops it: page 41 loaded in one
+    step ran each card's topics subquery (and a search's headlines) for the 1,000 papers
+    before it too. The page is the order's papers 1,000-1,024, each with its extras."""
+    paper_filter, page, explained = _cards_page(params, 1000)
+    assert [p.pk for p in page] == [p.pk for p in paper_filter.qs[1000:1025]]
+    assert len(page) == 25 and all(p.topic_list == [] for p in page)
+    if "q" in params:
+        assert all("<mark>attention</mark>" in search.marked_html(p.title_html) for p in page)
+    subplans = [n for n in _plan_nodes(explained) if n.get("Parent Relationship") == "SubPlan"]
+    assert subplans, explained
+    assert all(n["Actual Loops"] <= 25 for n in subplans), explained
+
+
+@pytest.mark.parametrize("params", DEEP_PAGES[:4])
+def test_a_browsed_page_reads_its_ids_from_the_order_index_alone(catalogue, params):
+    """The sort indexes include the columns these pages filter by (hidden, the dates): the
+    papers a deep page skips are never read from the table."""
+    _, _, explained = _cards_page(params, 1000)
+    scans = [n for n in _plan_nodes(explained) if "Scan" in n["Node Type"]]
+    assert any(n["Node Type"] == "Index Only Scan" for n in scans), explained
+    assert all(
+        n["Actual Rows"] * n["Actual Loops"] <= 25
+        for n in scans
+        if n["Node Type"] != "Index Only Scan" and n.get("Relation Name") == "catalogue_paper"
+    ), explained
 
 
 @pytest.fixture
