@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from catalogue import accounts, api, saved
-from catalogue.feeds import PaperFeed
+from catalogue.feeds import paper_feed
 
 account_urls = [
     path("accounts/signup/", accounts.limit_signups(accounts.signup), name="signup"),
@@ -46,6 +46,6 @@ saved_search_urls = [
 urlpatterns = [
     *account_urls,
     *saved_search_urls,
-    path("feed/", PaperFeed(), name="feed"),
+    path("feed/", paper_feed, name="feed"),
     path("api/papers", api.papers, name="api-papers"),
 ]

@@ -151,3 +151,44 @@ def test_bad_parameter_is_a_plain_400_naming_it(client, seed):
 @pytest.mark.parametrize("garbage", ["\x00", "' OR 1=1 --", "9" * 40, "-1", '"', "%ff", "é"])
 def test_garbage_in_any_parameter_is_never_a_server_error(client, seed, name, garbage):
     assert feed(client, **{name: garbage}).status_code in (200, 400)
+
+
+def test_the_feed_heads_with_title_id_updated_author_and_last_modified(client, arxiv_paper):
+    """Atom's required feed elements; <updated> and Last-Modified are the newest entry's date."""
+    response = feed(client, q="decoupling")
+    assert response["Content-Type"] == "application/atom+xml; charset=utf-8"
+    assert response.content.startswith(b'<?xml version="1.0" encoding="utf-8"?>\n<feed ')
+    root = ET.fromstring(response.content)
+    assert root.get("{http://www.w3.org/XML/1998/namespace}lang") == "en-us"
+    assert root.findtext("atom:title", namespaces=ATOM) == "Paper catalogue: “decoupling”"
+    assert root.findtext("atom:id", namespaces=ATOM) == "http://testserver/?q=decoupling"
+    assert root.findtext("atom:updated", namespaces=ATOM) == "2025-01-02T00:00:00+00:00"
+    assert root.findtext("atom:author/atom:name", namespaces=ATOM) == "Paper catalogue"
+    assert root.findtext("atom:subtitle", namespaces=ATOM).startswith("The 50 newest papers")
+    assert response["Last-Modified"] == "Thu, 02 Jan 2025 00:00:00 GMT"
+
+
+def test_an_empty_feed_is_valid_and_updated_now(client, arxiv_paper):
+    before = dt.datetime.now(tz=dt.UTC)
+    root = ET.fromstring(feed(client, q="nothingmatchesthis").content)
+    assert root.findall("atom:entry", ATOM) == []
+    assert dt.datetime.fromisoformat(root.findtext("atom:updated", namespaces=ATOM)) >= before
+
+
+def test_a_feed_answers_head_and_refuses_post(client, arxiv_paper):
+    assert client.head(reverse("feed")).status_code == 200
+    assert client.post(reverse("feed")).status_code == 405
+
+
+def test_quotes_ampersands_and_controls_survive_in_text_and_attributes(client, arxiv_paper):
+    """Category terms are attributes: a term with both quote kinds, an ampersand and a control
+    character is written so the document parses and the term reads back (without the control,
+    which XML cannot carry); an empty title is an empty element."""
+    Paper.objects.filter(pk=arxiv_paper.pk).update(
+        title="", categories=["cs.LG", "a\"b'c & <d>\x07"], abstract="x\x0b & y"
+    )
+    (entry,) = entries(feed(client))
+    assert entry.findtext("atom:title", namespaces=ATOM) in ("", None)
+    terms = [c.get("term") for c in entry.findall("atom:category", ATOM)]
+    assert terms == ["cs.LG", "a\"b'c & <d>", "memory"]
+    assert html.unescape(entry.findtext("atom:summary", namespaces=ATOM)) == "x & y"
