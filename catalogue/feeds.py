@@ -23,7 +23,7 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from django.urls import reverse
 from django.utils import html
 from django.utils.http import http_date
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import conditional_page, require_safe
 
 from catalogue.api import with_topics
 from catalogue.filters import PaperFilter
@@ -48,6 +48,7 @@ class Search:
 
 
 @require_safe
+@conditional_page  # a reader polling with If-Modified-Since gets a 304 when nothing is newer
 def paper_feed(request):
     paper_filter = PaperFilter(request.GET, queryset=Paper.objects.visible())
     if not paper_filter.is_valid():
@@ -61,7 +62,7 @@ def paper_feed(request):
     entries = [_entry(request, paper) for paper in _papers(search)]
     updated = _latest(entries)
     response = HttpResponse(_document(_head(request, search, updated), entries), CONTENT_TYPE)
-    # The newest entry's date, as Django's syndication views send it.
+    # The newest entry's date: what a reader's next If-Modified-Since sends back.
     response.headers["Last-Modified"] = http_date(updated.timestamp())
     return response
 

@@ -168,6 +168,17 @@ def test_the_feed_heads_with_title_id_updated_author_and_last_modified(client, a
     assert response["Last-Modified"] == "Thu, 02 Jan 2025 00:00:00 GMT"
 
 
+def test_a_reader_polling_with_if_modified_since_gets_304_until_a_newer_paper(client, arxiv_paper):
+    first = feed(client)
+    since = {"HTTP_IF_MODIFIED_SINCE": first["Last-Modified"]}
+    unchanged = client.get(reverse("feed"), **since)
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    Paper.objects.create(arxiv_id="2501.00002", title="Newer", published_on=dt.date(2025, 1, 3))
+    changed = client.get(reverse("feed"), **since)
+    assert changed.status_code == 200
+    assert entry_titles(changed)[0] == "Newer"
+
+
 def test_an_empty_feed_is_valid_and_updated_now(client, arxiv_paper):
     before = dt.datetime.now(tz=dt.UTC)
     root = ET.fromstring(feed(client, q="nothingmatchesthis").content)
