@@ -49,7 +49,7 @@ def papers(request):
         return _bad_request(errors)
     size = paging.cleaned_data["page_size"] or DEFAULT_PAGE_SIZE
     summary = summarise(paper_filter.matches, topics=False)
-    results = paper_filter.results(prepare=with_topics, matches=summary.count)
+    results = paper_filter.results(prepare=with_topics, summary=summary)
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, size, count=reachable)
     number = paging.cleaned_data["page"] or 1

@@ -110,7 +110,7 @@ def _listing(request, papers, context: dict, data=None):
     # Count, timeline and facets: one summary of the matches (estimated for huge sets).
     summary = summarise(paper_filter.matches)
     query = paper_filter.query_text
-    results = paper_filter.results(lambda papers: _cards(papers, query), matches=summary.count)
+    results = paper_filter.results(lambda papers: _cards(papers, query), summary=summary)
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, PAGE_SIZE, count=reachable)
     if paginator.past_the_end(request.GET.get("page")):

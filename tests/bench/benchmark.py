@@ -761,7 +761,7 @@ def relevance_page(page: Page):
     from django.test import override_settings
 
     from catalogue import embedder, search
-    from catalogue.summary import summarise
+    from catalogue.summary import Summary, summarise
 
     count = summarise(main_filter(page).matches).count
     offset = (page.page - 1) * page.size
@@ -775,7 +775,9 @@ def relevance_page(page: Page):
         for memo in memos:
             memo.cache_clear()
         with override_settings(SUMMARY_CACHE_SECONDS=0):
-            results = main_filter(page).results(matches=count)
+            # The ranking from its own matching (the summary's ids left out): what answers
+            # the page's main query alone.
+            results = main_filter(page).results(summary=Summary(count=count, exact=False))
             return list(results[offset : offset + page.size])
 
     return papers

@@ -1,0 +1,134 @@
+"""A phrase's relevance ranking from the matches the summary read (``Summary.match_ids``):
+the same ranking as matching again, without testing the phrase a second time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import pickle
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalogue import hybrid
+from catalogue.filters import PaperFilter
+from catalogue.models import Paper, PaperEmbedding
+from catalogue.summary import summarise
+
+pytestmark = pytest.mark.django_db
+
+PHRASE = "linear attention"
+START = dt.date(2024, 1, 1)
+
+
+def near(target: np.ndarray, cosine: float, seed: int) -> list[float]:
+    """A unit vector at ``cosine`` to ``target``."""
+    noise = np.random.default_rng(seed).standard_normal(target.shape[0]).astype(np.float32)
+    noise -= noise.dot(target) * target
+    noise /= np.linalg.norm(noise)
+    return (cosine * target + math.sqrt(1 - cosine**2) * noise).tolist()
+
+
+@pytest.fixture
+def catalogue(settings):
+    """Papers with the phrase (a few in their titles, some on one day, two undated), papers
+    with both words apart, others; embeddings near the query for one phrase match and for one
+    paper without the words (a neighbour by meaning). The summary reads every match's id:
+    sampled catalogue, a sample too small to estimate from."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    settings.SUMMARY_MIN_SAMPLE_HITS = 10**6
+    settings.SUMMARY_CACHE_SECONDS = 0
+    settings.SEARCH_RANK_CANDIDATES = 5  # fewer than the matches: the newest are cut
+    abstract = "We scale linear attention to long documents; linear attention is fast."
+    papers = [
+        Paper(
+            arxiv_id=f"2401.{i:05d}",
+            title=f"Linear attention study {i}" if i % 5 == 0 else f"Study {i} of transformers",
+            abstract=abstract if i % 2 else "Attention is not linear in this model, transformers.",
+            published_on=None if i in (7, 9) else START + dt.timedelta(days=(i // 3) * 10),
+        )
+        for i in range(40)
+    ]
+    papers += [
+        Paper(arxiv_id=f"2402.{i:05d}", title=f"Unrelated {i}", abstract="Proteins.")
+        for i in range(10)
+    ]
+    Paper.objects.bulk_create(papers)
+    vector = np.array(hybrid.query_vector(PHRASE), dtype=np.float32)
+    for arxiv_id, seed in (("2401.00003", 1), ("2402.00004", 2)):
+        PaperEmbedding.objects.create(
+            paper=Paper.objects.get(arxiv_id=arxiv_id),
+            vector=near(vector, 0.9, seed),
+            model="test",
+            text_hash="x",
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalogue_paper")  # reltuples: what decides to sample
+
+
+SEARCHES = [
+    {"q": f'"{PHRASE}"'},  # words and meaning: a neighbour without the words among the matches
+    {"q": f'"{PHRASE}"', "mode": "keyword"},
+    {"q": f'"{PHRASE}" transformers'},
+    {"q": f'"{PHRASE}"', "since": "2024-02-01"},
+]
+
+
+def searched(params) -> PaperFilter:
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    assert paper_filter.is_valid(), paper_filter.errors
+    return paper_filter
+
+
+@pytest.mark.parametrize("params", SEARCHES)
+def test_the_ranking_among_the_summarys_matches_is_the_ranking_of_matching_again(catalogue, params):
+    summary = summarise(searched(params).matches)
+    assert summary.match_ids is not None and len(summary.match_ids) == summary.count
+    known = searched(params).ranking(summary.count, summary.match_ids)
+    again = searched(params).ranking(summary.count)
+    assert known.ids == again.ids and known.reasons == again.reasons
+    assert len(known.ids) >= 5  # the newest five, a title match, the neighbours
+
+
+def test_the_neighbour_without_the_words_is_ranked_by_meaning_only(catalogue):
+    summary = summarise(searched(SEARCHES[0]).matches)
+    without_words = Paper.objects.get(arxiv_id="2402.00004").pk
+    assert without_words in summary.match_ids
+    ranking = searched(SEARCHES[0]).ranking(summary.count, summary.match_ids)
+    assert ranking.reasons[without_words] == (hybrid.MEANING,)
+
+
+def test_the_phrase_is_not_tested_again_where_its_matches_are_known(catalogue):
+    params = SEARCHES[1]
+    summary = summarise(searched(params).matches)
+    with CaptureQueriesContext(connection) as statements:
+        searched(params).ranking(summary.count, summary.match_ids)
+    (ranking,) = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
+    newest_pool = ranking.split("; ")[0]
+    assert "~*" not in newest_pool and "@@" not in newest_pool, newest_pool
+
+
+def test_nothing_matched_is_an_empty_ranking_without_ranking_anything(catalogue):
+    params = {"q": '"attention linear"', "mode": "keyword"}  # both words, never in this order
+    summary = summarise(searched(params).matches)
+    assert summary.count == 0 and summary.match_ids == []
+    with CaptureQueriesContext(connection) as statements:
+        ranking = searched(params).ranking(summary.count, summary.match_ids)
+    assert ranking.ids == []
+    assert not [s for s in statements if "ts_rank_cd" in s["sql"]]
+
+
+def test_match_ids_are_the_matches_newest_first_and_are_not_cached(catalogue):
+    paper_filter = searched(SEARCHES[0])
+    summary = summarise(paper_filter.matches)
+    newest = [p.pk for p in paper_filter.matches.newest_first()]
+    assert summary.match_ids == newest
+    assert newest[-2:] == sorted(  # the undated last, as newest_first puts them
+        Paper.objects.filter(arxiv_id__in=["2401.00007", "2401.00009"]).values_list(
+            "pk", flat=True
+        ),
+        reverse=True,
+    )
+    assert pickle.loads(pickle.dumps(summary)).match_ids is None
