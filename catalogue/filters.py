@@ -379,7 +379,8 @@ class PaperFilter(django_filters.FilterSet):
             matches, match_ids = (summary.count, summary.match_ids) if summary else (None, None)
             ranking = self.ranking(matches, match_ids)
             return CachedRanking(ranking, prepare(Paper.objects.all()))
-        return PagedByIds(self.qs, prepare(Paper.objects.all()))
+        matches = summary.count if summary else None
+        return PagedByIds(self.qs, prepare(Paper.objects.all()), matches)
 
     @property
     def reachable(self) -> int:

@@ -35,8 +35,8 @@ from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Count, F, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import Count, F, Func, QuerySet
+from django.db.models.expressions import OrderBy, RawSQL
 from django.db.models.functions import TruncMonth
 
 from catalogue.models import SAMPLE_EVERY, SHOWN_REASONS, Paper, PaperTopic, in_sample
@@ -435,9 +435,10 @@ class PagedByIds(Sequence):
     (its ``hidden`` and date columns included), without visiting the papers skipped.
     """
 
-    def __init__(self, in_order: QuerySet, loader: QuerySet):
+    def __init__(self, in_order: QuerySet, loader: QuerySet, matches: int | None = None):
         self.in_order = in_order  # not "ordered": Paginator reads that attribute as a flag
         self.loader = loader
+        self.matches = matches  # the summary's count, when known
 
     def __len__(self) -> int:
         return self.in_order.count()  # pages are told their count (KnownCountPaginator)
@@ -448,8 +449,48 @@ class PagedByIds(Sequence):
     def __getitem__(self, index):
         if isinstance(index, int):
             return self[index : index + 1][0]
-        ids = self.in_order.values("pk")[index]  # a subquery keeps its order when sliced
+        ids = self.in_order
+        if collects_before_sorting(self.matches, index.stop):
+            ids = ids.order_by(*unindexed(ids.query.order_by))
+        ids = ids.values("pk")[index]  # a subquery keeps its order when sliced
         return list(self.loader.filter(pk__in=ids).order_by(*self.in_order.query.order_by))
+
+
+def collects_before_sorting(matches: int | None, stop: int | None) -> bool:
+    """Whether a page's ids should come from all the matches, sorted, rather than from walking
+    the order's index until ``stop`` of them passed: where few matches are spread over many
+    papers (the ranking's rule, ``walks_date_index``, with the page's end for its candidates).
+
+    PostgreSQL prices the walk as if the matches were spread evenly over the order. A topic
+    is not: linear attention's 5,784 papers of 1,000,000 are mostly from 2020 on, and its
+    newest 25 from 2013-2018 took a walk of 120 ms through that range's 78,000 papers, joining
+    each one's topics; sorting its 850 matches there took 22 ms. Words in the index's key
+    (the dates of newest and oldest) walk only their range and need no rule: their matches
+    are many."""
+    if matches is None or stop is None:
+        return False
+    return matches * matches * 10 <= stop * _table_rows()
+
+
+def unindexed(order_by) -> list:
+    """``order_by`` with its first key computed (``key + 0``), so no index gives that order
+    and PostgreSQL reads the matches and sorts them (the same order: adding 0 to a date, a
+    count or a score changes nothing)."""
+    first, *rest = order_by
+    if isinstance(first, str):
+        first = F(first.lstrip("-")).desc() if first.startswith("-") else F(first).asc()
+    column = first.expression
+    field = Paper._meta.get_field(column.name)
+    plus_zero = Func(column, template="(%(expressions)s + 0)", output_field=field)
+    return [
+        OrderBy(
+            plus_zero,
+            descending=first.descending,
+            nulls_first=first.nulls_first,
+            nulls_last=first.nulls_last,
+        ),
+        *rest,
+    ]
 
 
 def _ranked_rows(rows: QuerySet, matches: int | None, pools=()) -> list[tuple]:

@@ -11,6 +11,7 @@ import re
 import psycopg
 import pytest
 from django.db import connection
+from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 
 from catalogue import models, search, summary
@@ -244,3 +245,52 @@ def test_a_walked_ranking_read_in_parts_is_the_ranking_of_their_union(
     titled = Paper.objects.filter(title__contains="language").values_list("pk", flat=True)
     assert len(newest) == 100 and set(titled) - newest == set(titled)
     assert {pk for pk, _ in walked} == newest | set(titled)
+
+
+@pytest.fixture
+def small_topic(catalogue):
+    """A topic of the 40 oldest papers (one undated, upvotes tied in places)."""
+    topic = models.Topic.objects.create(name="Old", slug="old", query="old")
+    papers = Paper.objects.filter(arxiv_id__in=[f"2401.{i:05d}" for i in range(40)])
+    models.PaperTopic.objects.bulk_create(
+        models.PaperTopic(paper=paper, topic=topic, reason=models.PaperTopic.Reason.RULE)
+        for paper in papers
+    )
+    return topic
+
+
+def _page_ids(params: dict, start: int, matches: int) -> tuple[list[int], str]:
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    results = paper_filter.results(summary=summary.Summary(count=matches, exact=True))
+    with CaptureQueriesContext(connection) as statements:
+        page = results[start : start + 25]
+    return [p.pk for p in page], statements[-1]["sql"]
+
+
+@pytest.mark.parametrize("sort", ["newest", "oldest", "upvotes", "trending"])
+@pytest.mark.parametrize("start", [0, 25])
+def test_few_matches_spread_over_the_catalogue_are_sorted_not_walked_for(small_topic, sort, start):
+    """A topic's 40 papers among 3,000, all at the old end: the newest-first walk of the date
+    index would pass nearly every paper before it found 25 of them (PostgreSQL prices the
+    walk as if they were spread evenly). The page's ids come from its matches, sorted by a key
+    no index gives (``summary.unindexed``): the same papers in the same order."""
+    params = QueryDict(f"topic=old&sort={sort}")
+    expected = [p.pk for p in PaperFilter(params, queryset=Paper.objects.visible()).qs][
+        start : start + 25
+    ]
+    ids, sql = _page_ids(params, start, matches=40)
+    assert ids == expected and len(ids) == (25 if start == 0 else 15)
+    assert "+ 0) DESC" in sql or "+ 0) ASC" in sql, sql
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql)
+        text = "\n".join(row[0] for row in cursor.fetchall())
+    assert SORT.search(text), text  # the matches sorted, not the date index walked
+
+
+def test_many_matches_keep_walking_the_order_index(catalogue):
+    ids, sql = _page_ids({"sort": "newest"}, 1000, matches=PAPERS)
+    assert "+ 0)" not in sql
+    assert (
+        ids
+        == [p.pk for p in PaperFilter({"sort": "newest"}, Paper.objects.visible()).qs][1000:1025]
+    )
