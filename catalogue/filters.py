@@ -306,10 +306,15 @@ class PaperFilter(django_filters.FilterSet):
         ids = [pk for pk, _ in self._neighbours]
         return hybrid.matches_of(filtered, self._keyword_condition, ids)
 
+    @cached_property
+    def _searched(self):
+        """The keyword matches with their ``rank`` (every filter applied)."""
+        return self._filtered.search(self.query_text)
+
     def _keyword_ranked(self, matches: int | None):
         """(the keyword candidates most relevant first, a queryset with ``rank``; the
         candidate pools it ranks, ``PaperQuerySet.relevance_pools``), built once."""
-        searched = self._filtered.search(self.query_text)
+        searched = self._searched
         in_scan = ranks_in_scan(matches)
         pools = searched.relevance_pools(
             settings.SEARCH_RANK_CANDIDATES, self._parsed.title_query, rank_in_scan=in_scan
@@ -343,7 +348,7 @@ class PaperFilter(django_filters.FilterSet):
         window = match_ids[: candidates + len(neighbours)]
         if not window:
             return []  # nothing matched: nothing to rank (title matches are matches too)
-        searched = self._filtered.search(self.query_text)
+        searched = self._searched
         found = Paper.objects.filter(pk__in=window)
         if neighbours:
             found = found.filter(~Q(pk__in=neighbours) | self._keyword_condition)

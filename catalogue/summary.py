@@ -469,7 +469,7 @@ def collects_before_sorting(matches: int | None, stop: int | None) -> bool:
     are many."""
     if matches is None or stop is None:
         return False
-    return matches * matches * 10 <= stop * _table_rows()
+    return not _walk_pays(matches, stop)
 
 
 def unindexed(order_by) -> list:
@@ -520,14 +520,18 @@ def _walked_pools(newest: QuerySet, *titled: QuerySet) -> list[tuple]:
     """(pk, rank) rows of the newest matches, walked from the date index, and of the title
     pools, most relevant first: ``by_relevance``'s UNION, its parts read apart in one round
     trip (``walk_statements``)."""
-    statements = walk_statements(newest, *titled)
-    fetched = _fetch_each(newest.db, [statement[1:] for statement in statements])
-    rows = {
-        row
-        for (compiler, *_), raw in zip(statements, fetched, strict=True)
-        for row in _converted(compiler, raw)
-    }
+    rows = set().union(*_read_apart(walk_statements(newest, *titled)))
     return sorted(rows, key=lambda row: (-row[1], -row[0]))
+
+
+def _read_apart(statements: list[tuple]) -> list[list[tuple]]:
+    """Each (compiler, sql, params, planner settings off) statement's rows, converted as the
+    ORM would, all in one round trip (``_fetch_each``)."""
+    alias = statements[0][0].using
+    fetched = _fetch_each(alias, [statement[1:] for statement in statements])
+    return [
+        _converted(compiler, raw) for (compiler, *_), raw in zip(statements, fetched, strict=True)
+    ]
 
 
 def ranked_among(found: QuerySet, newest_first: Sequence[int], limit: int, *titled: QuerySet):
@@ -540,14 +544,7 @@ def ranked_among(found: QuerySet, newest_first: Sequence[int], limit: int, *titl
     matches once a search, in the summary, not again here (the ranking's GIN pass re-tested
     each: 45 ms of a 125 ms phrase search at 100,000 papers); a common word's candidates are
     2,000 reads by id instead of a walk past every paper without it."""
-    compilers, statements = [], []
-    for part in (found, *titled):
-        compiler = part.query.get_compiler(using=part.db)
-        sql, params = compiler.as_sql()
-        compilers.append(compiler)
-        statements.append((sql, list(params), ()))
-    fetched = _fetch_each(found.db, statements)
-    rows = [_converted(c, raw) for c, raw in zip(compilers, fetched, strict=True)]
+    rows = _read_apart([_statement(part) for part in (found, *titled)])
     position = {pk: index for index, pk in enumerate(newest_first)}
     newest = sorted(rows[0], key=lambda row: position[row[0]])[:limit]
     union = set(newest).union(*rows[1:])
@@ -560,12 +557,14 @@ def walk_statements(newest: QuerySet, *titled: QuerySet) -> list[tuple]:
     a GIN index, so under the walk's settings the title pool walked the date index too,
     testing papers until enough titles matched (96 ms for a word in 8 % of 100,000 papers,
     against 3 ms from the title index)."""
-    statements = []
-    for part in (newest, *titled):
-        compiler = part.query.get_compiler(using=part.db)
-        sql, params = compiler.as_sql()
-        statements.append((compiler, sql, list(params), _WALK if part is newest else ()))
-    return statements
+    return [_statement(newest, _WALK), *(_statement(part) for part in titled)]
+
+
+def _statement(part: QuerySet, planner_settings: tuple[str, ...] = ()) -> tuple:
+    """(compiler, sql, params, planner settings off) of ``part``, for ``_read_apart``."""
+    compiler = part.query.get_compiler(using=part.db)
+    sql, params = compiler.as_sql()
+    return (compiler, sql, list(params), planner_settings)
 
 
 def walks_date_index(matches: int | None) -> bool:
@@ -574,7 +573,14 @@ def walks_date_index(matches: int | None) -> bool:
     candidates = settings.SEARCH_RANK_CANDIDATES
     if matches is None or matches <= candidates:
         return False
-    return matches * matches * 10 > candidates * _table_rows()
+    return _walk_pays(matches, candidates)
+
+
+def _walk_pays(matches: int, needed: int) -> bool:
+    """Whether walking an order's index until ``needed`` of ``matches`` passed beats reading
+    every match: the walk reads ~needed x catalogue / matches papers, each test cheap; the
+    factor 10 is what reading a match fully costs more."""
+    return matches * matches * 10 > needed * _table_rows()
 
 
 def ranks_in_scan(matches: int | None) -> bool:
