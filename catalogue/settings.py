@@ -113,7 +113,10 @@ CACHES = {
 # List pages' counts and facets (catalogue.summary): estimated from a fixed 2 % sample of the
 # papers (catalogue.models.SAMPLE_EVERY) once the catalogue has SUMMARY_EXACT_BELOW papers,
 # exact when the sample finds fewer than SUMMARY_MIN_SAMPLE_HITS matches; cached this long.
-SUMMARY_EXACT_BELOW = env_int("SUMMARY_EXACT_BELOW", 100_000)
+# Exact figures cost ~15 ms plus ~0.5 µs a match (a browse of 100,000 papers: 69 ms, its
+# estimate 12 ms), so the switch sits where counting a whole catalogue stays near the estimate's
+# cost; below it every figure is exact.
+SUMMARY_EXACT_BELOW = env_int("SUMMARY_EXACT_BELOW", 20_000)
 SUMMARY_MIN_SAMPLE_HITS = env_int("SUMMARY_MIN_SAMPLE_HITS", 100)
 SUMMARY_CACHE_SECONDS = env_int("SUMMARY_CACHE_SECONDS", 120)
 # Whole list pages and API answers for readers without a session (catalogue.pagecache).
