@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache, reduce
 from operator import and_, or_
+from typing import NamedTuple
 
 from django.contrib.postgres.search import (
     SearchHeadline,
@@ -355,6 +356,7 @@ TITLE_VECTOR = Func(
     F("search_vector"), Value("{a}"), function="ts_filter", output_field=SearchVectorField()
 )
 TITLE_INDEX = "paper_title_gin"
+PAPERS_TABLE = "catalogue_paper"
 
 
 def title_words(title: str) -> list[tuple[str, float]]:
@@ -367,32 +369,41 @@ def title_words(title: str) -> list[tuple[str, float]]:
             [title],
         )
         rows = cursor.fetchall()
-    shares, rare = title_frequencies()
-    words = [(term, shares.get(lexeme, rare)) for term, lexeme in rows]
+    stats = title_frequencies()
+    words = [(term, stats.shares.get(lexeme, stats.rare)) for term, lexeme in rows]
     return sorted(words, key=lambda word: (word[1], -len(word[0]), word[0]))
 
 
+class TitleStats(NamedTuple):
+    shares: dict[str, float]  # {lexeme: share of titles} of the commonest title words
+    rare: float  # the share assumed for any other word
+    titles: int  # the papers table's estimated rows (0: never analysed)
+
+
 _STATS_SECONDS = 600
-_stats: dict = {"read": -_STATS_SECONDS, "shares": ({}, 0.0)}
+_stats: dict = {"read": -_STATS_SECONDS, "stats": TitleStats({}, 0.0, 0)}
 
 
-def title_frequencies() -> tuple[dict[str, float], float]:
-    """({lexeme: share of titles} of the commonest title words, the share assumed for any
-    other word), from PostgreSQL's statistics of the title index (ANALYZE keeps them; a
-    table never analysed has none: every word counts as rare). Read once every ten minutes
-    per process: the view costs a few milliseconds, and the figures change only slowly."""
+def title_frequencies() -> TitleStats:
+    """How common title words are, from PostgreSQL's statistics of the title index (ANALYZE
+    keeps them; a table never analysed has none: every word counts as rare), and how many
+    titles there are. Read once every ten minutes per process: the view costs a few
+    milliseconds, and the figures change only slowly."""
     now = time.monotonic()
     if now - _stats["read"] >= _STATS_SECONDS:
         with catalogue_connection().cursor() as cursor:
             cursor.execute(
-                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
-                " WHERE schemaname = current_schema() AND tablename = %s",
-                [TITLE_INDEX],
+                "SELECT most_common_elems::text::text[], most_common_elem_freqs,"
+                " (SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass)"
+                " FROM (SELECT 1) AS one LEFT JOIN pg_stats"
+                " ON schemaname = current_schema() AND tablename = %s",
+                [PAPERS_TABLE, TITLE_INDEX],
             )
-            row = cursor.fetchone()
-        lexemes, shares = row if row and row[0] else ([], [])
+            lexemes, shares, titles = cursor.fetchone()
+        lexemes, shares = (lexemes, shares) if lexemes else ([], [])
         # After the lexemes' own shares come the least and most of them and the null share;
         # a word the list lacks is rarer than the least (PostgreSQL assumes half of it).
         least = shares[len(lexemes)] / 2 if len(shares) > len(lexemes) else 0.0
-        _stats.update(read=now, shares=(dict(zip(lexemes, shares, strict=False)), least))
-    return _stats["shares"]
+        stats = TitleStats(dict(zip(lexemes, shares, strict=False)), least, max(titles or 0, 0))
+        _stats.update(read=now, stats=stats)
+    return _stats["stats"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from django.db import connection, transaction
 
+from catalogue import models, search
 from catalogue.models import Paper, PaperEmbedding
 
 pytestmark = pytest.mark.django_db
@@ -141,3 +142,56 @@ def test_title_word_neighbours_of_titles_with_quotes_backslashes_and_one_word(cl
         "Quoted kernels for O'Brien",
         "O'Brien's \\back\\slash 'quoted' kernels",
     ]
+
+
+@pytest.fixture
+def title_statistics(monkeypatch):
+    """Title statistics read afresh after the test's ANALYZE, not from an earlier test."""
+    monkeypatch.setitem(search._stats, "read", -math.inf)
+
+    def analyse():
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE catalogue_paper")
+        search._stats["read"] = -math.inf
+
+    return analyse
+
+
+def test_anchors_stop_at_the_share_of_titles_and_at_a_number_of_papers(monkeypatch):
+    monkeypatch.setattr(models, "SIMILAR_ANCHOR_SHARE", 0.05)
+    monkeypatch.setattr(models, "SIMILAR_ANCHOR_PAPERS", 5_000)
+    words = [("'rare'", 0.001), ("'less'", 0.003), ("'common'", 0.02), ("'usual'", 0.04)]
+    # 100,000 titles: the share binds (the anchors in 2.4 % of them, 2,400 papers).
+    assert models.similarity_anchors(words, 100_000) == ["'rare'", "'less'", "'common'"]
+    # A million: 5,000 papers do (the first three would be in 24,000).
+    assert models.similarity_anchors(words, 1_000_000) == ["'rare'", "'less'"]
+    # The rarest word anchors even past both caps; an unknown count leaves the share alone.
+    assert models.similarity_anchors(words, 100_000_000) == ["'rare'"]
+    assert models.similarity_anchors(words, 0) == ["'rare'", "'less'", "'common'"]
+
+
+def test_title_statistics_count_the_titles(title_statistics):
+    Paper.objects.bulk_create(Paper(arxiv_id=f"2501.{i:05d}", title=f"T {i}") for i in range(30))
+    title_statistics()
+    assert search.title_frequencies().titles == 30
+
+
+def test_title_word_neighbours_come_from_anchors_in_few_enough_papers(
+    monkeypatch, title_statistics
+):
+    """With the share of titles alone every word of "Alpha beta gamma" anchors; with at most
+    15 papers' worth, only alpha (in 10 of 211 titles) does, and papers sharing only beta,
+    newer and as similar by ts_rank, are not candidates."""
+    me = paper("2501.00001", "Alpha beta gamma")
+    for i, word in enumerate(["gamma"] * 190 + ["alpha"] * 10 + ["beta"] * 10):
+        paper(f"2502.{i:05d}", f"{word.title()} study {i}")
+    title_statistics()
+    monkeypatch.setattr(models, "SIMILAR_ANCHOR_SHARE", 1.0)
+
+    def neighbour_words(papers_cap: int) -> set[str]:
+        monkeypatch.setattr(models, "SIMILAR_ANCHOR_PAPERS", papers_cap)
+        similar = Paper.objects.visible().similar_to(me, 5)
+        return {p.title.split()[0] for p in similar}
+
+    assert neighbour_words(1_000_000) == {"Beta"}  # the newest of equals
+    assert neighbour_words(15) == {"Alpha"}
