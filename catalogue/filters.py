@@ -379,13 +379,18 @@ class PaperFilter(django_filters.FilterSet):
         """What pages slice: ``qs``, except that a relevance ranking comes from the cache
         (``CachedRanking``). ``prepare`` adds what the caller needs to the papers it loads
         (prefetches); ``summary``, of ``matches``, decides how the newest candidates of a
-        ranking are found (its count) or gives them (its ids)."""
+        ranking, or a sorted page's papers, are found (its count) or gives them (its ids)."""
         if self.sort_order == Sort.RELEVANCE:
             matches, match_ids = (summary.count, summary.match_ids) if summary else (None, None)
             ranking = self.ranking(matches, match_ids)
             return CachedRanking(ranking, prepare(Paper.objects.all()))
-        matches = summary.count if summary else None
-        return PagedByIds(self.qs, prepare(Paper.objects.all()), matches)
+        if summary is None:
+            return PagedByIds(self.qs, prepare(Paper.objects.all()))
+        by_date = self.sort_order in (Sort.NEWEST, Sort.OLDEST)
+        ids = summary.ids_by_date(self.sort_order == Sort.NEWEST) if by_date else None
+        return PagedByIds(
+            self.qs, prepare(Paper.objects.all()), summary.count, ids=ids, among=summary.match_ids
+        )
 
     @property
     def reachable(self) -> int:

@@ -294,3 +294,49 @@ def test_many_matches_keep_walking_the_order_index(catalogue):
         ids
         == [p.pk for p in PaperFilter({"sort": "newest"}, Paper.objects.visible()).qs][1000:1025]
     )
+
+
+def _summarised_page(params, start: int) -> tuple[list[int], list[str]]:
+    """A page's ids as the list page reads them after a summary that read every match's id
+    (a sampled catalogue whose sample finds too few matches to estimate from), and the
+    statements that read the page."""
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    found = summary.summarise(paper_filter.matches)
+    assert found.match_ids is not None and found.count == 40
+    results = paper_filter.results(summary=found)
+    with CaptureQueriesContext(connection) as statements:
+        page = results[start : start + 25]
+    # (Outside a request the catalogue's size is read afresh for each decision.)
+    state = "SELECT (SELECT max(updated_at)"
+    return [p.pk for p in page], [
+        s["sql"] for s in statements.captured_queries if not s["sql"].startswith(state)
+    ]
+
+
+@pytest.mark.parametrize("sort", ["newest", "oldest", "upvotes", "trending"])
+@pytest.mark.parametrize("start", [0, 25])
+def test_a_page_of_matches_the_summary_read_is_not_matched_again(
+    small_topic, settings, sort, start
+):
+    """The summary read the topic's 40 ids: newest and oldest pages are slices of them (one
+    statement loading 25 papers by id, no LIMIT), other orders sort them (the topic's links
+    are not read again)."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    params = QueryDict(f"topic=old&sort={sort}")
+    expected = [p.pk for p in PaperFilter(params, queryset=Paper.objects.visible()).qs]
+    ids, statements = _summarised_page(params, start)
+    assert ids == expected[start : start + 25] and len(ids) == (25 if start == 0 else 15)
+    assert len(statements) == 1 and "catalogue_papertopic" not in statements[0], statements
+    if sort in ("newest", "oldest"):
+        assert "LIMIT" not in statements[0], statements
+    else:
+        assert "unnest(" in statements[0], statements
+
+
+def test_matches_by_date_keep_the_undated_last_both_ways():
+    found = summary.Summary(
+        count=5, exact=True, per_month={dt.date(2024, 1, 1): 3, None: 2}, match_ids=[5, 4, 3, 9, 8]
+    )
+    assert found.ids_by_date(newest=True) == [5, 4, 3, 9, 8]
+    assert found.ids_by_date(newest=False) == [3, 4, 5, 8, 9]
+    assert summary.Summary(count=5, exact=True).ids_by_date(newest=True) is None
