@@ -173,6 +173,7 @@ def _summaries_not_cached(settings):
     tests/catalogue/test_summary.py and test_pagecache.py turn them on."""
     settings.SUMMARY_CACHE_SECONDS = 0
     settings.PAGE_CACHE_SECONDS = 0
+    settings.SAMPLE_CACHE_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)

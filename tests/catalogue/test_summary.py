@@ -1,6 +1,7 @@
 """Counts and facets of huge result sets: estimated from a sample, cached; bounded ranking."""
 
 import datetime as dt
+import time
 
 import pytest
 from django.db import ProgrammingError, connection, transaction
@@ -9,6 +10,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from catalogue import search, summary
 from catalogue.models import Paper, PaperTopic, Topic
@@ -94,14 +96,44 @@ def test_sampled_topic_facets_equal_the_exact_ones_for_a_full_sample(corpus, sam
     assert [t["slug"] for t in exact.topics] == ["models", "attention", "pinned"]
 
 
+def _reads_links(queries) -> bool:
+    return any("catalogue_papertopic" in q["sql"] for q in queries.captured_queries)
+
+
 def test_the_sample_topic_links_are_read_once_for_every_query(corpus, settings, sample_everything):
+    """Kept in the process, whatever the summaries' cache says, until the catalogue changes
+    or SAMPLE_CACHE_SECONDS pass."""
     sample_everything()
-    settings.SUMMARY_CACHE_SECONDS = 60
+    settings.SAMPLE_CACHE_SECONDS = 60
     summary.summarise(Paper.objects.search("attention"))
     with CaptureQueriesContext(connection) as queries:
         other = summary.summarise(Paper.objects.search("models"))
     assert other.topics == [{"slug": "attention", "name": "Attention", "n": 40}]
-    assert not [q for q in queries.captured_queries if "catalogue_papertopic" in q["sql"]]
+    assert not _reads_links(queries)
+    Paper.objects.filter(pk=Paper.objects.search("attention").first().pk).update(
+        updated_at=timezone.now()
+    )
+    with CaptureQueriesContext(connection) as queries:
+        summary.summarise(Paper.objects.search("models"))
+    assert _reads_links(queries)  # a new version of the catalogue
+
+
+def test_the_sample_topic_links_are_read_again_after_their_time(
+    corpus, settings, sample_everything, monkeypatch
+):
+    """A curator's change to a topic's papers does not change the catalogue's version."""
+    sample_everything()
+    settings.SAMPLE_CACHE_SECONDS = 60
+    summary.summarise(Paper.objects.search("attention"))
+    later = time.monotonic() + 61
+    monkeypatch.setattr(summary.time, "monotonic", lambda: later)
+    with CaptureQueriesContext(connection) as queries:
+        summary.summarise(Paper.objects.search("models"))
+    assert _reads_links(queries)
+    settings.SAMPLE_CACHE_SECONDS = 0
+    with CaptureQueriesContext(connection) as queries:
+        summary.summarise(Paper.objects.search("models"))
+    assert _reads_links(queries)
 
 
 def test_a_sample_with_too_few_matches_falls_back_to_counting(corpus, sample_everything):

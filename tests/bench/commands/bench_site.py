@@ -357,7 +357,9 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
         "real adjacent words, authors, topics, date ranges, months, sorts and pages), each "
         "requested once, in sequence, the classes taking turns, from a gunicorn started with "
         "the page and summary caches off (`PAGE_CACHE_SECONDS=0 SUMMARY_CACHE_SECONDS=0`): "
-        "what a new query costs. Nearest-rank percentiles (with 30 samples p99 is the slowest).",
+        "what a new query costs (what every query shares, the sample's topic links, is read "
+        "once per process and catalogue change, as in production). Nearest-rank percentiles "
+        "(with 30 samples p99 is the slowest).",
         "- SQL floor: per URL, the cheapest SQL that answers the page, its main query alone "
         "(median of 3 runs after a warm-up, in a child process on the bench database); the "
         "class's floor is the median over its URLs. Newest, upvotes, trending order (sorted "
