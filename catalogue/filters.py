@@ -317,9 +317,20 @@ class PaperFilter(django_filters.FilterSet):
         searched = self._searched
         in_scan = ranks_in_scan(matches)
         pools = searched.relevance_pools(
-            settings.SEARCH_RANK_CANDIDATES, self._parsed.title_query, rank_in_scan=in_scan
+            settings.SEARCH_RANK_CANDIDATES,
+            self._parsed.title_query,
+            rank_in_scan=in_scan,
+            titles_among=self._titles_among,
         )
         return searched.rank_pools(pools, rank_in_scan=in_scan), pools
+
+    @cached_property
+    def _titles_among(self):
+        """What the title pool looks in (``relevance_pools``): where a title with the query is
+        a match, every filter but the words', with ``rank``; else the matches."""
+        if not search.titles_imply_match(self._parsed):
+            return None
+        return self._filtered.annotate(rank=self._searched.query.annotations["rank"])
 
     def _cached_ranking(self, matches: int | None, build, extra=None, match_ids=None):
         ranked, pools = self._keyword_ranked(matches)
@@ -354,7 +365,9 @@ class PaperFilter(django_filters.FilterSet):
             found = found.filter(~Q(pk__in=neighbours) | self._keyword_condition)
         found = found.annotate(rank=searched.query.annotations["rank"]).values_list("pk", "rank")
         title_query = self._parsed.title_query
-        titled = searched.relevance_pools(candidates, title_query, rank_in_scan=True)[1:]
+        titled = searched.relevance_pools(
+            candidates, title_query, rank_in_scan=True, titles_among=self._titles_among
+        )[1:]
         return ranked_among(found, window, candidates, *titled)
 
     def ranking(self, matches: int | None = None, match_ids=None) -> hybrid.Ranking:

@@ -272,6 +272,16 @@ class RawTsQuery(SearchQuery):
         return "%s::tsquery", [self.tsquery]
 
 
+def titles_imply_match(parsed: ParsedQuery) -> bool:
+    """Whether a title holding ``title_query`` is a match whatever the rest of the paper: every
+    term a plain word (or ``title:`` word) that must be there. Not with a phrase (its exact
+    pattern is tested on the text), an excluded term, an author or an abstract term."""
+    return all(
+        not term.negated and not matcher.pattern and term.field in (None, "title")
+        for term, matcher in parsed.matchers.items()
+    )
+
+
 def condition(parsed: ParsedQuery) -> Q:
     """The WHERE clause of a parsed query."""
     clauses = []
