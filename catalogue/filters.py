@@ -311,11 +311,11 @@ class PaperFilter(django_filters.FilterSet):
         """The keyword matches with their ``rank`` (every filter applied)."""
         return self._filtered.search(self.query_text)
 
-    def _keyword_ranked(self, matches: int | None):
+    def _keyword_ranked(self, matches: int | None, reads: int | None = None):
         """(the keyword candidates most relevant first, a queryset with ``rank``; the
         candidate pools it ranks, ``PaperQuerySet.relevance_pools``), built once."""
         searched = self._searched
-        in_scan = ranks_in_scan(matches)
+        in_scan = ranks_in_scan(matches, reads)
         pools = searched.relevance_pools(
             settings.SEARCH_RANK_CANDIDATES,
             self._parsed.title_query,
@@ -323,6 +323,14 @@ class PaperFilter(django_filters.FilterSet):
             titles_among=self._titles_among,
         )
         return searched.rank_pools(pools, rank_in_scan=in_scan), pools
+
+    def _walk_reads(self, summary: Summary) -> int | None:
+        """How many papers walking the date index for the ranking's newest candidates would
+        read (``Summary.walk_reads``, from ``until`` back), for a query of words; a phrase's
+        matches cost more to read, and keep the even-spread rule (``summary._walk_pays``)."""
+        if self._parsed is None or self._tested_by_pattern:
+            return None
+        return summary.walk_reads(settings.SEARCH_RANK_CANDIDATES, self.cleaned.get("until"))
 
     @cached_property
     def _titles_among(self):
@@ -332,14 +340,16 @@ class PaperFilter(django_filters.FilterSet):
             return None
         return self._filtered.annotate(rank=self._searched.query.annotations["rank"])
 
-    def _cached_ranking(self, matches: int | None, build, extra=None, match_ids=None):
-        ranked, pools = self._keyword_ranked(matches)
+    def _cached_ranking(self, matches: int | None, build, extra=None, match_ids=None, reads=None):
+        ranked, pools = self._keyword_ranked(matches, reads)
         known = None
         if match_ids is not None and (not match_ids or self._tested_by_pattern):
             # The summary read every match: rank among them rather than test a phrase again
             # (and nothing at all when nothing matched).
             known = functools.partial(self._ranked_among, match_ids)
-        return cached_ranking(ranked, matches, build, extra=extra, pools=pools, known=known)
+        return cached_ranking(
+            ranked, matches, build, extra=extra, pools=pools, known=known, reads=reads
+        )
 
     @property
     def _tested_by_pattern(self) -> bool:
@@ -370,12 +380,15 @@ class PaperFilter(django_filters.FilterSet):
         )[1:]
         return ranked_among(found, window, candidates, *titled)
 
-    def ranking(self, matches: int | None = None, match_ids=None) -> hybrid.Ranking:
+    def ranking(self, matches: int | None = None, match_ids=None, reads=None) -> hybrid.Ranking:
         """The relevance ranking's ids and each one's reasons (cached, see summary).
-        ``match_ids``: every match's id, newest first, when the summary read them."""
+        ``match_ids``: every match's id, newest first, when the summary read them; ``reads``:
+        how many papers walking the date index for the newest candidates would read."""
         keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
         if self.search_mode == Mode.KEYWORD or (keyword and self._vector is None):
-            return self._cached_ranking(matches, hybrid.keyword_ranking, match_ids=match_ids)
+            return self._cached_ranking(
+                matches, hybrid.keyword_ranking, match_ids=match_ids, reads=reads
+            )
         if not keyword:
             return hybrid.semantic_ranking(self._neighbours)
 
@@ -386,7 +399,9 @@ class PaperFilter(django_filters.FilterSet):
             similarity = hybrid.similarities(best, self._vector)  # none embedded: no query
             return hybrid.fuse(rows, self._neighbours, similarity)
 
-        return self._cached_ranking(matches, fuse, extra=self._neighbours, match_ids=match_ids)
+        return self._cached_ranking(
+            matches, fuse, extra=self._neighbours, match_ids=match_ids, reads=reads
+        )
 
     def results(self, prepare=lambda papers: papers, *, summary: Summary | None = None):
         """What pages slice: ``qs``, except that a relevance ranking comes from the cache
@@ -394,8 +409,10 @@ class PaperFilter(django_filters.FilterSet):
         (prefetches); ``summary``, of ``matches``, decides how the newest candidates of a
         ranking, or a sorted page's papers, are found (its count) or gives them (its ids)."""
         if self.sort_order == Sort.RELEVANCE:
-            matches, match_ids = (summary.count, summary.match_ids) if summary else (None, None)
-            ranking = self.ranking(matches, match_ids)
+            if summary is None:
+                ranking = self.ranking()
+            else:
+                ranking = self.ranking(summary.count, summary.match_ids, self._walk_reads(summary))
             return CachedRanking(ranking, prepare(Paper.objects.all()))
         if summary is None:
             return PagedByIds(self.qs, prepare(Paper.objects.all()))

@@ -438,3 +438,63 @@ def test_the_title_pool_of_an_exclusion_keeps_the_whole_condition(
 ):
     sql = _title_pool_sql({"q": "language -zebra", "mode": "keyword"})
     assert sql.count("@@") == 3, sql  # the word, the excluded word, the title
+
+
+@pytest.fixture
+def word_in_the_oldest_abstracts(monkeypatch):
+    """3,000 papers, a few a day; "language" in the abstracts of the 200 oldest only; fresh
+    statistics, and a sample of every paper (exact figures from it)."""
+    monkeypatch.setattr(summary, "sample_every", 1)
+    _analysed(
+        Paper(
+            arxiv_id=f"2401.{i:05d}",
+            title=f"Paper {i}",
+            abstract="A study of language." if i < 200 else "A study of vision.",
+            published_on=START + dt.timedelta(days=i // 3),
+        )
+        for i in range(PAPERS)
+    )
+
+
+def test_the_walk_counts_the_papers_newer_than_the_newest_matches(
+    word_in_the_oldest_abstracts, settings
+):
+    settings.SUMMARY_EXACT_BELOW = 1
+    settings.SAMPLE_CACHE_SECONDS = 60
+    found = summary.summarise(PaperFilter({"q": "language"}, Paper.objects.visible()).matches)
+    assert found.count == 200
+    # The 100 newest matches (papers 100-199: days 33-66) reach back to February 2015: the
+    # walk reads every paper from then to the newest, in whole months.
+    months = summary.catalogue_months()
+    assert summary.catalogue_months() is months  # kept, not read again
+    assert found.walk_reads(100) == sum(n for m, n in months.items() if m >= dt.date(2015, 2, 1))
+    assert found.walk_reads(100) > 2_800
+    assert found.walk_reads(100, newest=dt.date(2015, 3, 15)) == sum(
+        n for m, n in months.items() if dt.date(2015, 2, 1) <= m <= dt.date(2015, 3, 1)
+    )
+    assert found.walk_reads(201) is None  # fewer matches than that
+
+
+def test_a_ranking_of_old_matches_does_not_walk_the_date_index(
+    word_in_the_oldest_abstracts, settings
+):
+    """Spread evenly, 200 matches of 3,000 would be met every 15 papers, and the walk for the
+    newest 100 would read ~1,500; they are the oldest, and it would read 2,900, more than
+    reading each of the 200 would cost (the rule's factor 3)."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    settings.SEARCH_RANK_CANDIDATES = 100
+    settings.SAMPLE_CACHE_SECONDS = 60
+    assert summary.walks_date_index(200)  # the even spread's verdict
+    paper_filter = PaperFilter({"q": "language", "mode": "keyword"}, Paper.objects.visible())
+    found = summary.summarise(paper_filter.matches)
+    with CaptureQueriesContext(connection) as statements:
+        ranked = paper_filter.results(summary=found)
+    assert not [s for s in statements.captured_queries if "enable_bitmapscan" in s["sql"]]
+    expected = PaperFilter({"q": "language", "mode": "keyword"}, Paper.objects.visible()).qs
+    assert [p.pk for p in ranked[:100]] == [p.pk for p in expected[:100]]
+
+
+def test_the_walk_rule_weighs_the_papers_read_when_known():
+    assert summary.walks_date_index(5_000, reads=14_000)
+    assert not summary.walks_date_index(5_000, reads=16_000)
+    assert not summary.walks_date_index(10, reads=1)  # fewer matches than candidates
