@@ -119,8 +119,8 @@ CACHES = {
 SUMMARY_EXACT_BELOW = env_int("SUMMARY_EXACT_BELOW", 20_000)
 SUMMARY_MIN_SAMPLE_HITS = env_int("SUMMARY_MIN_SAMPLE_HITS", 100)
 SUMMARY_CACHE_SECONDS = env_int("SUMMARY_CACHE_SECONDS", 120)
-# What every estimate shares, the sample's topic links: kept in each process for this long
-# at most, or until the catalogue changes (0: read for every estimate).
+# What every estimate shares, the sample's topic links and papers by month: kept in each
+# process for this long at most, or until the catalogue changes (0: read every time).
 SAMPLE_CACHE_SECONDS = env_int("SAMPLE_CACHE_SECONDS", 120)
 # Whole list pages and API answers for readers without a session (catalogue.pagecache).
 PAGE_CACHE_SECONDS = env_int("PAGE_CACHE_SECONDS", 60)

@@ -192,19 +192,24 @@ def test_similar_papers_by_title_words_rank_a_bounded_number_of_candidates(title
     assert all(t.startswith("Sparse attention") for t in titles)  # two shared words first
 
 
-@pytest.fixture
-def word_in_every_abstract_and_few_titles():
-    """3,000 papers, a few a day, each with "language" in its abstract, and six, one in five
-    hundred, with it in their title too; fresh statistics."""
+def _language_in_every_abstract(in_titles_every: int) -> None:
+    """3,000 papers, a few a day, each with "language" in its abstract, one in
+    ``in_titles_every`` with it in their title too; fresh statistics."""
     _analysed(
         Paper(
             arxiv_id=f"2401.{i:05d}",
-            title=f"Paper {i} on {'language' if i % 500 == 0 else 'attention'}",
+            title=f"Paper {i} on {'language' if i % in_titles_every == 0 else 'attention'}",
             abstract=ABSTRACT,
             published_on=START + dt.timedelta(days=i // 3),
         )
         for i in range(PAPERS)
     )
+
+
+@pytest.fixture
+def word_in_every_abstract_and_few_titles():
+    """Six titles with the word, one in five hundred."""
+    _language_in_every_abstract(500)
 
 
 def _walked_pools(settings, candidates: int = 100):
@@ -230,17 +235,9 @@ def test_a_walked_ranking_reads_only_its_newest_matches_by_walking_the_date_inde
 
 @pytest.fixture
 def word_in_every_abstract_and_many_titles():
-    """3,000 papers, each with "language" in its abstract, one in ten with it in their title
-    too (PostgreSQL would rather read them all from the title index); fresh statistics."""
-    _analysed(
-        Paper(
-            arxiv_id=f"2401.{i:05d}",
-            title=f"Paper {i} on {'language' if i % 10 == 0 else 'attention'}",
-            abstract=ABSTRACT,
-            published_on=START + dt.timedelta(days=i // 3),
-        )
-        for i in range(PAPERS)
-    )
+    """300 titles with the word, one in ten (PostgreSQL would rather read them all from the
+    title index)."""
+    _language_in_every_abstract(10)
 
 
 def _explained_walk(pools) -> list[str]:
