@@ -360,10 +360,10 @@ def _sample_topic_links(every: int) -> tuple[dict, dict]:
     return _kept("sample-topics", every, _read_links)
 
 
-def catalogue_months(every: int | None = None) -> dict[dt.date, int]:
+def catalogue_months() -> dict[dt.date, int]:
     """{month: papers} of the visible dated papers, estimated from the sample, kept
     (``_kept``): how far walking the date index goes (``Summary.walk_reads``)."""
-    return _kept("sample-months", every or sample_every, _read_months)
+    return _kept("sample-months", sample_every, _read_months)
 
 
 def _kept(name: str, every: int, read):
