@@ -35,6 +35,7 @@ from catalogue.models import Paper, Topic
 from catalogue.summary import (
     CachedRanking,
     PagedByIds,
+    Reach,
     Summary,
     cached_ranking,
     ranked_among,
@@ -311,11 +312,11 @@ class PaperFilter(django_filters.FilterSet):
         """The keyword matches with their ``rank`` (every filter applied)."""
         return self._filtered.search(self.query_text)
 
-    def _keyword_ranked(self, matches: int | None, reads: int | None = None):
+    def _keyword_ranked(self, matches: int | None, reach: Reach | None = None):
         """(the keyword candidates most relevant first, a queryset with ``rank``; the
         candidate pools it ranks, ``PaperQuerySet.relevance_pools``), built once."""
         searched = self._searched
-        in_scan = ranks_in_scan(matches, reads)
+        in_scan = ranks_in_scan(matches, reach)
         pools = searched.relevance_pools(
             settings.SEARCH_RANK_CANDIDATES,
             self._parsed.title_query,
@@ -324,13 +325,13 @@ class PaperFilter(django_filters.FilterSet):
         )
         return searched.rank_pools(pools, rank_in_scan=in_scan), pools
 
-    def _walk_reads(self, summary: Summary) -> int | None:
-        """How many papers walking the date index for the ranking's newest candidates would
-        read (``Summary.walk_reads``, from ``until`` back), for a query of words; a phrase's
-        matches cost more to read, and keep the even-spread rule (``summary._walk_pays``)."""
+    def _reach(self, summary: Summary) -> Reach | None:
+        """Where the ranking's newest candidates lie (``Summary.reach``, from ``until`` back),
+        for a query of words; a phrase's matches cost more to read, and keep the even-spread
+        rule for walking the date index (``summary._walk_pays``)."""
         if self._parsed is None or self._tested_by_pattern:
             return None
-        return summary.walk_reads(settings.SEARCH_RANK_CANDIDATES, self.cleaned.get("until"))
+        return summary.reach(settings.SEARCH_RANK_CANDIDATES, self.cleaned.get("until"))
 
     @cached_property
     def _titles_among(self):
@@ -340,15 +341,15 @@ class PaperFilter(django_filters.FilterSet):
             return None
         return self._filtered.annotate(rank=self._searched.query.annotations["rank"])
 
-    def _cached_ranking(self, matches: int | None, build, extra=None, match_ids=None, reads=None):
-        ranked, pools = self._keyword_ranked(matches, reads)
+    def _cached_ranking(self, matches: int | None, build, extra=None, match_ids=None, reach=None):
+        ranked, pools = self._keyword_ranked(matches, reach)
         known = None
         if match_ids is not None and (not match_ids or self._tested_by_pattern):
             # The summary read every match: rank among them rather than test a phrase again
             # (and nothing at all when nothing matched).
             known = functools.partial(self._ranked_among, match_ids)
         return cached_ranking(
-            ranked, matches, build, extra=extra, pools=pools, known=known, reads=reads
+            ranked, matches, build, extra=extra, pools=pools, known=known, reach=reach
         )
 
     @property
@@ -380,14 +381,14 @@ class PaperFilter(django_filters.FilterSet):
         )[1:]
         return ranked_among(found, window, candidates, *titled)
 
-    def ranking(self, matches: int | None = None, match_ids=None, reads=None) -> hybrid.Ranking:
+    def ranking(self, matches: int | None = None, match_ids=None, reach=None) -> hybrid.Ranking:
         """The relevance ranking's ids and each one's reasons (cached, see summary).
-        ``match_ids``: every match's id, newest first, when the summary read them; ``reads``:
-        how many papers walking the date index for the newest candidates would read."""
+        ``match_ids``: every match's id, newest first, when the summary read them; ``reach``:
+        where the newest candidates lie in the date index (``Summary.reach``)."""
         keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
         if self.search_mode == Mode.KEYWORD or (keyword and self._vector is None):
             return self._cached_ranking(
-                matches, hybrid.keyword_ranking, match_ids=match_ids, reads=reads
+                matches, hybrid.keyword_ranking, match_ids=match_ids, reach=reach
             )
         if not keyword:
             return hybrid.semantic_ranking(self._neighbours)
@@ -400,7 +401,7 @@ class PaperFilter(django_filters.FilterSet):
             return hybrid.fuse(rows, self._neighbours, similarity)
 
         return self._cached_ranking(
-            matches, fuse, extra=self._neighbours, match_ids=match_ids, reads=reads
+            matches, fuse, extra=self._neighbours, match_ids=match_ids, reach=reach
         )
 
     def results(self, prepare=lambda papers: papers, *, summary: Summary | None = None):
@@ -412,7 +413,7 @@ class PaperFilter(django_filters.FilterSet):
             if summary is None:
                 ranking = self.ranking()
             else:
-                ranking = self.ranking(summary.count, summary.match_ids, self._walk_reads(summary))
+                ranking = self.ranking(summary.count, summary.match_ids, self._reach(summary))
             return CachedRanking(ranking, prepare(Paper.objects.all()))
         if summary is None:
             return PagedByIds(self.qs, prepare(Paper.objects.all()))
