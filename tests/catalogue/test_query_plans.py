@@ -437,20 +437,26 @@ def test_the_title_pool_of_an_exclusion_keeps_the_whole_condition(
     assert sql.count("@@") == 3, sql  # the word, the excluded word, the title
 
 
-@pytest.fixture
-def word_in_the_oldest_abstracts(monkeypatch):
-    """3,000 papers, a few a day; "language" in the abstracts of the 200 oldest only; fresh
-    statistics, and a sample of every paper (exact figures from it)."""
+def _language_where(monkeypatch, in_abstract, in_title=lambda i: False) -> None:
+    """3,000 papers, three a day, the ``i``-th (oldest first) with "language" in its abstract
+    where ``in_abstract(i)`` and in its title where ``in_title(i)``; fresh statistics, and a
+    sample of every paper (exact figures from it)."""
     monkeypatch.setattr(summary, "sample_every", 1)
     _analysed(
         Paper(
             arxiv_id=f"2401.{i:05d}",
-            title=f"Paper {i}",
-            abstract="A study of language." if i < 200 else "A study of vision.",
+            title=f"Paper {i} on {'language' if in_title(i) else 'vision'}",
+            abstract="A study of language." if in_abstract(i) else "A study of vision.",
             published_on=START + dt.timedelta(days=i // 3),
         )
         for i in range(PAPERS)
     )
+
+
+@pytest.fixture
+def word_in_the_oldest_abstracts(monkeypatch):
+    """ "language" in the abstracts of the 200 oldest papers only."""
+    _language_where(monkeypatch, lambda i: i < 200)
 
 
 def test_the_walk_counts_the_papers_newer_than_the_newest_matches(
@@ -499,18 +505,8 @@ def test_the_walk_rule_weighs_the_papers_read_when_known():
 
 @pytest.fixture
 def word_in_every_tenth_abstract(monkeypatch):
-    """3,000 papers, three a day; "language" in every tenth abstract (300 matches, spread
-    evenly); fresh statistics, and a sample of every paper."""
-    monkeypatch.setattr(summary, "sample_every", 1)
-    _analysed(
-        Paper(
-            arxiv_id=f"2401.{i:05d}",
-            title=f"Paper {i}",
-            abstract="A study of language." if i % 10 == 0 else "A study of vision.",
-            published_on=START + dt.timedelta(days=i // 3),
-        )
-        for i in range(PAPERS)
-    )
+    """ "language" in every tenth abstract (300 matches, spread evenly), in no title."""
+    _language_where(monkeypatch, lambda i: i % 10 == 0)
 
 
 def _ranked_with_statements(params: dict) -> tuple[list[int], list[str]]:
@@ -598,18 +594,8 @@ def test_reading_since_a_month_pays_between_a_short_walk_and_few_matches(
 
 @pytest.fixture
 def word_in_the_oldest_titles(monkeypatch):
-    """3,000 papers, three a day; "language" in the titles and abstracts of the 600 oldest
-    only; fresh statistics, and a sample of every paper."""
-    monkeypatch.setattr(summary, "sample_every", 1)
-    _analysed(
-        Paper(
-            arxiv_id=f"2401.{i:05d}",
-            title=f"Paper {i} on {'language' if i < 600 else 'vision'}",
-            abstract="A study of language." if i < 600 else "A study of vision.",
-            published_on=START + dt.timedelta(days=i // 3),
-        )
-        for i in range(PAPERS)
-    )
+    """ "language" in the titles and abstracts of the 600 oldest papers only."""
+    _language_where(monkeypatch, lambda i: i < 600, in_title=lambda i: i < 600)
 
 
 def _title_pool_settings(params: dict) -> tuple:
