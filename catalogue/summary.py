@@ -54,7 +54,7 @@ sample_every = SAMPLE_EVERY
 # Where the matches are estimated, the month from which the newest candidates are read is
 # where the sample's matches number this many times those needed: with 2,000 needed and a
 # sample of 1 in 50, 60 sampled matches, and fewer than 2,000 real ones in that range about
-# once in a thousand searches (which then walk, ``_read_since``).
+# once in a thousand searches (which then find them the other ways, ``_read_since``).
 SINCE_MARGIN = 1.5
 
 
