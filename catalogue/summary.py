@@ -547,7 +547,7 @@ class PagedByIds(Sequence):
 
     Where the summary read every match's id (``Summary.match_ids``: a few thousand at most),
     the ids are not looked for again: ``ids``, every match's id in this order, are sliced;
-    ``among``, in another order, are what a sorted page sorts (``collects_before_sorting``).
+    ``among``, in another order, are what a sorted page sorts.
     A topic's 3,000 papers of a million in a date range, newest first: the walk of the date
     index passed 113,000 papers to find 25 of them (80 ms), as their dates are not spread
     evenly; the slice costs nothing.
@@ -582,9 +582,14 @@ class PagedByIds(Sequence):
 
     def _ids(self, index: slice) -> QuerySet:
         ids = self.in_order
-        if collects_before_sorting(self.matches, index.stop):
-            if self.among is not None:  # the matches known: not matched again
-                ids = Paper.objects.filter(pk__in=among_ids(self.among))
+        if self.among is not None:
+            # The matches known (a few thousand at most): sorting them costs a few ms, bounded,
+            # where a walk of the order's index priced as if they were spread evenly over it
+            # may pass most of the catalogue (trending, with code, in 2010-2011: 914,000
+            # papers passed, 967 ms at a million papers).
+            ids = Paper.objects.filter(pk__in=among_ids(self.among))
+            ids = ids.order_by(*unindexed(self.in_order.query.order_by))
+        elif collects_before_sorting(self.matches, index.stop):
             ids = ids.order_by(*unindexed(self.in_order.query.order_by))
         return ids.values("pk")[index]  # a subquery keeps its order when sliced
 
