@@ -77,9 +77,10 @@ class PaperQuerySet(models.QuerySet):
     def visible(self):
         return self.filter(hidden=False)
 
-    def search(self, query: str):
-        """Papers matching a reader's query, annotated with their ``rank``."""
-        return search.apply(self, query)
+    def search(self, query: str, *, unindexed: bool = False):
+        """Papers matching a reader's query, annotated with their ``rank``; ``unindexed``: its
+        words tested on each paper the other filters leave (``search.condition``)."""
+        return search.apply(self, query, unindexed=unindexed)
 
     def matching(self, query: str):
         """Papers matching a query, without ranking (for filters such as author)."""

@@ -216,8 +216,14 @@ def end_request_memo(**kwargs) -> None:
     _request.memo = None
 
 
+def is_large() -> bool:
+    """Whether the catalogue is large enough (SUMMARY_EXACT_BELOW) that summaries are
+    estimated from the sample, and the ways of reading matches differ by much."""
+    return _table_rows() >= max(settings.SUMMARY_EXACT_BELOW, 1)
+
+
 def _summary(matches: QuerySet, topics: bool) -> Summary:
-    if _table_rows() < max(settings.SUMMARY_EXACT_BELOW, 1):
+    if not is_large():
         return _exact(matches, topics)  # a small catalogue: counting everything is cheap
     every = sample_every
     months, every_match = _sampled_ids_by_month(matches, every)
@@ -401,6 +407,13 @@ def catalogue_months() -> dict[dt.date, int]:
     """{month: papers} of the visible dated papers, estimated from the sample, kept
     (``_kept``): how far walking the date index goes (``Summary.walk_reads``)."""
     return _kept("sample-months", sample_every, _read_months)
+
+
+def papers_published_between(first: dt.date | None, last: dt.date | None) -> int:
+    """About how many visible papers were published from ``first`` to ``last`` (None: no
+    bound), in whole months (``catalogue_months``)."""
+    first = first.replace(day=1) if first else dt.date.min
+    return _papers_between(first, last or dt.date.max)
 
 
 def _papers_between(first: dt.date, last: dt.date) -> int:

@@ -663,3 +663,62 @@ def test_matches_the_summary_read_are_sorted_even_where_a_walk_looks_cheaper(
     assert [p.pk for p in page] == [p.pk for p in expected]
     (statement,) = [s["sql"] for s in statements.captured_queries if "LIMIT" in s["sql"]]
     assert "unnest(" in statement and "catalogue_papertopic" not in statement
+
+
+@pytest.fixture
+def fresh_word_statistics(monkeypatch):
+    """The search vector's word statistics read afresh (after the fixture's ANALYZE)."""
+    monkeypatch.setattr(search, "_stats", {})
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+def test_a_common_word_in_a_few_months_is_tested_on_their_papers_not_found_from_its_index(
+    word_in_every_abstract_and_many_titles, fresh_word_statistics, settings, mode
+):
+    """ "language" is in every paper (3,000 index entries); a month holds ~90 papers: testing
+    each costs less than reading the word's whole entry and intersecting it with the month's
+    (PostgreSQL prices the entry as nearly free). The figures and the ranking are those of
+    the index's way."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    params = {"q": "language", "mode": mode, "since": "2016-03-01", "until": "2016-03-31"}
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    assert paper_filter._tested_in_date_range
+    found = summary.summarise(paper_filter.matches)
+    with CaptureQueriesContext(connection) as statements:
+        ranking = paper_filter.ranking(found.count, found.match_ids, paper_filter._reach(found))
+    (ranked,) = [s["sql"] for s in statements.captured_queries if "ts_rank_cd" in s["sql"]]
+    assert "coalesce(" in ranked.lower()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + re.sub(r"^(SET LOCAL [^;]*;\s*)+", "", ranked))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "paper_search_gin" not in plan, plan
+
+    indexed = PaperFilter(params, queryset=Paper.objects.visible())
+    indexed._tested_in_date_range = False  # the index's way, for comparison
+    assert summary.summarise(indexed.matches) == found and found.count == 93
+    assert indexed.ranking(found.count).ids == ranking.ids
+
+
+def test_a_common_word_over_most_of_the_catalogue_keeps_its_index(
+    word_in_every_abstract_and_many_titles, fresh_word_statistics
+):
+    params = {"q": "language", "since": "2015-02-01"}
+    assert not PaperFilter(params, queryset=Paper.objects.visible())._tested_in_date_range
+    assert not PaperFilter({"q": "language"}, Paper.objects.visible())._tested_in_date_range
+
+
+def test_the_index_entries_a_query_reads(monkeypatch):
+    shares = {"languag": 0.5, "model": 0.3, "vision": 0.1}
+    stats = search.TitleStats(shares, rare=0.001, titles=10_000)
+    monkeypatch.setattr(search, "vector_frequencies", lambda: stats)
+
+    def entries(query: str) -> float:
+        return search.index_entries(search.parse(query))
+
+    assert entries("language") == pytest.approx(5_000)
+    assert entries("language model") == pytest.approx(3_000)  # the fewest group's
+    assert entries("language OR vision") == pytest.approx(6_000)  # each alternative's
+    assert entries('"language model"') == pytest.approx(3_000)  # a phrase: its rarest word
+    assert entries("language -vision") == pytest.approx(5_000)  # an exclusion reads none
+    assert entries("zebra") == pytest.approx(10)  # a word the statistics lack: rare
+    assert entries("language author:smith") == 0  # another index: kept

@@ -147,12 +147,12 @@ def test_title_word_neighbours_of_titles_with_quotes_backslashes_and_one_word(cl
 @pytest.fixture
 def title_statistics(monkeypatch):
     """Title statistics read afresh after the test's ANALYZE, not from an earlier test."""
-    monkeypatch.setitem(search._stats, "read", -math.inf)
+    monkeypatch.setattr(search, "_stats", {})
 
     def analyse():
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE catalogue_paper")
-        search._stats["read"] = -math.inf
+        search._stats.clear()
 
     return analyse
 
