@@ -65,6 +65,21 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
     assert "### 300 papers" in text and "PostgreSQL" in text and "#### Slowest statement" in text
     assert "Reused the database" in text
     assert re.search(r"estimate of the papers: [\d,]+ rows, so every count and facet is", text)
+    # Each run read the database into memory before measuring.
+    assert all(re.search(r"OS cache \(`pg_prewarm`, [\d,]+ MB in", run) for run in (built, reused))
+
+
+def test_prewarming_reads_every_table_and_index_of_the_database():
+    database_url = url_from_settings(settings.DATABASES["default"])
+    with psycopg.connect(database_url) as conn:
+        (pages,) = conn.execute(
+            "SELECT sum(pg_relation_size(c.oid)) / 8192 FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'i', 't', 'm') AND c.relpersistence = 'p'"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchone()
+    blocks, seconds = benchmark.prewarm(database_url)
+    assert blocks == pages and blocks > 0 and seconds >= 0
 
 
 def test_a_benchmark_refuses_to_rebuild_a_database_of_another_size(tmp_path):

@@ -142,6 +142,7 @@ class Command(BaseCommand):
                 papers, self.options["seed"], self.options["cache_dir"], self.stdout, self._note
             )
         database = self._database(papers, path)
+        database["prewarm"] = benchmark.prewarm(self.env["DATABASE_URL"])
         vocabulary = read_vocabulary(path)
         classes = benchmark.new_query_urls(
             vocabulary, self.options["url_seed"], self.options["per_class"] + 1
