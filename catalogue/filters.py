@@ -152,9 +152,12 @@ class PaperFilter(django_filters.FilterSet):
         fields = PUBLIC_PARAMS
         form = PaperFilterForm
 
-    def __init__(self, data=None, *args, today: dt.date | None = None, **kwargs):
+    def __init__(self, data=None, *args, today: dt.date | None = None, published=None, **kwargs):
+        """``published``: (first, last) day the queryset is already limited to (a day, week
+        or month page's), where the search should know it (``_tested_in_date_range``)."""
         super().__init__(data, *args, **kwargs)
         self.today = today or timezone.localdate()
+        self.published = published
         # A whole number: "3.5" upvotes is a form error, not a silent rounding.
         self.filters["min_upvotes"].field_class = forms.IntegerField
         # The side column's fields belong to the search form at the top (HTML form=""), so
@@ -328,12 +331,15 @@ class PaperFilter(django_filters.FilterSet):
         return papers * 3.0 < search.index_entries(self._parsed) * 0.25
 
     def _published_range(self) -> tuple[dt.date | None, dt.date | None] | None:
-        """(first, last) day the date filters allow (None: no bound); None without them."""
+        """(first, last) day the date filters (and the page's own range, ``published``)
+        allow (None: no bound); None without them."""
         since, until = self.cleaned.get("since"), self.cleaned.get("until")
         period = self.cleaned.get("period")
+        bounds = [self.published] if self.published else []
         if period:
-            first = self.today - dt.timedelta(days=PERIOD_DAYS[period] - 1)
-            since, until = max(since or first, first), min(until or self.today, self.today)
+            bounds.append((self.today - dt.timedelta(days=PERIOD_DAYS[period] - 1), self.today))
+        for first, last in bounds:
+            since, until = max(since or first, first), min(until or last, last)
         return (since, until) if since or until else None
 
     def _keyword_ranked(self, matches: int | None, reach: Reach | None = None):

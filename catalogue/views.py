@@ -96,14 +96,18 @@ def _window(request, start: dt.date, end: dt.date, heading: str, nav: dict):
     data = request.GET.copy()
     data.setdefault("sort", Sort.UPVOTES)
     papers = Paper.objects.visible().published_between(start, end)
-    return _listing(request, papers, {"heading": heading, "nav": nav}, data=data)
+    context = {"heading": heading, "nav": nav}
+    return _listing(request, papers, context, data=data, published=(start, end))
 
 
 # --- the shared list rendering -----------------------------------------------------------
 
 
-def _listing(request, papers, context: dict, data=None):
-    paper_filter = PaperFilter(request.GET if data is None else data, queryset=papers)
+def _listing(request, papers, context: dict, data=None, published=None):
+    """``published``: (first, last) day ``papers`` are limited to (``PaperFilter``)."""
+    paper_filter = PaperFilter(
+        request.GET if data is None else data, queryset=papers, published=published
+    )
     if not paper_filter.is_valid():
         context = {**context, "filter": paper_filter, "page": None}
         return render(request, "catalogue/paper_list.html", context, status=400)

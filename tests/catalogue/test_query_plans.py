@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from urllib.parse import urlencode
 
 import psycopg
 import pytest
@@ -722,3 +723,43 @@ def test_the_index_entries_a_query_reads(monkeypatch):
     assert entries("language -vision") == pytest.approx(5_000)  # an exclusion reads none
     assert entries("zebra") == pytest.approx(10)  # a word the statistics lack: rare
     assert entries("language author:smith") == 0  # another index: kept
+
+
+def test_a_month_page_s_search_knows_the_month(
+    word_in_every_abstract_and_many_titles, fresh_word_statistics, settings, client
+):
+    """The month's page limits its papers itself, not by since/until: its search is told the
+    range, so a common word is tested on the month's papers there too."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    response = client.get("/papers/month/2016-03/", {"q": "language", "mode": "keyword"})
+    assert response.status_code == 200
+    paper_filter = response.context["filter"]
+    assert paper_filter._published_range() == (dt.date(2016, 3, 1), dt.date(2016, 3, 31))
+    assert paper_filter._tested_in_date_range
+    assert response.context["summary"].count == 93
+
+
+@pytest.mark.parametrize(
+    ("params", "published", "expected"),
+    [
+        ({}, None, None),
+        ({"since": "2016-03-05"}, None, (dt.date(2016, 3, 5), None)),
+        (
+            {},
+            (dt.date(2016, 3, 1), dt.date(2016, 3, 31)),
+            (dt.date(2016, 3, 1), dt.date(2016, 3, 31)),
+        ),
+        (
+            {"since": "2016-03-05", "until": "2017-01-01"},
+            (dt.date(2016, 3, 1), dt.date(2016, 3, 31)),
+            (dt.date(2016, 3, 5), dt.date(2016, 3, 31)),
+        ),
+        ({"period": "week"}, None, (dt.date(2016, 3, 9), dt.date(2016, 3, 15))),
+    ],
+)
+def test_the_range_a_search_is_limited_to(params, published, expected):
+    paper_filter = PaperFilter(
+        QueryDict(urlencode(params)), today=dt.date(2016, 3, 15), published=published
+    )
+    assert paper_filter.is_valid()
+    assert paper_filter._published_range() == expected
