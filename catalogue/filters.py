@@ -42,6 +42,7 @@ from catalogue.summary import (
     papers_published_between,
     ranked_among,
     ranks_in_scan,
+    tests_range_pays,
 )
 
 # The order of parameters in canonical URLs: equal searches have equal URLs.
@@ -321,14 +322,15 @@ class PaperFilter(django_filters.FilterSet):
     def _tested_in_date_range(self) -> bool:
         """Whether the words are tested on each paper of the date filters' range rather than
         found from the search vector's index: where the range's papers (``summary``'s
-        months) cost less to test (~3 µs each) than the words' index entries to read
-        (~0.25 µs each, ``search.index_entries``), e.g. a word in a quarter of the papers
-        searched in a few months."""
+        months) cost less to test than the words' index entries to read
+        (``summary.tests_range_pays``), e.g. a word in a quarter of the papers searched in a
+        few months."""
         published = self._published_range()
         if self._parsed is None or published is None or not is_large():
             return False  # (in a small catalogue either way is cheap)
-        papers = papers_published_between(*published)
-        return papers * 3.0 < search.index_entries(self._parsed) * 0.25
+        return tests_range_pays(
+            papers_published_between(*published), search.index_entries(self._parsed)
+        )
 
     def _published_range(self) -> tuple[dt.date | None, dt.date | None] | None:
         """(first, last) day the date filters (and the page's own range, ``published``)

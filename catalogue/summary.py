@@ -20,7 +20,6 @@ live from their indexes; whole anonymous pages have their own cache (``catalogue
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -110,13 +109,18 @@ class Summary:
         in July 2024, a walk of 242,000 papers (265 ms) against 68 ms reading every match."""
         top = newest.replace(day=1) if newest else dt.date.max
         months = tuple(sorted(((m, n) for m, n in self.per_month.items() if m), reverse=True))
-        reach = Reach(0, months=months, top=top)
-        walk = reach.walk_for(needed)
-        if walk is None:
+        walked_to, _ = _month_reaching(months, needed)
+        if walked_to is None:
             return None
         since, found = _month_reaching(months, needed * (1 if self.exact else SINCE_MARGIN))
-        span = 0 if since is None else _papers_between(since, top)
-        return dataclasses.replace(reach, walk=walk, since=since, span=span, found=found)
+        return Reach(
+            _papers_between(walked_to, top),
+            since=since,
+            span=0 if since is None else _papers_between(since, top),
+            found=found,
+            months=months,
+            top=top,
+        )
 
     def ids_by_date(self, newest: bool) -> list[int] | None:
         """Every match's id newest first or oldest first, the undated last either way (as
@@ -405,7 +409,7 @@ def _sample_topic_links(every: int) -> tuple[dict, dict]:
 
 def catalogue_months() -> dict[dt.date, int]:
     """{month: papers} of the visible dated papers, estimated from the sample, kept
-    (``_kept``): how far walking the date index goes (``Summary.walk_reads``)."""
+    (``_kept``): how far walking the date index goes (``Summary.reach``)."""
     return _kept("sample-months", sample_every, _read_months)
 
 
@@ -687,7 +691,7 @@ def _read_since(reach: Reach, matches: int, newest: QuerySet, *titled: QuerySet)
     walking the date index read 83,000 papers (132 ms); reading every match, 141 ms; the
     3,000 matches since 13 months back, from the bitmaps of the word's 32,500 index entries
     and the range's 120,000 papers, 32 ms."""
-    newest_since = published_since(newest, reach.since)
+    newest_since = _published_since(newest, reach.since)
     titles = _title_statements(titled, matches, reach)
     parts = _read_apart([_statement(newest_since, _SINCE), *titles])
     if len(parts[0]) < newest.query.high_mark - newest.query.low_mark:
@@ -695,7 +699,7 @@ def _read_since(reach: Reach, matches: int, newest: QuerySet, *titled: QuerySet)
     return _most_relevant_first(parts)
 
 
-def published_since(pool: QuerySet, since: dt.date) -> QuerySet:
+def _published_since(pool: QuerySet, since: dt.date) -> QuerySet:
     """``pool`` (a sliced queryset) among the papers published on or after ``since``."""
     unsliced = pool.all()
     low, high = unsliced.query.low_mark, unsliced.query.high_mark
@@ -812,7 +816,7 @@ def _statement(part: QuerySet, planner_settings: tuple[str, ...] = ()) -> tuple:
 def walks_date_index(matches: int | None, reads: int | None = None) -> bool:
     """Whether a ranking of this many matches finds its newest candidates by walking the
     date index (see ``_ranked_rows``): more matches than candidates, too many to test all.
-    ``reads``: how many papers the walk reads, where known (``Summary.walk_reads``)."""
+    ``reads``: how many papers the walk reads, where known (``Summary.reach``)."""
     candidates = settings.SEARCH_RANK_CANDIDATES
     if matches is None or matches <= candidates:
         return False
@@ -824,7 +828,7 @@ def _walk_pays(matches: int, needed: int, reads: int | None = None) -> bool:
     every match. Without ``reads``: the walk reads ~needed x catalogue / matches papers (the
     matches spread evenly), each test cheap, and reading a match fully costs 10 times more
     (a phrase's positions and pattern). With ``reads``, the papers the walk reads counted
-    by month (``Summary.walk_reads``, for words): measured at a million papers, a paper
+    by month (``Summary.reach``, for words): measured at a million papers, a paper
     walked costs 0.9-1.3 µs and a word's match read fully 2.5-3.4 µs ("recognizer", 12,000
     matches whose newest 2,000 reach back 120,000 papers: walking 154 ms, reading 36)."""
     if reads is None:
@@ -847,6 +851,20 @@ def ranks_in_scan(matches: int | None, reach: Reach | None = None) -> bool:
 # word's match read 2.5-4.3, an entry of the word's GIN bitmap 0.2, a paper of a date range's
 # btree bitmap 0.13-0.17).
 _WALKED, _READ, _ENTRY, _SPAN = 1.0, 3.0, 0.15, 0.12
+
+
+# A search tested on each paper of a date range instead of read from the words' index
+# (``tests_range_pays``), µs: a paper of the range tested ~3 (1.3-2.9 measured), an entry of
+# the words' index read whole into a bitmap ~0.25 (0.21-0.29), where PostgreSQL prices it as
+# nearly free. (``_ENTRY`` above is the same entry in the walk's units, where the since-month
+# way reads a word's entry beside a date range's.)
+_RANGE_PAPER_TESTED_US, _INDEX_ENTRY_READ_US = 3.0, 0.25
+
+
+def tests_range_pays(papers: int, entries: float) -> bool:
+    """Whether testing a search on each of a date range's ``papers`` costs less than reading
+    the ``entries`` of its words' index (``search.index_entries``) to intersect with them."""
+    return papers * _RANGE_PAPER_TESTED_US < entries * _INDEX_ENTRY_READ_US
 
 
 def reads_since_pays(matches: int | None, reach: Reach | None) -> bool:
