@@ -442,6 +442,7 @@ class SizeResult:
     reference_rate: float | None = None  # rows/s of copy_reference, taken after the ingest
     embedding: dict | None = None  # ``embed``'s figures; None: not run at this size
     embed_up_to: int | None = None  # the largest size embedded (--embed-up-to)
+    standins: dict | None = None  # ``standin.fill``'s figures; None: none made by this run
     database: str = ""  # the bench database's name
     prewarm: tuple[int, float] | None = None  # (blocks, seconds) read into the OS cache
 
@@ -554,11 +555,29 @@ def _embedding_line(result: SizeResult) -> str:
     e = result.embedding
     if e is None:
         embedded = result.prepare.get("embedded", 0)
-        return (
+        standins = result.prepare.get("standins", 0)
+        line = (
             f"Papers with an embedding: {embedded:,} (`manage.py embed` runs at sizes up to "
-            f"{result.embed_up_to or 0:,} papers, `--embed-up-to`); hybrid search (the default "
-            "with `q`) adds the query's embedding and a nearest-neighbour scan among those."
+            f"{result.embed_up_to or 0:,} papers, `--embed-up-to`)"
         )
+        if standins:
+            line += (
+                f", {standins:,} of them stand-ins (`tests.bench.standin`: the model's vectors "
+                "of the corpus's commonest words averaged over each paper's words, so the HNSW "
+                "index and its scans are a real catalogue's size)"
+            )
+        line += (
+            "; hybrid search (the default with `q`) adds the query's embedding and a "
+            "nearest-neighbour scan among those."
+        )
+        s = result.standins
+        if s:
+            line += (
+                f" Stand-ins made by this run: {s['papers']:,} papers from {s['words']:,} "
+                f"words in {s['word_seconds']:.0f} s, written in {s['copy_seconds']:.0f} s, "
+                f"HNSW index built in {s['index_seconds']:.0f} s."
+            )
+        return line
     return (
         f"Embeddings (`manage.py embed`, the backfill, child process, after ingest and "
         f"prepare): {e['papers']:,} papers in {e['seconds']:.1f} s, **{e['rate']:,.1f} "
@@ -696,15 +715,18 @@ def prepare(today) -> dict:
 
 def describe() -> dict:
     """What a prepared catalogue holds that the report tells: papers tagged per topic, papers
-    with an embedding, and PostgreSQL's estimate of its papers (pages summarise exactly below
-    SUMMARY_EXACT_BELOW by it, from a sample above: near it, at 100,000, it picks the path)."""
+    with an embedding (stand-ins among them), and PostgreSQL's estimate of its papers (pages
+    summarise exactly below SUMMARY_EXACT_BELOW by it, from a sample above: near it, at
+    100,000, it picks the path)."""
     from catalogue.models import PaperEmbedding, PaperTopic
     from catalogue.summary import _table_rows
+    from tests.bench.standin import STANDIN_MODEL
 
     topics = {slug: PaperTopic.objects.filter(topic__slug=slug).count() for _, slug, _ in TOPICS}
     return {
         "topics": topics,
         "embedded": PaperEmbedding.objects.count(),
+        "standins": PaperEmbedding.objects.filter(model=STANDIN_MODEL).count(),
         "estimated_rows": _table_rows(),
     }
 

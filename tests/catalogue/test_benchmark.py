@@ -43,7 +43,11 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
     server_url = url_from_settings(settings.DATABASES["default"], "postgres")
     try:
         built = _bench(*arguments, "--duration", "1", "--keep-db")
-        reused = _bench(*arguments, "--skip-throughput")
+        # As a database built before stand-ins existed: no embeddings.
+        database_url = url_from_settings(settings.DATABASES["default"], db_name)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM catalogue_paperembedding")
+        reused = _bench(*arguments, "--skip-throughput", "--embed-up-to", "0")
     finally:
         benchmark.drop_database(server_url, db_name)
     classes = workload.Mix(None, None).classes()
@@ -59,6 +63,10 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
     throughput = [r for r in built.splitlines() if r.startswith(("| 8 |", "| 32 |"))]
     assert len(throughput) == 2 and all(r.rstrip().endswith("| 0 |") for r in throughput)
     assert "Reused the database" not in built and f"Reused the database `{db_name}`" in reused
+    # The built one embedded its papers with the model; the reused one got stand-ins.
+    assert re.search(r"Embeddings \(`manage.py embed`.*: 300 papers in", built)
+    assert "Papers with an embedding: 300 (" in reused
+    assert re.search(r"300 of them stand-ins .* Stand-ins made by this run: 300 papers", reused)
     text = report.read_text()
     assert text.count("<!-- bench_site: begin") == 1  # the second run replaced the first's
     assert text.startswith("# Benchmarks\n") and "## Earlier figures\n\nKept." in text

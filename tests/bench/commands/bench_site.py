@@ -5,7 +5,8 @@ database on the same server (``--db-name``; default ``<name>_bench_site``): reus
 when it already holds that many papers (``make load``'s ``<name>_load_100000`` or a copy of
 it), else built afresh by the real ingest path (``manage.py ingest FILE --inline`` in a
 child), topics tagged, trending refreshed, embeddings backfilled (``manage.py embed``, at
-sizes up to ``--embed-up-to``). Then, against ``gunicorn -w 4`` on loopback (``DEBUG=0``):
+sizes up to ``--embed-up-to``; stand-ins above, ``tests.bench.standin``). Then, against
+``gunicorn -w 4`` on loopback (``DEBUG=0``):
 
 1. new queries: ``--per-class`` distinct URLs of each page class of the load test's mix,
    drawn from the corpus's vocabulary, each requested once with the page and summary caches
@@ -39,7 +40,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from catalogue.dburl import url_from_settings
-from tests.bench import benchmark, corpus
+from tests.bench import benchmark, corpus, standin
 from tests.bench.benchmark import ClassResult, Latency, SizeResult
 from tests.bench.commands import command
 from tests.bench.loadtest import workload
@@ -76,7 +77,13 @@ class Command(BaseCommand):
             type=int,
             default=10_000,
             help="run manage.py embed (timed) at sizes up to this many papers, on a database "
-            "built by this run; larger sizes search by meaning among no embeddings",
+            "built by this run; larger sizes get stand-in embeddings (tests.bench.standin)",
+        )
+        parser.add_argument(
+            "--no-standins",
+            action="store_true",
+            help="no stand-in embeddings above --embed-up-to: hybrid searches then scan an "
+            "empty index (cheaper than any real catalogue's)",
         )
         parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
         parser.add_argument("--seed", type=int, default=0, help="corpus seed")
@@ -175,7 +182,12 @@ class Command(BaseCommand):
         if count == papers and not self.options["rebuild"]:
             self._note(f"reusing {self.db_name} ({papers:,} papers); --rebuild to build it afresh")
             benchmark.manage(["migrate", "-v0"], self.env, settings.BASE_DIR)
-            return {"ingest_seconds": None, "prepare": self._stage("describe", {})}
+            described = self._stage("describe", {})
+            standins = None
+            if not described["embedded"]:  # (a database built before stand-ins existed)
+                standins = self._standins(papers)
+                described = self._stage("describe", {})
+            return {"ingest_seconds": None, "prepare": described, "standins": standins}
         if count and self.options["db_name"] and not self.options["rebuild"]:
             raise CommandError(
                 f"{self.db_name} holds {count:,} papers, not {papers:,}: give --rebuild to "
@@ -186,7 +198,7 @@ class Command(BaseCommand):
         rows, seconds = benchmark.copy_reference(self.env["DATABASE_URL"], limit=100_000)
         self._note(f"{papers:,} papers: topics, trending, VACUUM ANALYZE")
         prepared = self._stage("prepare", {"today": corpus.END.isoformat()})
-        embedding = None
+        embedding = standins = None
         if papers <= self.options["embed_up_to"]:
             self._note(f"{papers:,} papers: manage.py embed")
             embedding = benchmark.embed(self.env, settings.BASE_DIR)
@@ -195,12 +207,26 @@ class Command(BaseCommand):
                 f"{papers:,} papers: embedded {embedding['papers']:,} in "
                 f"{embedding['seconds']:.1f} s, {embedding['rate']:,.1f} papers/s"
             )
+        else:
+            standins = self._standins(papers)
+            prepared["embedded"] = prepared["standins"] = standins["papers"] if standins else 0
         return {
             "ingest_seconds": ingest_seconds,
             "reference_rate": rows / seconds,
             "prepare": prepared,
             "embedding": embedding,
+            "standins": standins,
         }
+
+    def _standins(self, papers: int) -> dict | None:
+        """Stand-in embeddings for every paper (``tests.bench.standin``), unless
+        ``--no-standins``: figures of the fill, or None."""
+        if self.options["no_standins"]:
+            return None
+        from catalogue import embedder
+
+        self._note(f"{papers:,} papers: stand-in embeddings")
+        return standin.fill(self.env["DATABASE_URL"], embedder.get_embedder().embed)
 
     def _throughput_urls(self, vocabulary) -> list[str]:
         """Distinct URLs of the mix, more than the throughput runs can ask, none of them one of
