@@ -33,7 +33,7 @@ from django.contrib.postgres.search import (
     SearchVectorExact,
     SearchVectorField,
 )
-from django.db.models import F, Func, Q, QuerySet, Value
+from django.db.models import Case, F, Func, Q, QuerySet, Value, When
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
@@ -351,15 +351,27 @@ def highlight(queryset: QuerySet, text: str) -> QuerySet:
     """Annotate ``title_html`` and ``excerpt_html``: headlines with the matches marked
     (turn them into HTML with ``marked_html``).
 
-    Headlines re-parse the documents, so apply this to the displayed page only.
+    Headlines re-parse the documents, so apply this to the displayed page only, and only to
+    papers holding a term (their search vector matches the terms OR-ed, a lookup): a paper
+    found by meaning alone has nothing to mark, and its headline would cost the same parse
+    (~0.2 ms a paper). Its annotations are NULL; cards then show the title and the abstract's
+    first words.
     """
     parsed = parse(text)
     if not parsed.highlight_query:
         return queryset
     query = RawTsQuery(parsed.highlight_query)
+    has_a_term = SearchVectorExact(F("search_vector"), query)
+
+    def headline(field: str, options: dict):
+        return Case(
+            When(has_a_term, then=SearchHeadline(field, query, config=CONFIG, **options)),
+            default=None,
+        )
+
     return queryset.annotate(
-        title_html=SearchHeadline("title", query, config=CONFIG, **_HEADLINE_OPTIONS),
-        excerpt_html=SearchHeadline("abstract", query, config=CONFIG, **_EXCERPT_OPTIONS),
+        title_html=headline("title", _HEADLINE_OPTIONS),
+        excerpt_html=headline("abstract", _EXCERPT_OPTIONS),
     )
 
 
