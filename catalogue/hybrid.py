@@ -128,8 +128,8 @@ def keyword_ranking(keyword: list[tuple[int, float]]) -> Ranking:
 class AnyOfIds(Lookup):
     """``id = ANY(ids)``, the array handed over by an InitPlan rather than as a constant.
 
-    A constant array of up to 100 elements in an OR (the neighbours' ids or the words) is
-    unfolded by PostgreSQL's planner, element by element, while it proves which partial
+    A constant array of up to 100 elements in an OR (here: the neighbours' ids OR the words)
+    is unfolded by PostgreSQL's planner, element by element, while it proves which partial
     indexes the query may use: with the summary sample's indexes (``in_sample``) that costs
     4-5 ms of planning for 100 ids (0.3 ms for 101). The InitPlan's array is not a constant,
     so nothing is unfolded; the ids are still found through the primary key's index."""
