@@ -80,13 +80,20 @@ def wait_for_value(value, timeout: float, what: str):
     return result
 
 
+# The command's connections name themselves (libpq reads PGAPPNAME): only its own wait
+# counts, not that of a connection another test left waiting (the suite once saw one, and
+# the interruption landed before the command's first batch: it then hung on the lock).
+EMBED_APP = "embed-interrupted-test"
+
+
 def waiting_on_a_lock(process: subprocess.Popen) -> bool:
     assert process.poll() is None, process.communicate()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_stat_clear_snapshot()")  # a fresh look in this transaction
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database() AND pid <> pg_backend_pid()"
+            "AND datname = current_database() AND application_name = %s",
+            [EMBED_APP],
         )
         return cursor.fetchone()[0] > 0
 
@@ -96,7 +103,11 @@ def test_interrupted_backfill_keeps_committed_batches_and_a_rerun_finishes():
     """Ctrl-C loses at most the batch being written. The second batch is held by a row lock
     this test takes, so the interruption lands after exactly one committed batch."""
     made = papers(10)
-    env = {**os.environ, "DATABASE_URL": url_from_settings(settings.DATABASES["default"])}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url_from_settings(settings.DATABASES["default"]),
+        "PGAPPNAME": EMBED_APP,
+    }
     command = [sys.executable, "manage.py", "embed", "--batch-size", "2", "--no-progress"]
     with transaction.atomic():
         # The papers after the first two are locked: the second batch waits to be saved.
