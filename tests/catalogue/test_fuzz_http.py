@@ -27,6 +27,7 @@ import re
 from functools import cache
 from urllib.parse import quote, quote_plus
 
+import markupsafe
 import numpy as np
 import pytest
 from django.contrib.auth.models import User
@@ -128,12 +129,22 @@ def assert_answered(response, explains=None) -> None:
 
 
 def html_form_error(response) -> bool:
-    """Every error of the page's form is shown on it."""
+    """Every error of the page's form is shown on it, escaped as either template engine
+    escapes it (a quote: Django's ``&quot;``, Jinja2's ``&#34;``)."""
     context = response.context
     form = context["filter"].form if "filter" in context else context["form"]
     messages = [message for errors in form.errors.values() for message in errors]
     body = response.content.decode()
-    return bool(messages) and all(escape(message) in body for message in messages)
+    return bool(messages) and all(
+        escape(message) in body or str(markupsafe.escape(message)) in body for message in messages
+    )
+
+
+def test_a_form_error_quoting_the_reader_s_value_is_shown(catalogue):
+    """Found by the fuzzer: ``mode="`` is an invalid choice whose message quotes the value."""
+    response = catalogue["anonymous"].get("/", {"mode": '"'})
+    assert response.status_code == 400
+    assert html_form_error(response)
 
 
 def api_error(response) -> bool:
