@@ -62,9 +62,10 @@ def paper_vector(
     return mean / norm if norm > 0 else None
 
 
-def fill(database_url: str, embed) -> dict:
+def fill(database_url: str, embed, words: int = WORDS) -> dict:
     """Give every paper without an embedding a stand-in (``embed``: texts to unit vectors,
-    e.g. the model's ``Embedder.embed``), the HNSW index rebuilt once after them. Returns
+    e.g. the model's ``Embedder.embed``; ``words``: how many of the commonest words it
+    embeds), the HNSW index rebuilt once after them. Returns
     papers, words, and seconds of each step (``word_seconds``: counting and embedding the
     words, ``count_seconds`` of them counting)."""
     started = time.perf_counter()
@@ -74,10 +75,10 @@ def fill(database_url: str, embed) -> dict:
         psycopg.connect(database_url) as reader,
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
-        words = commonest_words(_texts(reader))
+        vocabulary = commonest_words(_texts(reader), words)
         counted_at = time.perf_counter()
-        vectors = embed(words)
-        index = {word: row for row, word in enumerate(words)}
+        vectors = embed(vocabulary)
+        index = {word: row for row, word in enumerate(vocabulary)}
         embedded_at = time.perf_counter()
         definition = _drop_index(conn)
         papers = _copy_vectors(reader, conn, index, vectors)
@@ -87,7 +88,7 @@ def fill(database_url: str, embed) -> dict:
         conn.execute("VACUUM ANALYZE catalogue_paperembedding")
     return {
         "papers": papers,
-        "words": len(words),
+        "words": len(vocabulary),
         "word_seconds": embedded_at - started,
         "count_seconds": counted_at - started,
         "copy_seconds": copied_at - embedded_at,

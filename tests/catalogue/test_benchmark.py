@@ -47,7 +47,10 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
         database_url = url_from_settings(settings.DATABASES["default"], db_name)
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("DELETE FROM catalogue_paperembedding")
-        reused = _bench(*arguments, "--skip-throughput", "--embed-up-to", "0")
+        # (300 words, not the default 20,000: the model embeds ~200 words a second)
+        reused = _bench(
+            *arguments, "--skip-throughput", "--embed-up-to", "0", "--standin-words", "300"
+        )
     finally:
         benchmark.drop_database(server_url, db_name)
     classes = workload.Mix(None, None).classes()
@@ -66,7 +69,9 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
     # The built one embedded its papers with the model; the reused one got stand-ins.
     assert re.search(r"Embeddings \(`manage.py embed`.*: 300 papers in", built)
     assert "Papers with an embedding: 300 (" in reused
-    assert re.search(r"300 of them stand-ins .* Stand-ins made by this run: 300 papers", reused)
+    assert re.search(
+        r"300 of them stand-ins .* Stand-ins made by this run: 300 papers from 300 words", reused
+    )
     text = report.read_text()
     assert text.count("<!-- bench_site: begin") == 1  # the second run replaced the first's
     assert text.startswith("# Benchmarks\n") and "## Earlier figures\n\nKept." in text

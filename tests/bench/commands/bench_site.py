@@ -85,6 +85,13 @@ class Command(BaseCommand):
             help="no stand-in embeddings above --embed-up-to: hybrid searches then scan an "
             "empty index (cheaper than any real catalogue's)",
         )
+        parser.add_argument(
+            "--standin-words",
+            type=int,
+            default=standin.WORDS,
+            help="the commonest words the model embeds for stand-ins (their cost: ~200 words "
+            "a second; fewer words, vaguer neighbours)",
+        )
         parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
         parser.add_argument("--seed", type=int, default=0, help="corpus seed")
         parser.add_argument(
@@ -226,7 +233,11 @@ class Command(BaseCommand):
         from catalogue import embedder
 
         self._note(f"{papers:,} papers: stand-in embeddings")
-        return standin.fill(self.env["DATABASE_URL"], embedder.get_embedder().embed)
+        return standin.fill(
+            self.env["DATABASE_URL"],
+            embedder.get_embedder().embed,
+            words=self.options["standin_words"],
+        )
 
     def _throughput_urls(self, vocabulary) -> list[str]:
         """Distinct URLs of the mix, more than the throughput runs can ask, none of them one of
