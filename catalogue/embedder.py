@@ -15,7 +15,6 @@ the cores busy), about 200 MB of memory once loaded, 250 MB at the peak of a bat
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Sequence
@@ -299,18 +298,3 @@ def get_embedder() -> Embedder:
 
                 _embedder = Embedder(settings.EMBEDDING_MODEL_DIR)
     return _embedder
-
-
-def embed_query(text: str) -> list[float]:
-    """A search query's unit vector. Whitespace does not matter to the tokenizer, so it does
-    not make a new cache entry either."""
-    return _embed_query(" ".join(text.split())).tolist()
-
-
-@functools.lru_cache(maxsize=1024)
-def _embed_query(text: str) -> np.ndarray:
-    # Readers repeat queries (pagination, feeds, the same popular words). Kept as arrays
-    # (1.5 kB each; a tuple of Python floats would take 12 kB), read-only as they are shared.
-    vector = get_embedder().embed([text])[0]
-    vector.flags.writeable = False
-    return vector

@@ -37,6 +37,7 @@ from catalogue.summary import (
     PagedByIds,
     Reach,
     Summary,
+    cached_neighbours,
     cached_ranking,
     is_large,
     papers_published_between,
@@ -275,24 +276,43 @@ class PaperFilter(django_filters.FilterSet):
         return search.condition(self._parsed, unindexed=self._tested_in_date_range)
 
     @cached_property
-    def _vector(self):
-        """The meaning searched for: the ``like`` paper's embedding, else the query's."""
+    def _meaning(self) -> str | None:
+        """What is searched for by meaning, as text (a cache key's part): the ``like`` paper,
+        else the query's text for meaning; None when the search is by words alone."""
         if self.search_mode in (None, Mode.KEYWORD):
             return None
         if self.like_paper:
-            return hybrid.paper_vector(self.like_paper)
+            return f"like:{self.like_paper.pk}"
         text = hybrid.query_text_for_meaning(self._parsed)
-        return hybrid.query_vector(text) if text else None
+        return f"query:{text}" if text else None
+
+    @cached_property
+    def _vector(self):
+        """The meaning searched for: the ``like`` paper's embedding, else the query's (None
+        without either, or without the model). Computed only where a cache does not answer."""
+        if self._meaning is None:
+            return None
+        if self.like_paper:
+            return hybrid.paper_vector(self.like_paper)
+        return hybrid.query_vector(hybrid.query_text_for_meaning(self._parsed))
 
     @cached_property
     def _nearest(self) -> list[tuple[int, float]]:
-        """(id, similarity) of the papers nearest the searched meaning, nearest first."""
-        if self._vector is None:
+        """(id, similarity) of the papers nearest the searched meaning, nearest first; cached
+        like summaries (``cached_neighbours``), so a search's next page or other order
+        neither embeds the query nor scans the HNSW index again."""
+        if self._meaning is None:
             return []
         papers = self._filtered
         if self.like_paper:
             papers = papers.exclude(pk=self.like_paper.pk)
-        return hybrid.neighbours(papers, self._vector, settings.SEMANTIC_NEIGHBOURS)
+        limit = settings.SEMANTIC_NEIGHBOURS
+
+        def scan():
+            vector = self._vector
+            return [] if vector is None else hybrid.neighbours(papers, vector, limit)
+
+        return cached_neighbours(papers, f"{self._meaning}\x00{limit}", scan)
 
     @cached_property
     def _neighbours(self) -> list[tuple[int, float]]:
@@ -418,7 +438,7 @@ class PaperFilter(django_filters.FilterSet):
         ``match_ids``: every match's id, newest first, when the summary read them; ``reach``:
         where the newest candidates lie in the date index (``Summary.reach``)."""
         keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
-        if self.search_mode == Mode.KEYWORD or (keyword and self._vector is None):
+        if self.search_mode == Mode.KEYWORD or (keyword and self._meaning is None):
             return self._cached_ranking(
                 matches, hybrid.keyword_ranking, match_ids=match_ids, reach=reach
             )
@@ -428,8 +448,9 @@ class PaperFilter(django_filters.FilterSet):
         def fuse(rows):
             # Similarities of the best keyword candidates only, by primary key: a join of
             # every candidate to its embedding reads the whole embeddings table (a hash join).
+            # (Nothing near by meaning, e.g. no model: no embedding of the query either.)
             best = [pk for pk, _ in rows[: hybrid.FUSE_DEPTH]] if self._nearest else []
-            similarity = hybrid.similarities(best, self._vector)  # none embedded: no query
+            similarity = hybrid.similarities(best, self._vector) if best else {}
             return hybrid.fuse(rows, self._neighbours, similarity)
 
         return self._cached_ranking(

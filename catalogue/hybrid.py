@@ -20,12 +20,17 @@ Every result says why it matched (``reasons``): ``words``, ``meaning`` or both.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F, Lookup, Q, QuerySet
 from pgvector.django import CosineDistance
 
-from catalogue import search
+from catalogue import embedder, search
 from catalogue.models import Paper, PaperEmbedding
 
 
@@ -58,14 +63,31 @@ class Ranking:
     reasons: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
-def query_vector(text: str):
-    """The embedding of a reader's query, or None when the embedder is not installed."""
-    from catalogue import embedder
-
+def query_vector(text: str) -> list[float] | None:
+    """The embedding of a reader's query, or None when the embedder is not installed.
+    Whitespace does not matter to the tokenizer, so it does not make another entry either."""
     try:
-        return embedder.embed_query(text)
+        return _query_vector(" ".join(text.split())).tolist()
     except embedder.ModelFilesMissing:
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _query_vector(text: str) -> np.ndarray:
+    """The process's memo of query vectors, over the one every process shares (Redis,
+    ``QUERY_VECTOR_CACHE_SECONDS``): readers repeat queries (next pages, other filters, feeds)
+    and a gunicorn worker sees only some of them. Kept as arrays (1.5 kB each; a tuple of
+    Python floats would take 12 kB), read-only as they are shared."""
+    seconds = settings.QUERY_VECTOR_CACHE_SECONDS
+    key = f"query-vector:{embedder.MODEL_ID}:{hashlib.sha256(text.encode()).hexdigest()}"
+    stored = cache.get(key) if seconds > 0 else None
+    if isinstance(stored, bytes) and len(stored) == embedder.DIMENSIONS * 4:
+        return np.frombuffer(stored, dtype=np.float32)  # (read-only: it is the bytes')
+    vector = embedder.get_embedder().embed([text])[0]
+    vector.flags.writeable = False
+    if seconds > 0:
+        cache.set(key, vector.tobytes(), seconds)
+    return vector
 
 
 def paper_vector(paper: Paper):

@@ -482,7 +482,10 @@ class PaperEmbedding(models.Model):
                 m=16,
                 ef_construction=64,
                 opclasses=["halfvec_cosine_ops"],
-            )
+            ),
+            # The latest embedding is part of the catalogue's version (summary.catalogue_state):
+            # cached neighbours by meaning and pages must not outlive a backfill's new vectors.
+            models.Index(fields=["computed_at"], name="embedding_computed_idx"),
         ]
 
     def __str__(self):

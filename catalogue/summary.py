@@ -13,7 +13,8 @@ sampled matches in an index of 20,000 papers instead of probing the table:
 
 Summaries, and relevance rankings (``CachedRanking``: the ranked ids), are cached in Redis for
 ``SUMMARY_CACHE_SECONDS``, keyed by the query's SQL and the catalogue's last change
-(``max(updated_at)``), so a hot search computes them once; the catalogue's last change and its
+(``max(updated_at)`` of the papers, ``max(computed_at)`` of their embeddings), so a hot search
+computes them once; the catalogue's last change and its
 size are read in one statement, once per request (``catalogue_state``). Other orders are read
 live from their indexes; whole anonymous pages have their own cache (``catalogue.pagecache``).
 """
@@ -143,6 +144,15 @@ def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
     return _cached(key, lambda: _summary(matches, topics))
 
 
+def cached_neighbours(papers: QuerySet, meaning: str, scan) -> list[tuple[int, float]]:
+    """The nearest papers by meaning among ``papers`` (``scan()``: (id, similarity), nearest
+    first), cached like summaries by ``papers``' SQL, ``meaning`` (what is searched for and
+    how many) and the catalogue's version, which a backfill's new embeddings change too."""
+    if settings.SUMMARY_CACHE_SECONDS <= 0:
+        return scan()  # (not even the key: a feed reads no catalogue state otherwise)
+    return _cached(_cache_key("nearest", papers, meaning), scan)
+
+
 def _cached(key: str, compute):
     """The cached value of ``key``, else ``compute()``, cached for SUMMARY_CACHE_SECONDS.
     0 seconds turns caching off, reads included: every figure is computed afresh."""
@@ -155,16 +165,16 @@ def _cached(key: str, compute):
     return value
 
 
-def _cache_key(kind: str, queryset: QuerySet) -> str:
-    """The query's SQL and the catalogue's latest change: a change to any paper (ingest, a
-    curator's edit or action) starts new keys, and the old ones expire."""
+def _cache_key(kind: str, queryset: QuerySet, extra: str = "") -> str:
+    """The query's SQL (and ``extra``) and the catalogue's latest change: a change to any
+    paper (ingest, a curator's edit or action) starts new keys, and the old ones expire."""
     # A UNION keeps the columns it orders by (a ranking ranked as found, by_relevance).
     keyed = queryset if queryset.query.combinator else queryset.values("pk")
     try:
         sql, params = keyed.query.sql_with_params()
     except EmptyResultSet:  # e.g. a search by meaning before any paper has an embedding
         sql, params = "EMPTY", ()
-    return _versioned_key(kind, f"{sql}\x00{params!r}")
+    return _versioned_key(kind, f"{sql}\x00{params!r}\x00{extra}")
 
 
 def _versioned_key(kind: str, text: str) -> str:
@@ -173,7 +183,8 @@ def _versioned_key(kind: str, text: str) -> str:
 
 
 def catalogue_version() -> str:
-    """The latest change to any paper (one read of the updated_at index)."""
+    """The latest change to any paper or to any paper's embedding (one read of each one's
+    index): a backfill's new vectors change what a search finds by meaning."""
     return catalogue_state()[0]
 
 
@@ -183,7 +194,8 @@ _request = threading.local()
 
 
 def catalogue_state() -> tuple[str, int]:
-    """(the latest change to any paper, the papers table's estimated rows), in one statement.
+    """(the latest change to any paper or embedding, the papers table's estimated rows), in
+    one statement.
 
     The page cache, the summary's and the ranking's keys and the summary's choice of method
     all need them: within a request they are read once (a page would otherwise pay three or
@@ -198,16 +210,17 @@ def catalogue_state() -> tuple[str, int]:
 
 
 def _read_state() -> tuple[str, int]:
-    # max(updated_at) reads one entry of its index; reltuples is PostgreSQL's estimate,
-    # kept by ANALYZE and autovacuum.
+    # max(updated_at) and max(computed_at) read one entry of their indexes; reltuples is
+    # PostgreSQL's estimate, kept by ANALYZE and autovacuum.
     with catalogue_connection().cursor() as cursor:
         cursor.execute(
             "SELECT (SELECT max(updated_at) FROM catalogue_paper),"
+            " (SELECT max(computed_at) FROM catalogue_paperembedding),"
             " (SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass)",
             [Paper._meta.db_table],
         )
-        last, rows = cursor.fetchone()
-    return str(last), max(rows or 0, 0)
+        last, embedded, rows = cursor.fetchone()
+    return f"{last}/{embedded}", max(rows or 0, 0)
 
 
 def start_request_memo(**kwargs) -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from catalogue import embedder, model_files
-from catalogue.embedder import MAX_TOKENS, Embedder, ModelFilesMissing, embed_query, get_embedder
+from catalogue.embedder import MAX_TOKENS, Embedder, ModelFilesMissing, get_embedder
 
 GOLDEN = json.loads(
     (Path(__file__).parent.parent / "data" / "embeddings" / "minilm_golden.json").read_text()
@@ -66,17 +66,6 @@ def test_long_text_is_read_up_to_256_tokens():
 
 def test_embed_of_nothing_is_an_empty_array():
     assert get_embedder().embed([]).shape == (0, 384)
-
-
-def test_query_vector_is_cached_and_ignores_spacing():
-    embedder._embed_query.cache_clear()
-    first = embed_query("diffusion distillation")
-    assert np.abs(np.array(first) - reference("query")).max() < TOLERANCE
-    again = embed_query("  diffusion   distillation ")
-    assert again == first
-    assert embedder._embed_query.cache_info().hits == 1
-    again.append(0.0)  # the caller's copy: the cache is not changed
-    assert len(embed_query("diffusion distillation")) == 384
 
 
 def test_missing_model_files_say_how_to_get_them(tmp_path):

@@ -8,20 +8,30 @@ scan returns without iterative scanning.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from catalogue import hybrid, search
+from catalogue import embedder, hybrid, search
 from catalogue.hybrid import MEANING, WORDS
 from catalogue.models import Paper, PaperEmbedding, PaperTopic, Topic, in_sample
 
 pytestmark = pytest.mark.django_db
+
+GOLDEN = json.loads(
+    (Path(__file__).parent.parent / "data" / "embeddings" / "minilm_golden.json").read_text()
+)
+_real_get_embedder = embedder.get_embedder
 
 QUERY = "protein folding with graph networks"
 DECOYS = 150  # more than the index's ef_search (100): a plain HNSW scan would return only them
@@ -259,3 +269,103 @@ def test_cards_mark_the_words_where_a_paper_has_them_and_skip_headlines_where_no
     assert "filler58 filler59 …" in html  # (60 words; a headline stops at 45)
     headlines = [q["sql"] for q in queries if "ts_headline" in q["sql"]]
     assert len(headlines) == 1  # still one statement for the page's cards
+
+
+# --- what a query's embedding and its neighbours cost a second time ---------------------
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """From here on the process cannot embed: what it finds came from a cache."""
+
+    def missing():
+        raise embedder.ModelFilesMissing("no model in this test")
+
+    hybrid._query_vector.cache_clear()
+    monkeypatch.setattr(embedder, "get_embedder", missing)
+    yield
+    hybrid._query_vector.cache_clear()
+
+
+def test_a_query_vector_is_the_models_memoised_and_ignores_spacing():
+    hybrid._query_vector.cache_clear()
+    first = hybrid.query_vector("diffusion distillation")
+    golden = next(c for c in GOLDEN["cases"] if c["name"] == "query")
+    assert golden["text"] == "diffusion distillation"
+    assert np.abs(np.array(first) - np.array(golden["vector"])).max() < 1e-5
+    again = hybrid.query_vector("  diffusion   distillation ")
+    assert again == first and hybrid._query_vector.cache_info().hits == 1
+    again.append(0.0)  # the caller's copy: the memo is not changed
+    assert len(hybrid.query_vector("diffusion distillation")) == 384
+
+
+def test_another_process_reads_a_query_vector_from_redis(settings, no_model):
+    """(Another process: this one's memo cleared, and no model to compute it with.)"""
+    settings.QUERY_VECTOR_CACHE_SECONDS = 60
+    cache.delete_many([_vector_key("graph networks, shared")])
+    with _model_back():
+        computed = hybrid.query_vector("graph networks, shared")
+    hybrid._query_vector.cache_clear()
+    assert hybrid.query_vector("graph networks, shared") == computed
+
+
+def test_query_vectors_are_not_shared_when_turned_off(settings, no_model):
+    settings.QUERY_VECTOR_CACHE_SECONDS = 0
+    with _model_back():
+        hybrid.query_vector("graph networks, unshared")
+    hybrid._query_vector.cache_clear()
+    assert cache.get(_vector_key("graph networks, unshared")) is None
+    assert hybrid.query_vector("graph networks, unshared") is None  # no model, no cache
+
+
+def test_without_the_model_a_search_finds_the_words(client, settings, no_model):
+    settings.QUERY_VECTOR_CACHE_SECONDS = 0  # (nor from another process)
+    make_paper("2509.00001", "Protein folding with graph networks", [1.0] + [0.0] * 383)
+    answer = api(client, q=QUERY)
+    assert titles(answer) == ["Protein folding with graph networks"]
+    assert answer["results"][0]["matched"] == [WORDS]
+
+
+def test_a_searchs_next_page_and_other_order_reuse_its_neighbours(
+    client, settings, decoys_and_targets, monkeypatch
+):
+    """Neither the query's embedding nor the HNSW scan runs again for the same search's
+    other pages or orders (the neighbours are cached like summaries)."""
+    settings.SUMMARY_CACHE_SECONDS = 60
+    first = api(client, q=QUERY, mode="semantic", page_size=50)
+    hybrid._query_vector.cache_clear()
+    monkeypatch.setattr(embedder, "get_embedder", _no_embedder)
+    for params in ({"page": 2}, {"sort": "newest"}):
+        with CaptureQueriesContext(connection) as queries:
+            again = api(client, q=QUERY, mode="semantic", page_size=50, **params)
+        assert not [q for q in queries.captured_queries if "<=>" in q["sql"]], params
+        assert again["count"] == first["count"] == 100
+    page_two = api(client, q=QUERY, mode="semantic", page_size=50, page=2)
+    assert not {p["id"] for p in page_two["results"]} & {p["id"] for p in first["results"]}
+
+
+def test_new_embeddings_are_a_new_catalogue_version(client, settings, query_vector):
+    """A backfill writes embeddings, not papers: cached neighbours must not outlive it."""
+    settings.SUMMARY_CACHE_SECONDS = 60
+    near = make_paper("2510.00001", "Amino acid chains fold")
+    assert api(client, q=QUERY, mode="semantic")["count"] == 0
+    PaperEmbedding.objects.create(
+        paper=near, vector=query_vector.tolist(), model="test", text_hash="x"
+    )
+    assert titles(api(client, q=QUERY, mode="semantic")) == ["Amino acid chains fold"]
+
+
+def _vector_key(text: str) -> str:
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"query-vector:{embedder.MODEL_ID}:{digest}"
+
+
+def _no_embedder():
+    raise AssertionError("the query was embedded again")
+
+
+@contextlib.contextmanager
+def _model_back():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(embedder, "get_embedder", _real_get_embedder)
+        yield
