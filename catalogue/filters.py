@@ -39,6 +39,7 @@ from catalogue.summary import (
     Summary,
     cached_neighbours,
     cached_ranking,
+    catalogue_size,
     is_large,
     papers_published_between,
     ranked_among,
@@ -310,9 +311,21 @@ class PaperFilter(django_filters.FilterSet):
 
         def scan():
             vector = self._vector
-            return [] if vector is None else hybrid.neighbours(papers, vector, limit)
+            if vector is None:
+                return []
+            return hybrid.neighbours(papers, vector, limit, exact=self._measures_each(limit))
 
         return cached_neighbours(papers, f"{self._meaning}\x00{limit}", scan)
+
+    def _measures_each(self, limit: int) -> bool:
+        """Whether the nearest papers are found by measuring each paper of the date filters'
+        range rather than through the HNSW index (``hybrid.exact_scan_pays``): a few months of
+        a large catalogue."""
+        published = self._published_range()
+        if published is None or not is_large():
+            return False  # (in a small catalogue either way is cheap)
+        in_range = papers_published_between(*published)
+        return hybrid.exact_scan_pays(in_range, catalogue_size(), limit)
 
     @cached_property
     def _neighbours(self) -> list[tuple[int, float]]:

@@ -122,17 +122,19 @@ class PaperQuerySet(models.QuerySet):
         )
         return self.filter(pk__in=ids).order_by(position)
 
-    def nearest_to(self, vector, limit: int):
+    def nearest_to(self, vector, limit: int, exact: bool = False):
         """The ``limit`` papers whose embeddings are nearest ``vector`` (cosine), nearest
         first, annotated with ``distance`` (0 same direction, 2 opposite). Through the HNSW
         index, which every connection scans iteratively (``catalogue.semantic``): other
-        filters do not leave the result short."""
+        filters do not leave the result short. ``exact``: without the index, every paper of
+        this QuerySet measured (cheaper where it holds few papers, see
+        ``hybrid.exact_scan_pays``)."""
         distance = CosineDistance("embedding__vector", vector)
-        return (
-            self.filter(embedding__isnull=False)
-            .annotate(distance=distance)
-            .order_by(distance)[:limit]
-        )
+        # The index answers an ORDER BY of the distance itself, not of an expression of it.
+        order = distance + models.Value(0.0) if exact else distance
+        return (self.filter(embedding__isnull=False).annotate(distance=distance).order_by(order))[
+            :limit
+        ]
 
     def similar_by_meaning(self, paper, limit: int = 5) -> list[Paper]:
         """The ``limit`` papers of this QuerySet nearest ``paper`` by meaning, nearest first,

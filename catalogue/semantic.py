@@ -14,11 +14,13 @@ settings do not stick: set them on the database instead
 
 from __future__ import annotations
 
+# The most index entries an iterative scan hands back before it gives up.
+MAX_SCAN_TUPLES = 20_000
 # Every connection scans HNSW iteratively (set once when it opens, not per query: a search
 # page pays no extra round trip). Order within a scan is relaxed, so callers sort by distance.
 SESSION_SETTINGS = (
     "SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 100; "
-    "SET hnsw.max_scan_tuples = 20000"
+    f"SET hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}"
 )
 
 

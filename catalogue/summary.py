@@ -236,7 +236,7 @@ def end_request_memo(**kwargs) -> None:
 def is_large() -> bool:
     """Whether the catalogue is large enough (SUMMARY_EXACT_BELOW) that summaries are
     estimated from the sample, and the ways of reading matches differ by much."""
-    return _table_rows() >= max(settings.SUMMARY_EXACT_BELOW, 1)
+    return catalogue_size() >= max(settings.SUMMARY_EXACT_BELOW, 1)
 
 
 def _summary(matches: QuerySet, topics: bool) -> Summary:
@@ -474,8 +474,9 @@ def _read_links(every: int) -> tuple[dict, dict]:
     return topic_names, links
 
 
-def _table_rows() -> int:
-    """PostgreSQL's estimate of the papers table's rows (kept by ANALYZE and autovacuum)."""
+def catalogue_size() -> int:
+    """PostgreSQL's estimate of the papers table's rows (kept by ANALYZE and autovacuum),
+    read once per request (``catalogue_state``)."""
     return catalogue_state()[1]
 
 
@@ -845,7 +846,7 @@ def _walk_pays(matches: int, needed: int, reads: int | None = None) -> bool:
     walked costs 0.9-1.3 µs and a word's match read fully 2.5-3.4 µs ("recognizer", 12,000
     matches whose newest 2,000 reach back 120,000 papers: walking 154 ms, reading 36)."""
     if reads is None:
-        return matches * matches * 10 > needed * _table_rows()
+        return matches * matches * 10 > needed * catalogue_size()
     return matches * _READ > reads * _WALKED
 
 

@@ -719,7 +719,7 @@ def describe() -> dict:
     summarise exactly below SUMMARY_EXACT_BELOW by it, from a sample above: near it, at
     100,000, it picks the path)."""
     from catalogue.models import PaperEmbedding, PaperTopic
-    from catalogue.summary import _table_rows
+    from catalogue.summary import catalogue_size
     from tests.bench.standin import STANDIN_MODEL
 
     topics = {slug: PaperTopic.objects.filter(topic__slug=slug).count() for _, slug, _ in TOPICS}
@@ -727,7 +727,7 @@ def describe() -> dict:
         "topics": topics,
         "embedded": PaperEmbedding.objects.count(),
         "standins": PaperEmbedding.objects.filter(model=STANDIN_MODEL).count(),
-        "estimated_rows": _table_rows(),
+        "estimated_rows": catalogue_size(),
     }
 
 

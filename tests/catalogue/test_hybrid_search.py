@@ -369,3 +369,50 @@ def _model_back():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(embedder, "get_embedder", _real_get_embedder)
         yield
+
+
+# --- a filter that keeps few papers: each one measured, not the index scanned ----------
+
+
+@pytest.mark.parametrize(
+    ("papers", "catalogue", "measured"),
+    [
+        (10_000, 1_000_000, True),  # a few months of a million papers
+        (24_000, 1_000_000, True),
+        (43_000, 1_000_000, False),  # measured: 47 ms scanned, 94 ms measured each
+        (300_000, 1_000_000, False),
+        (2_000, 100_000, True),
+        (20_000, 100_000, False),  # measured: 26 ms scanned, 115 ms measured each
+        (0, 100_000, True),
+    ],
+)
+def test_measuring_each_paper_pays_where_a_filter_keeps_few(papers, catalogue, measured):
+    assert hybrid.exact_scan_pays(papers, catalogue, 100) is measured
+
+
+@pytest.mark.parametrize("mode", ["semantic", "hybrid"])
+@pytest.mark.parametrize(
+    ("narrowing", "measured"),
+    [({"since": "2025-01-01"}, True), ({"min_upvotes": "1"}, False)],
+    ids=["a-date-range", "no-date-range"],
+)
+def test_a_large_catalogues_few_months_are_measured_each(
+    client, settings, decoys_and_targets, mode, narrowing, measured
+):
+    """The same nearest papers either way; with a date range that keeps few of a large
+    catalogue's papers, found without the HNSW index (ordered by an expression of the
+    distance, which the index cannot answer)."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalogue_paper")  # reltuples: what says "large"
+    with CaptureQueriesContext(connection) as queries:
+        answer = api(client, q=QUERY, mode=mode, **narrowing)
+    assert titles(answer) == TARGETS
+    (nearest,) = [q["sql"] for q in queries.captured_queries if "<=>" in q["sql"]][:1]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + nearest)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    order = nearest.rpartition(" ORDER BY ")[2]
+    assert order.endswith(" + 0.0) ASC LIMIT 100") is measured, order[-200:]
+    if measured:
+        assert "embedding_hnsw" not in plan, plan
