@@ -825,7 +825,7 @@ def relevance_page(page: Page):
     summary count, computed once beforehand."""
     from django.test import override_settings
 
-    from catalogue import embedder, search
+    from catalogue import hybrid, search
     from catalogue.summary import Summary, summarise
 
     count = summarise(main_filter(page).matches).count
@@ -834,12 +834,13 @@ def relevance_page(page: Page):
     # The memos of parsing (whatever catalogue.search keeps) and of query embeddings; not the
     # model itself, which a worker loads once.
     memos = [f for f in vars(search).values() if hasattr(f, "cache_clear")]
-    memos += [f for f in [getattr(embedder, "_embed_query", None)] if f is not None]
+    memos.append(hybrid._query_vector)
 
     def papers() -> list:
         for memo in memos:
             memo.cache_clear()
-        with override_settings(SUMMARY_CACHE_SECONDS=0):
+        # (Nor the query's embedding from Redis, where other processes share it.)
+        with override_settings(SUMMARY_CACHE_SECONDS=0, QUERY_VECTOR_CACHE_SECONDS=0):
             # The ranking from its own matching (the summary's ids left out): what answers
             # the page's main query alone.
             results = main_filter(page).results(summary=Summary(count=count, exact=False))
@@ -889,7 +890,9 @@ def page_sql(page: Page) -> dict:
     from django.test import Client, override_settings
 
     # The page as a new query costs it: neither its counts, ranking nor HTML cached.
-    with override_settings(PAGE_CACHE_SECONDS=0, SUMMARY_CACHE_SECONDS=0):
+    with override_settings(
+        PAGE_CACHE_SECONDS=0, SUMMARY_CACHE_SECONDS=0, QUERY_VECTOR_CACHE_SECONDS=0
+    ):
         # A failing page is a status 500 here (an error in the report), not a crash.
         return _timed_page(Client(raise_request_exception=False), connection, page)
 

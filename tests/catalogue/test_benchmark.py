@@ -16,6 +16,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from catalogue import embedder
 from catalogue.dburl import url_from_settings
 from catalogue.models import Paper
 from tests.bench import benchmark
@@ -167,9 +168,13 @@ def test_floors_answer_each_kind_of_page_with_its_main_query():
 
 @pytest.mark.django_db
 def test_the_floor_of_a_relevance_class_computes_its_ranking_afresh_and_loads_its_papers(
-    settings,
+    settings, monkeypatch
 ):
     settings.SUMMARY_CACHE_SECONDS = 120  # as in production: the floor turns it off itself
+    settings.QUERY_VECTOR_CACHE_SECONDS = 86_400  # (the floor turns this off too)
+    embedded = []
+    model = embedder.get_embedder()
+    monkeypatch.setattr(embedder, "get_embedder", lambda: embedded.append(1) or model)
     for key, title in [("2401.00001", "Linear attention"), ("2401.00002", "Attention sinks")]:
         Paper.objects.create(
             arxiv_id=key, title=title, abstract="We study linear models of attention.",
@@ -185,6 +190,7 @@ def test_the_floor_of_a_relevance_class_computes_its_ranking_afresh_and_loads_it
         assert any("ts_rank_cd" in sql for sql in statements)  # the keyword ranking
         assert any("<=>" in sql for sql in statements)  # the nearest-neighbour scan
         assert '"catalogue_paper"."id" IN' in statements[-1]  # the page's papers, by id
+    assert len(embedded) == 2  # the query embedded each time, not read from a cache
 
 
 @pytest.mark.django_db

@@ -46,7 +46,13 @@ from tests.bench.commands import command
 from tests.bench.loadtest import workload
 from tests.bench.loadtest.vocabulary import read_vocabulary
 
-CACHES_OFF = {"PAGE_CACHE_SECONDS": "0", "SUMMARY_CACHE_SECONDS": "0"}
+# A new query: no page, summary or neighbours cached, nor its embedding shared by another
+# process (each process still keeps its own, as it does in production).
+CACHES_OFF = {
+    "PAGE_CACHE_SECONDS": "0",
+    "SUMMARY_CACHE_SECONDS": "0",
+    "QUERY_VECTOR_CACHE_SECONDS": "0",
+}
 URLS_PER_SECOND = 40  # distinct URLs prepared per second of a throughput run and thread
 BEGIN = "<!-- bench_site: begin (written by python -m tests.bench bench_site) -->"
 END = "<!-- bench_site: end -->"
@@ -394,7 +400,8 @@ def _report(results, machine: dict, command: str, started: dt.datetime, options:
         "test's mix, drawn from the corpus's own vocabulary: different words, phrases of two "
         "real adjacent words, authors, topics, date ranges, months, sorts and pages), each "
         "requested once, in sequence, the classes taking turns, from a gunicorn started with "
-        "the page and summary caches off (`PAGE_CACHE_SECONDS=0 SUMMARY_CACHE_SECONDS=0`): "
+        "the page and summary caches off and no query's embedding shared (`PAGE_CACHE_SECONDS=0 "
+        "SUMMARY_CACHE_SECONDS=0 QUERY_VECTOR_CACHE_SECONDS=0`): "
         "what a new query costs (what every query shares, the sample's topic links, is read "
         "once per process and catalogue change, as in production). Nearest-rank percentiles "
         "(with 30 samples p99 is the slowest).",
