@@ -132,9 +132,8 @@ class PaperQuerySet(models.QuerySet):
         distance = CosineDistance("embedding__vector", vector)
         # The index answers an ORDER BY of the distance itself, not of an expression of it.
         order = distance + models.Value(0.0) if exact else distance
-        return (self.filter(embedding__isnull=False).annotate(distance=distance).order_by(order))[
-            :limit
-        ]
+        papers = self.filter(embedding__isnull=False).annotate(distance=distance)
+        return papers.order_by(order)[:limit]
 
     def similar_by_meaning(self, paper, limit: int = 5) -> list[Paper]:
         """The ``limit`` papers of this QuerySet nearest ``paper`` by meaning, nearest first,

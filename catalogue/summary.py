@@ -14,9 +14,10 @@ sampled matches in an index of 20,000 papers instead of probing the table:
 Summaries, and relevance rankings (``CachedRanking``: the ranked ids), are cached in Redis for
 ``SUMMARY_CACHE_SECONDS``, keyed by the query's SQL and the catalogue's last change
 (``max(updated_at)`` of the papers, ``max(computed_at)`` of their embeddings), so a hot search
-computes them once; the catalogue's last change and its
-size are read in one statement, once per request (``catalogue_state``). Other orders are read
-live from their indexes; whole anonymous pages have their own cache (``catalogue.pagecache``).
+computes them once; so are a search's nearest papers by meaning (``cached_neighbours``). The
+catalogue's last change and its size are read in one statement, once per request
+(``catalogue_state``). Other orders are read live from their indexes; whole anonymous pages
+have their own cache (``catalogue.pagecache``).
 """
 
 from __future__ import annotations

@@ -48,6 +48,18 @@ import psycopg
 
 MIN_SAMPLES = 5
 SLOW_WARMUP = 2.0  # seconds
+
+# What a new query finds cached: nothing of its own. No page, counts, ranking or neighbours,
+# nor its embedding shared by another process (each process keeps its own memo, as in
+# production). The server's environment, the floors and the profiler all use it.
+CACHES_OFF = {"PAGE_CACHE_SECONDS": 0, "SUMMARY_CACHE_SECONDS": 0, "QUERY_VECTOR_CACHE_SECONDS": 0}
+
+
+def caches_off_env() -> dict[str, str]:
+    """``CACHES_OFF`` as a server's environment variables."""
+    return {name: str(value) for name, value in CACHES_OFF.items()}
+
+
 WORKER_TIMEOUT = 180  # seconds
 PAGE_SIZE = 25  # catalogue.views.PAGE_SIZE and the API's default page size
 FEED_SIZE = 50  # catalogue.feeds.FEED_SIZE
@@ -839,8 +851,7 @@ def relevance_page(page: Page):
     def papers() -> list:
         for memo in memos:
             memo.cache_clear()
-        # (Nor the query's embedding from Redis, where other processes share it.)
-        with override_settings(SUMMARY_CACHE_SECONDS=0, QUERY_VECTOR_CACHE_SECONDS=0):
+        with override_settings(**CACHES_OFF):
             # The ranking from its own matching (the summary's ids left out): what answers
             # the page's main query alone.
             results = main_filter(page).results(summary=Summary(count=count, exact=False))
@@ -890,9 +901,7 @@ def page_sql(page: Page) -> dict:
     from django.test import Client, override_settings
 
     # The page as a new query costs it: neither its counts, ranking nor HTML cached.
-    with override_settings(
-        PAGE_CACHE_SECONDS=0, SUMMARY_CACHE_SECONDS=0, QUERY_VECTOR_CACHE_SECONDS=0
-    ):
+    with override_settings(**CACHES_OFF):
         # A failing page is a status 500 here (an error in the report), not a crash.
         return _timed_page(Client(raise_request_exception=False), connection, page)
 

@@ -65,9 +65,9 @@ def paper_vector(
 def fill(database_url: str, embed, words: int = WORDS) -> dict:
     """Give every paper without an embedding a stand-in (``embed``: texts to unit vectors,
     e.g. the model's ``Embedder.embed``; ``words``: how many of the commonest words it
-    embeds), the HNSW index rebuilt once after them. Returns
-    papers, words, and seconds of each step (``word_seconds``: counting and embedding the
-    words, ``count_seconds`` of them counting)."""
+    embeds), the HNSW index rebuilt once after them. Returns papers, words, and seconds of
+    each step (``word_seconds``: counting and embedding the words, ``count_seconds`` of them
+    counting)."""
     started = time.perf_counter()
     # Rows are read through server-side cursors (in a transaction of their own) and written
     # on a second connection.

@@ -46,13 +46,6 @@ from tests.bench.commands import command
 from tests.bench.loadtest import workload
 from tests.bench.loadtest.vocabulary import read_vocabulary
 
-# A new query: no page, summary or neighbours cached, nor its embedding shared by another
-# process (each process still keeps its own, as it does in production).
-CACHES_OFF = {
-    "PAGE_CACHE_SECONDS": "0",
-    "SUMMARY_CACHE_SECONDS": "0",
-    "QUERY_VECTOR_CACHE_SECONDS": "0",
-}
 URLS_PER_SECOND = 40  # distinct URLs prepared per second of a throughput run and thread
 BEGIN = "<!-- bench_site: begin (written by python -m tests.bench bench_site) -->"
 END = "<!-- bench_site: end -->"
@@ -258,7 +251,7 @@ class Command(BaseCommand):
         """Each class's URLs once, caches off, the classes taking turns (a busy moment of the
         shared machine spreads over all of them); then the throughput runs."""
         workers = self.options["workers"]
-        with self._serve(CACHES_OFF, "new-queries") as base_url:
+        with self._serve(benchmark.caches_off_env(), "new-queries") as base_url:
             with httpx.Client(base_url=base_url, timeout=120) as client:
                 self._warm_up(client, meaning_url)
                 for urls in classes.values():  # each worker's first page of the class

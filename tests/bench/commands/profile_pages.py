@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client, override_settings
 
+from tests.bench import benchmark
 from tests.bench.loadtest import profiling, workload
 from tests.bench.loadtest.vocabulary import read_vocabulary
 
@@ -60,9 +61,7 @@ class Command(BaseCommand):
                 raise CommandError(f"unknown classes {sorted(unknown)}; known: {sorted(urls)}")
             urls = {kind: urls[kind] for kind in options["classes"]}
         self._note(f"load average before: {_load()}; DEBUG={settings.DEBUG}")
-        with override_settings(
-            PAGE_CACHE_SECONDS=0, SUMMARY_CACHE_SECONDS=0, QUERY_VECTOR_CACHE_SECONDS=0
-        ):
+        with override_settings(**benchmark.CACHES_OFF):
             client = Client(raise_request_exception=False)
             samples = self._run(client, urls)
             self.stdout.write(profiling.table(samples) + "\n\n" + profiling.LEGEND + "\n\n")
