@@ -837,20 +837,13 @@ def relevance_page(page: Page):
     summary count, computed once beforehand."""
     from django.test import override_settings
 
-    from catalogue import hybrid, search
     from catalogue.summary import Summary, summarise
 
     count = summarise(main_filter(page).matches).count
     offset = (page.page - 1) * page.size
 
-    # The memos of parsing (whatever catalogue.search keeps) and of query embeddings; not the
-    # model itself, which a worker loads once.
-    memos = [f for f in vars(search).values() if hasattr(f, "cache_clear")]
-    memos.append(hybrid._query_vector)
-
     def papers() -> list:
-        for memo in memos:
-            memo.cache_clear()
+        forget_queries()
         with override_settings(**CACHES_OFF):
             # The ranking from its own matching (the summary's ids left out): what answers
             # the page's main query alone.
@@ -858,6 +851,17 @@ def relevance_page(page: Page):
             return list(results[offset : offset + page.size])
 
     return papers
+
+
+def forget_queries() -> None:
+    """Forget this process's memos of queries: their parsing (whatever catalogue.search keeps)
+    and their embeddings, so the next request of a query pays for both as a new query does;
+    not the model itself, which a worker loads once."""
+    from catalogue import hybrid, search
+
+    memos = [f for f in vars(search).values() if hasattr(f, "cache_clear")]
+    for memo in [*memos, hybrid._query_vector]:
+        memo.cache_clear()
 
 
 def main_filter(page: Page):

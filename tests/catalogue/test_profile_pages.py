@@ -4,6 +4,7 @@ and a clock that counts nested phases once."""
 from __future__ import annotations
 
 import io
+import pstats
 import time
 
 import pytest
@@ -64,3 +65,21 @@ def test_the_clock_counts_a_phase_inside_itself_once_and_nested_time_apart():
     assert 0.03 <= clock.inclusive["render"] < 0.05
     assert 0.01 <= clock.exclusive["render"] < 0.02  # without the SQL inside it
     assert 0.02 <= clock.inclusive["sql"] == clock.exclusive["sql"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_its_profile_embeds_each_search_again_as_a_new_query(tiny_catalogue, tmp_path):
+    """The profiled URLs were timed just before: without forgetting their embeddings, the
+    profile left the query's embedding (a search's largest cost outside SQL) out."""
+    out = tmp_path / "profile.pstats"
+    call_command(
+        command("profile_pages"), "--per-class", "2", "--corpus", str(tiny_catalogue),
+        "--classes", "rare word", "--cprofile", "rare word", "--cprofile-out", str(out),
+        stdout=io.StringIO(), stderr=io.StringIO(),
+    )  # fmt: skip
+    calls = {
+        function: calls
+        for (path, _, function), (_, calls, *_) in pstats.Stats(str(out)).stats.items()
+        if path.endswith("catalogue/embedder.py")
+    }
+    assert calls.get("embed") == 2  # the two profiled URLs, each embedded once
