@@ -105,7 +105,9 @@ CACHES = {
     "default": {
         "BACKEND": "catalogue.cache.FailOpenRedisCache",
         "LOCATION": REDIS_URL.replace("redis+socket://", "unix://"),
-        "KEY_PREFIX": "catalogue",
+        # Two catalogues on one Redis database (a second `make run`, a test session beside a
+        # dev server) keep apart by prefix: the keys hold no catalogue's name.
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "catalogue"),
         "OPTIONS": {"socket_connect_timeout": CACHE_TIMEOUT, "socket_timeout": CACHE_TIMEOUT},
     }
 }

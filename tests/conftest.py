@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 from catalogue.dburl import url_from_settings
 from tests.jinja_support import record_jinja2_renders
@@ -49,6 +51,7 @@ def start_worker(
         **os.environ,
         "DATABASE_URL": url_from_settings(settings.DATABASES["default"]),
         "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
         "CELERY_QUEUE": queue,
         **extra_env,
     }
@@ -164,6 +167,17 @@ def seed_bytes() -> bytes:
 def _jinja2_renders_recorded():
     """``response.context`` and ``response.templates`` for the Jinja2 reader pages too."""
     record_jinja2_renders()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_of_its_own():
+    """The session's cache keys under a prefix of their own (the Celery workers it starts use
+    it too): what a dev server on the same Redis or an earlier run left is not seen (a query's
+    shared vector outlives a run by a day) and the dev server's cache is left alone."""
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = f"catalogue-test-{uuid.uuid4().hex[:12]}"
+    with override_settings(CACHES=caches):
+        yield
 
 
 @pytest.fixture(autouse=True)
