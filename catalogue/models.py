@@ -406,9 +406,11 @@ class Paper(models.Model):
             GinIndex(
                 fields=["author_vector"], name="paper_sample_author_gin", condition=in_sample()
             ),
+            # With every column a filter other than words, authors and topics tests (dates,
+            # upvotes, code links): the sample's rows are read from the index alone.
             models.Index(
                 fields=["id"],
-                include=["published_on", "hidden"],
+                include=["published_on", "hidden", "upvotes", "code_url"],
                 name="paper_sample_idx",
                 condition=in_sample(),
             ),

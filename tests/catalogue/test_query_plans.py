@@ -169,6 +169,33 @@ def test_a_browsed_page_reads_its_ids_from_the_order_index_alone(catalogue, para
     ), explained
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"has_code": "1", "since": "2015-02-01"},
+        {"min_upvotes": "9", "until": "2017-01-01"},
+        {"has_code": "1", "min_upvotes": "3", "sort": "upvotes"},
+    ],
+)
+def test_a_summary_reads_the_samples_rows_from_its_index_alone(catalogue, params):
+    """The sample's index includes every column a filter other than words, authors and topics
+    tests: a filter by code links read each of the sample's 20,000 rows from the table at a
+    million papers (30 ms warm, 150 from disk; 1.5 from the index)."""
+    matches = PaperFilter(params, queryset=Paper.objects.visible()).matches.order_by()
+    with CaptureQueriesContext(connection) as statements:
+        summary._sampled_ids_by_month(matches, summary.sample_every)
+    (statement,) = statements.captured_queries
+    with connection.cursor() as cursor:
+        # (On 3,000 papers reading everything would do: only how the index is read is tested.)
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        cursor.execute("EXPLAIN (FORMAT JSON) " + statement["sql"])
+        explained = cursor.fetchone()[0][0]["Plan"]
+    sample_scans = [n for n in _plan_nodes(explained) if n.get("Index Name") == "paper_sample_idx"]
+    assert sample_scans and all(n["Node Type"] == "Index Only Scan" for n in sample_scans), (
+        explained
+    )
+
+
 @pytest.fixture
 def title_neighbours(monkeypatch):
     """A paper and 80 others sharing two of its title words, 40 sharing one."""
