@@ -28,6 +28,7 @@ from django.views.decorators.http import conditional_page, require_safe
 from catalogue.api import with_topics
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper
+from catalogue.pagecache import cached_for_anonymous_readers
 
 FEED_SIZE = 50
 ATOM = "http://www.w3.org/2005/Atom"
@@ -49,6 +50,7 @@ class Search:
 
 @require_safe
 @conditional_page  # a reader polling with If-Modified-Since gets a 304 when nothing is newer
+@cached_for_anonymous_readers  # the same feed polled by its many readers is computed once
 def paper_feed(request):
     paper_filter = PaperFilter(request.GET, queryset=Paper.objects.visible())
     if not paper_filter.is_valid():

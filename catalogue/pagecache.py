@@ -1,11 +1,13 @@
 """Whole list pages for readers without a session, cached in Redis.
 
 Most readers of a catalogue are anonymous, and they ask for the same hot searches. For them a
-list page (and the JSON API) is the same bytes until the catalogue changes, so it is cached
-under its full URL and the catalogue's latest change (as ``catalogue.summary`` keys its
-figures) for ``PAGE_CACHE_SECONDS``. Pages for a session (signed-in readers, pending messages)
-are never cached, and anonymous pages carry no CSRF token (their "save this search" form is a
-GET that goes through the login), so nothing personal is ever in a cached page.
+list page (and the JSON API, and a search's feed, which many readers poll) is the same bytes
+until the catalogue changes, so it is cached under its full URL (scheme and host included:
+the API and feeds hold absolute links) and the catalogue's latest change (as
+``catalogue.summary`` keys its figures) for ``PAGE_CACHE_SECONDS``. Pages for a session
+(signed-in readers, pending messages) are never cached, and anonymous pages carry no CSRF token
+(their "save this search" form is a GET that goes through the login), so nothing personal is
+ever in a cached page.
 """
 
 from __future__ import annotations
@@ -28,16 +30,25 @@ def cached_for_anonymous_readers(view):
         key = _key(request)
         hit = cache.get(key)
         if hit is not None:
-            content, content_type = hit
-            response = HttpResponse(content, content_type=content_type)
+            content, headers = hit
+            response = HttpResponse(content, headers=headers)
             response["X-Page-Cache"] = "hit"
             return response
         response = view(request, *args, **kwargs)
         if response.status_code == 200 and not response.cookies:
-            cache.set(key, (response.content, response["Content-Type"]), _seconds())
+            cache.set(key, (response.content, _kept_headers(response)), _seconds())
         return response
 
     return wrapper
+
+
+# What a cached response keeps of its headers: its type, and the date a feed reader's next
+# If-Modified-Since sends back (catalogue.feeds). The others are the middleware's, set anew.
+KEPT_HEADERS = ("Content-Type", "Last-Modified")
+
+
+def _kept_headers(response: HttpResponse) -> dict[str, str]:
+    return {name: response[name] for name in KEPT_HEADERS if response.has_header(name)}
 
 
 def _seconds() -> int:
@@ -54,5 +65,6 @@ def _cacheable(request) -> bool:
 
 
 def _key(request) -> str:
-    text = f"{request.get_full_path()}\x00{catalogue_version()}"
+    # The absolute URL: a page served under another allowed host (or scheme) links to it.
+    text = f"{request.build_absolute_uri()}\x00{catalogue_version()}"
     return "page:" + hashlib.sha256(text.encode()).hexdigest()

@@ -27,7 +27,9 @@ def get(client, url):
     return response, [q["sql"] for q in queries.captured_queries]
 
 
-@pytest.mark.parametrize("path", ["/?q=cached+attention", "/api/papers?q=cached+attention"])
+@pytest.mark.parametrize(
+    "path", ["/?q=cached+attention", "/api/papers?q=cached+attention", "/feed/?q=cached+attention"]
+)
 def test_an_anonymous_readers_second_request_is_served_from_the_cache(client, cached, path):
     first, _ = get(client, path)
     second, queries = get(client, path)
@@ -64,3 +66,27 @@ def test_errors_are_not_cached(client, cached):
     get(client, "/?min_upvotes=lots")
     response, _ = get(client, "/?min_upvotes=lots")
     assert response.status_code == 400 and "X-Page-Cache" not in response
+
+
+def test_a_cached_feed_keeps_its_date_for_readers_polling_with_if_modified_since(client, cached):
+    """The feed's Last-Modified comes back with the cached bytes, so a polling reader still
+    gets its 304 from the cache (conditional_page compares it)."""
+    first, _ = get(client, "/feed/?q=cached")
+    again, _ = get(client, "/feed/?q=cached")
+    assert again["X-Page-Cache"] == "hit"
+    assert again["Last-Modified"] == first["Last-Modified"]
+    assert again["Content-Type"] == first["Content-Type"] == "application/atom+xml; charset=utf-8"
+    polled = client.get("/feed/?q=cached", HTTP_IF_MODIFIED_SINCE=first["Last-Modified"])
+    assert polled.status_code == 304
+
+
+@pytest.mark.parametrize("path", ["/api/papers?q=cached", "/feed/?q=cached"])
+def test_a_page_under_another_host_links_to_that_host(client, cached, settings, path):
+    """The API and feeds hold absolute links: one host's cached copy is not another's."""
+    settings.ALLOWED_HOSTS = ["one.example", "two.example"]
+    client.get(path, HTTP_HOST="one.example")
+    other = client.get(path, HTTP_HOST="two.example")
+    assert "X-Page-Cache" not in other
+    assert "two.example/papers/" in other.content.decode()
+    assert "one.example" not in other.content.decode()
+    assert client.get(path, HTTP_HOST="two.example")["X-Page-Cache"] == "hit"
