@@ -364,14 +364,17 @@ class Paper(models.Model):
             GinIndex(fields=["search_vector"], name="paper_search_gin"),
             GinIndex(fields=["author_vector"], name="paper_author_gin"),
             # Whole sort keys, so a LIMIT reads 25 index entries instead of sorting every paper.
-            # Each includes what pages filter the order by (hidden, the dates), so a page's ids
-            # are read from the index alone, without visiting the papers an OFFSET skips
-            # (``PagedByIds``): page 360 of the upvotes order in 1.3 ms instead of 28.
+            # Each includes what pages filter the order by (hidden, the dates, upvotes, code
+            # links), so a page's ids are read from the index alone, without visiting the
+            # papers an OFFSET skips (``PagedByIds``): page 360 of the upvotes order in 1.3 ms
+            # instead of 28. So are a date range's matches a summary counts exactly: with code
+            # links, 21,000 papers of 100,000 read from the table to keep 3,131 (22 ms warm,
+            # 218 from disk).
             models.Index(
                 models.F("trending_score").desc(),
                 models.F("upvotes").desc(),
                 models.F("id").desc(),
-                include=["hidden", "published_on"],
+                include=["hidden", "published_on", "code_url"],
                 name="paper_trending_idx",
             ),
             # Digests look for papers ingested since a saved search was made; tagging for
@@ -381,7 +384,7 @@ class Paper(models.Model):
             models.Index(
                 models.F("published_on").desc(nulls_last=True),
                 "id",
-                include=["hidden"],
+                include=["hidden", "upvotes", "code_url"],
                 name="paper_published_idx",
             ),
             # sort=oldest: the index above read backwards gives undated papers first, so
@@ -389,14 +392,14 @@ class Paper(models.Model):
             models.Index(
                 models.F("published_on").asc(nulls_last=True),
                 "id",
-                include=["hidden"],
+                include=["hidden", "upvotes", "code_url"],
                 name="paper_published_asc_idx",
             ),
             models.Index(
                 models.F("upvotes").desc(),
                 models.F("published_on").desc(nulls_last=True),
                 models.F("id").desc(),
-                include=["hidden"],
+                include=["hidden", "code_url"],
                 name="paper_upvotes_idx",
             ),
             # Title words alone (see search.TITLE_VECTOR): similar papers, title matches.
