@@ -690,10 +690,12 @@ def _ranked_rows(rows: QuerySet, matches: int | None, pools=(), reach=None) -> l
 
 
 _WALK = ("enable_bitmapscan", "enable_seqscan")
-# The newest matches since a month: from the bitmaps of the words' index entries and of the
-# date range, intersected, never by walking the date index (what PostgreSQL would choose for
-# the ORDER BY ... LIMIT, pricing each paper's test as free).
-_SINCE = ("enable_indexscan", "enable_seqscan")
+# The newest matches since a month, and a title pool read whole (``_pool_walk_pays``): from
+# the bitmaps of the words' index entries (and of the date range), never by walking the date
+# index, which PostgreSQL would choose for the ORDER BY ... LIMIT, pricing each paper's test
+# as free ("non" in titles since 2016 at a million papers: 46,660 papers walked, 102 ms,
+# where the rule read the range's 4,962 title matches, ~20 ms).
+_BITMAPS = ("enable_indexscan", "enable_seqscan")
 
 
 def _read_since(reach: Reach, matches: int, newest: QuerySet, *titled: QuerySet):
@@ -708,7 +710,7 @@ def _read_since(reach: Reach, matches: int, newest: QuerySet, *titled: QuerySet)
     and the range's 120,000 papers, 32 ms."""
     newest_since = _published_since(newest, reach.since)
     titles = _title_statements(titled, matches, reach)
-    parts = _read_apart([_statement(newest_since, _SINCE), *titles])
+    parts = _read_apart([_statement(newest_since, _BITMAPS), *titles])
     if len(parts[0]) < newest.query.high_mark - newest.query.low_mark:
         return None
     return _most_relevant_first(parts)
@@ -775,9 +777,10 @@ def walk_statements(newest: QuerySet, *titled: QuerySet, matches=None, reach=Non
 
 
 def _title_statements(titled: Sequence[QuerySet], matches=None, reach=None) -> list[tuple]:
-    """The title pools' statements (``walk_statements``)."""
+    """The title pools' statements (``walk_statements``): walked, or read whole."""
     return [
-        _statement(part, _WALK if _pool_walk_pays(part, matches, reach) else ()) for part in titled
+        _statement(part, _WALK if _pool_walk_pays(part, matches, reach) else _BITMAPS)
+        for part in titled
     ]
 
 
