@@ -9,15 +9,15 @@ tests/data/embeddings/minilm_golden.json holds its reference vectors). The files
 where they are.
 
 Why the runtime: a reader's query is embedded on every new search, and the forward pass of a
-few tokens streams the model's 42 MB of layer weights. numpy's products took 6.6 ms a query;
-ONNX Runtime's, with the weights packed for its kernels once at load, 2.3-2.7 ms, the same
-vectors (within 2e-7 of numpy's). Abstracts: 18-19 a second against numpy's 15
+few tokens streams the model's 42 MB of layer weights. numpy's products took 7.3-7.7 ms a
+query; ONNX Runtime's, with the weights packed for its kernels once at load, 2.4-2.7 ms, the
+same vectors (within 2e-7 of numpy's). Hugging Face abstracts: 15 a second against numpy's 12
 (docs/benchmarks.md, "ninth pass").
 
-Costs measured on the two-core machines (one thread): ~0.3 s to load, a query in 2.3-2.7 ms,
-18-19 paper abstracts a second, ~180 MB of memory once loaded (the runtime's copy of the
-weights and their packed form; the arrays read from the file are freed), ~430 MB at the peak
-of a batch.
+Costs measured on the two-core machines (one thread): ~0.3 s to load, a query in 2.4-2.7 ms,
+~15 paper abstracts a second, ~180 MB of memory once loaded (the runtime's copy of the
+weights and their packed form; the arrays read from the file are freed; numpy's took ~110),
+~430 MB at the peak of a batch.
 """
 
 from __future__ import annotations
