@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from functools import cached_property
@@ -396,7 +397,10 @@ class PaperFilter(django_filters.FilterSet):
         rule for walking the date index (``summary._walk_pays``)."""
         if self._parsed is None or self._tested_by_pattern:
             return None
-        return summary.reach(settings.SEARCH_RANK_CANDIDATES, self.cleaned.get("until"))
+        reach = summary.reach(settings.SEARCH_RANK_CANDIDATES, self.cleaned.get("until"))
+        if reach is None or self._tested_in_date_range:
+            return reach  # (tested on each paper of the range: the words' index is not read)
+        return dataclasses.replace(reach, entries=int(search.index_entries(self._parsed)))
 
     @cached_property
     def _titles_among(self):

@@ -69,6 +69,10 @@ class Reach:
     found: int = 0  # matches published from ``since`` on
     months: tuple[tuple[dt.date, int], ...] = ()  # the dated matches by month, newest first
     top: dt.date = dt.date.max  # the walk's first month
+    # The entries of the words' index a read of the matches goes through: every paper that
+    # holds the words, whatever the other filters keep (``search.index_entries``; 0: unknown,
+    # or the words are not read from their index).
+    entries: int = 0
 
     def walk_for(self, needed: float) -> int | None:
         """The papers a walk reads until ``needed`` matches passed; None if fewer are dated."""
@@ -894,7 +898,10 @@ def reads_since_pays(matches: int | None, reach: Reach | None) -> bool:
         return False
     if matches <= settings.SEARCH_RANK_CANDIDATES:
         return False  # every match is a candidate
-    since = matches * _ENTRY + reach.span * _SPAN + reach.found * _READ
+    # The words' bitmap holds every paper with them, not only the filters' matches: a word
+    # in 238,000 of a million papers, 11,000 of them in the date range, read since a month
+    # in 68 ms, where walking the date index for its 2,000 newest took 18.
+    since = max(matches, reach.entries) * _ENTRY + reach.span * _SPAN + reach.found * _READ
     return since < min(reach.walk * _WALKED, matches * _READ)
 
 

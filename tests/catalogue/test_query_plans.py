@@ -5,6 +5,7 @@ as seconds at a million papers."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from urllib.parse import urlencode
@@ -662,6 +663,32 @@ def test_reading_since_a_month_pays_between_a_short_walk_and_few_matches(
     assert summary.reads_since_pays(matches, reach) is pays
     assert not summary.reads_since_pays(matches, summary.Reach(walk))  # no month known
     assert not summary.reads_since_pays(None, reach)
+
+
+def test_reading_since_a_month_counts_every_paper_the_words_index_holds(settings):
+    """ "challenge" at a million papers: 238,230 papers hold it, 11,000 of them in the date
+    range, whose 2,000 newest lie since a month of 22,250 papers (3,000 matches). Read since
+    that month, the word's whole bitmap: 68 ms; walked, 13,750 papers: 18 ms."""
+    settings.SEARCH_RANK_CANDIDATES = 2_000
+    reach = summary.Reach(13_750, since=dt.date(2011, 10, 1), span=22_250, found=3_000)
+    assert summary.reads_since_pays(11_000, reach)  # the date range's matches alone
+    assert not summary.reads_since_pays(11_000, dataclasses.replace(reach, entries=238_230))
+
+
+def test_a_searchs_reach_counts_the_entries_of_its_words_index(
+    word_in_every_tenth_abstract, settings
+):
+    settings.SUMMARY_EXACT_BELOW = 1
+    settings.SEARCH_RANK_CANDIDATES = 100
+    settings.SAMPLE_CACHE_SECONDS = 60
+    paper_filter = PaperFilter(
+        {"q": "language", "mode": "keyword", "until": "2016-06-30"},
+        queryset=Paper.objects.visible(),
+    )
+    found = summary.summarise(paper_filter.matches)
+    reach = paper_filter._reach(found)
+    assert not paper_filter._tested_in_date_range
+    assert reach.entries == int(search.index_entries(paper_filter._parsed)) > found.count
 
 
 @pytest.fixture
