@@ -676,8 +676,9 @@ def test_reading_since_a_month_counts_every_paper_the_words_index_holds(settings
 
 
 def test_a_searchs_reach_counts_the_entries_of_its_words_index(
-    word_in_every_tenth_abstract, settings
+    word_in_every_tenth_abstract, settings, monkeypatch
 ):
+    monkeypatch.setattr(search, "_stats", {})  # this catalogue's, not an earlier test's
     settings.SUMMARY_EXACT_BELOW = 1
     settings.SEARCH_RANK_CANDIDATES = 100
     settings.SAMPLE_CACHE_SECONDS = 60
