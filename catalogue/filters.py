@@ -362,9 +362,13 @@ class PaperFilter(django_filters.FilterSet):
         published = self._published_range()
         if self._parsed is None or published is None or not is_large():
             return False  # (in a small catalogue either way is cheap)
-        return tests_range_pays(
-            papers_published_between(*published), search.index_entries(self._parsed)
-        )
+        return tests_range_pays(papers_published_between(*published), self._index_entries)
+
+    @cached_property
+    def _index_entries(self) -> float:
+        """About how many entries of the search vector's index the words read: every paper
+        holding them, whatever the other filters (``search.index_entries``)."""
+        return search.index_entries(self._parsed)
 
     def _published_range(self) -> tuple[dt.date | None, dt.date | None] | None:
         """(first, last) day the date filters (and the page's own range, ``published``)
@@ -400,7 +404,7 @@ class PaperFilter(django_filters.FilterSet):
         reach = summary.reach(settings.SEARCH_RANK_CANDIDATES, self.cleaned.get("until"))
         if reach is None or self._tested_in_date_range:
             return reach  # (tested on each paper of the range: the words' index is not read)
-        return dataclasses.replace(reach, entries=int(search.index_entries(self._parsed)))
+        return dataclasses.replace(reach, entries=int(self._index_entries))
 
     @cached_property
     def _titles_among(self):
