@@ -33,7 +33,7 @@ from django.contrib.postgres.search import (
     SearchVectorExact,
     SearchVectorField,
 )
-from django.db.models import Case, F, Func, Q, QuerySet, Value, When
+from django.db.models import Case, F, FloatField, Func, Q, QuerySet, Value, When
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
@@ -321,8 +321,23 @@ def relevance(parsed: ParsedQuery):
     """The relevance expression of a parsed query (needs ``rank_query``)."""
     score = _cover_density(parsed.rank_query)
     if parsed.phrase_query:
-        score = score + PHRASE_WEIGHT * _cover_density(parsed.phrase_query)
+        score = score + _phrase_bonus(parsed.phrase_query)
     return score
+
+
+def _phrase_bonus(phrase: str) -> Case:
+    """``PHRASE_WEIGHT`` x the cover density of the words as a phrase, computed only for
+    papers that hold the phrase (elsewhere it is 0): most candidates of several words do not,
+    and the test of the words' positions costs a fraction of a second cover density pass
+    (2,000 candidates of "ranging language" at 100,000 papers: 11.1 -> 7.3 ms)."""
+    return Case(
+        When(
+            SearchVectorExact(F("search_vector"), RawTsQuery(phrase)),
+            then=PHRASE_WEIGHT * _cover_density(phrase),
+        ),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
 
 
 def _cover_density(tsquery: str) -> SearchRank:

@@ -1,6 +1,9 @@
 """The query language: stemmed words, exact phrases, OR, exclusions, title: and author:."""
 
+import re
+
 import pytest
+from django.db import connection
 
 from catalogue import search
 from catalogue.models import Paper
@@ -123,3 +126,31 @@ def test_tokenize_groups_or_terms_and_keeps_fields():
     assert [[t.text for t in g] for g in groups] == [["a", "b c"], ["d"], ["e"], ["F G"]]
     assert groups[1][0].negated and groups[2][0].field == "title"
     assert groups[3][0].phrase and groups[3][0].field == "author"
+
+
+def _raw_relevance(words: str, phrase: str) -> dict[str, float]:
+    """Each paper's relevance as the words' cover density plus the phrase's, both computed
+    for every paper (what ``search.relevance`` must equal)."""
+    weights = "{" + ",".join(map(str, search.RANK_WEIGHTS)) + "}"
+    cover = f"ts_rank_cd(%s::float4[], search_vector, %s::tsquery, {search.RANK_NORMALIZATION})"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT arxiv_id, {cover} + %s * {cover} FROM catalogue_paper",
+            [weights, words, search.PHRASE_WEIGHT, weights, phrase],
+        )
+        return {key: score for key, score in cursor.fetchall()}
+
+
+def test_the_phrase_bonus_is_computed_only_where_the_phrase_is_and_changes_no_score(papers):
+    parsed = search.parse("linear attention")
+    ranked = Paper.objects.annotate(rank=search.relevance(parsed))
+    sql, params = ranked.values("rank").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (VERBOSE) {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # The phrase's cover density pass sits behind the test of the phrase's positions.
+    assert re.search(r"CASE WHEN \(\S*search_vector @@ '''linear'' <-> ''attent'''", plan)
+    expected = _raw_relevance(parsed.rank_query, parsed.phrase_query)
+    scores = dict(ranked.values_list("arxiv_id", "rank"))
+    assert scores == pytest.approx(expected, abs=1e-6)
+    assert scores[papers["phrase"].arxiv_id] > scores[papers["apart"].arxiv_id] > 0
