@@ -401,7 +401,11 @@ class PaperFilter(django_filters.FilterSet):
         rule for walking the date index (``summary._walk_pays``)."""
         if self._parsed is None or self._tested_by_pattern:
             return None
-        reach = summary.reach(settings.SEARCH_RANK_CANDIDATES, self.cleaned.get("until"))
+        reach = summary.reach(
+            settings.SEARCH_RANK_CANDIDATES,
+            self.cleaned.get("until"),
+            others=len(self._neighbours),  # matches by meaning alone, counted too
+        )
         if reach is None or self._tested_in_date_range:
             return reach  # (tested on each paper of the range: the words' index is not read)
         return dataclasses.replace(reach, entries=int(self._index_entries))

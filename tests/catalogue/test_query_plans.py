@@ -633,6 +633,37 @@ def test_a_ranking_whose_estimate_overshot_finds_its_candidates_another_way(
     assert ids == [p.pk for p in expected] and len(ids) == 100
 
 
+def test_a_hybrid_rankings_read_since_a_month_counts_the_matches_by_meaning_on_top(
+    word_in_every_tenth_abstract, settings, monkeypatch
+):
+    """Exact figures count the papers found by meaning alone among the matches: the month the
+    newest candidates reach back to is reached with them on top, so the words' matches read
+    since then are enough, and are not found again by walking the date index."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    settings.SUMMARY_MIN_SAMPLE_HITS = 1_000  # the 300 matches read exactly
+    settings.SEARCH_RANK_CANDIDATES = 100
+    settings.SAMPLE_CACHE_SECONDS = 60
+    without_the_word = Paper.objects.exclude(abstract__contains="language").order_by("-id")
+    by_meaning = [(pk, 0.9) for pk in without_the_word.values_list("pk", flat=True)[:9]]
+    monkeypatch.setattr(PaperFilter, "_nearest", property(lambda self: by_meaning))
+    params = {"q": "language", "mode": "hybrid"}
+    found = summary.summarise(PaperFilter(params, Paper.objects.visible()).matches)
+    assert found.exact and found.count == 309
+    ids, sql = _ranked_with_statements(params)
+    ranked = [s for s in sql if "ts_rank_cd" in s and not s.startswith("EXPLAIN")]
+    assert len(ranked) == 1 and _since_statements(ranked)
+    expected = PaperFilter(params, queryset=Paper.objects.visible()).ranking().ids
+    assert ids == expected
+
+
+def test_the_reach_counts_the_matches_without_the_words_on_top():
+    months = {dt.date(2024, m, 1): 50 for m in range(1, 13)}
+    exact = summary.Summary(count=600, exact=True, per_month=months)
+    # 100 needed and 10 found by meaning alone: 110, three months.
+    assert exact.reach(100, others=10).since == dt.date(2024, 10, 1)
+    assert exact.reach(100, others=10).walk == exact.reach(100).walk  # the walk's own needs
+
+
 def test_the_reach_of_an_estimate_keeps_a_margin_and_of_exact_figures_none():
     months = {dt.date(2024, m, 1): 50 for m in range(1, 13)}
     estimated = summary.Summary(count=600, exact=False, per_month=months)
