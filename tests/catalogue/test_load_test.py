@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.bench import corpus
-from tests.bench.commands import command
+from tests.bench.commands import command, load_test
 from tests.bench.loadtest import report, workload
 from tests.bench.loadtest.report import Request
 from tests.bench.loadtest.vocabulary import read_vocabulary
@@ -113,3 +113,17 @@ def test_a_tiny_load_test_and_sweep_run_without_errors_and_append_to_the_docs(tm
     assert written.startswith("# Benchmarks\n\nEarlier figures.\n")  # appended, not replaced
     assert "load test and crawler sweep" in written and "Sweep, 2 at a time" in written
     assert "Load test: 300 papers, 2 users" in written
+
+
+def test_the_load_tests_urls_leave_out_what_the_warm_up_requested(vocabulary):
+    """The warm-up's pages are in the page cache before the readers come: a reader's request
+    of one was counted a cache hit (a stream of a random seed held the warm-up's month page)."""
+    warm = load_test.WARM_LIST_URL
+    seed = next(s for s in range(1000) if _within(warm, vocabulary, s, 300))
+    urls = load_test.load_urls(vocabulary, seed, 300, warmed={warm, "/?q=x&mode=semantic"})
+    assert len(urls) == 300 and len({url for _, url in urls}) == 300
+    assert warm not in {url for _, url in urls}
+
+
+def _within(url: str, vocabulary, seed: int, count: int) -> bool:
+    return url in {u for _, u in islice(workload.distinct_urls(vocabulary, seed), count)}
