@@ -11,7 +11,7 @@ from tests.bench.commands import command
 from tests.bench.commands.compare_pages import Pair, _compare, table
 from tests.bench.loadtest import workload
 
-from .test_profile_pages import tiny_catalogue  # noqa: F401 (a fixture)
+from .test_profile_pages import table_rows, tiny_catalogue  # noqa: F401 (a fixture)
 
 
 class FakeSide:
@@ -52,12 +52,7 @@ def test_the_table_gives_each_sides_medians_and_the_median_of_the_url_ratios():
         )
 
     pairs = [pair("x", 10, 5), pair("x", 20, 20), pair("x", 40, 20, status=500), pair("y", 10, 30)]
-    rows = {
-        cells[0]: cells[1:]
-        for line in table(pairs, "abc123").splitlines()
-        if line.startswith("| ") and not line.startswith("| page class")
-        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
-    }
+    rows = table_rows(table(pairs, "abc123"))
     assert rows["x"] == ["3", "20.0", "20.0", "1.0", "1.0", "0.50", "0.50-1.00", "1"]
     assert rows["y"][5] == "3.00"  # one URL: its ratio
     assert rows["**all**"][0] == "4" and rows["**all**"][5] == "0.75"
@@ -70,12 +65,7 @@ def test_it_compares_this_checkout_with_a_revision_class_by_class(tiny_catalogue
         command("compare_pages"), "--base", "HEAD", "--per-class", "2",
         "--corpus", str(tiny_catalogue), stdout=out, stderr=io.StringIO(),
     )  # fmt: skip
-    rows = {
-        cells[0]: cells[1:]
-        for line in out.getvalue().splitlines()
-        if line.startswith("| ") and not line.startswith("| page class")
-        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
-    }
+    rows = table_rows(out.getvalue())
     assert set(rows) == {*workload.Mix(None, None).classes(), "**all**"}
     for name, (urls, base_ms, new_ms, base_sql, new_sql, ratio, _, failed) in rows.items():
         assert int(urls) >= 1 and failed == "0", name  # every page computed on both sides

@@ -17,6 +17,16 @@ from tests.bench.loadtest import workload
 from tests.bench.loadtest.profiling import PhaseClock
 
 
+def table_rows(text: str) -> dict[str, list[str]]:
+    """A printed table's rows by their first cell (the header row left out)."""
+    return {
+        cells[0]: cells[1:]
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| page class")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+
+
 @pytest.fixture
 def tiny_catalogue(tmp_path):
     path = tmp_path / "corpus.jsonl"
@@ -35,12 +45,7 @@ def test_it_prints_a_row_per_page_class_with_its_sql_and_rendering(tiny_catalogu
         stdout=out, stderr=io.StringIO(),
     )  # fmt: skip
     per_class, _, slowest = out.getvalue().partition("Each URL requested once")
-    rows = {
-        cells[0]: cells[1:]
-        for line in per_class.splitlines()
-        if line.startswith("| ") and not line.startswith("| page class")
-        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
-    }
+    rows = table_rows(per_class)
     classes = workload.Mix(None, None).classes()
     assert set(rows) == {*classes, "**all**"}
     assert rows["**all**"][0] == str(2 * len(classes))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
 from catalogue.dburl import url_from_settings
 from tests.bench.loadtest import workload
@@ -112,7 +113,7 @@ class Side:
             "PYTHONPATH": str(self.checkout),
             # The model's files are this checkout's (a worktree has none of its own).
             "EMBEDDING_MODEL_DIR": str(settings.EMBEDDING_MODEL_DIR),
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": url_from_settings(connection.settings_dict),  # a test's too
             "REDIS_URL": settings.REDIS_URL,
             "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
         }
@@ -137,13 +138,6 @@ class Side:
     def __exit__(self, *exc) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
-
-
-def _database_url() -> str:
-    """The database this process uses, as a URL for the workers (a test's database too)."""
-    from django.db import connection
-
-    return url_from_settings(connection.settings_dict)
 
 
 @contextmanager
