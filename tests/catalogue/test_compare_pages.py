@@ -53,7 +53,9 @@ def test_the_table_gives_each_sides_medians_and_the_median_of_the_url_ratios():
 
     pairs = [pair("x", 10, 5), pair("x", 20, 20), pair("x", 40, 20, status=500), pair("y", 10, 30)]
     rows = table_rows(table(pairs, "abc123"))
-    assert rows["x"] == ["3", "20.0", "20.0", "1.0", "1.0", "0.50", "0.50-1.00", "1"]
+    assert rows["x"] == [
+        "3", "20.0", "20.0", "1.0", "1.0", "0.50", "0.50-1.00", "40.0", "20.0", "1"
+    ]  # fmt: skip
     assert rows["y"][5] == "3.00"  # one URL: its ratio
     assert rows["**all**"][0] == "4" and rows["**all**"][5] == "0.75"
 
@@ -67,9 +69,11 @@ def test_it_compares_this_checkout_with_a_revision_class_by_class(tiny_catalogue
     )  # fmt: skip
     rows = table_rows(out.getvalue())
     assert set(rows) == {*workload.Mix(None, None).classes(), "**all**"}
-    for name, (urls, base_ms, new_ms, base_sql, new_sql, ratio, _, failed) in rows.items():
+    for name, row in rows.items():
+        urls, base_ms, new_ms, base_sql, new_sql, ratio, _, base_p95, new_p95, failed = row
         assert int(urls) >= 1 and failed == "0", name  # every page computed on both sides
         assert float(base_ms) > 0 and float(new_ms) > 0 and float(ratio) > 0
         assert float(base_sql) > 0 and float(new_sql) > 0  # each side timed its statements
+        assert float(base_p95) >= float(base_ms) and float(new_p95) >= float(new_ms)
     # The same code on both sides, the same URLs: about as fast.
     assert 0.5 < float(rows["**all**"][5]) < 2
