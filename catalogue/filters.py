@@ -42,7 +42,6 @@ from catalogue.summary import (
     cached_ranking,
     catalogue_size,
     is_large,
-    papers_per_year,
     papers_published_between,
     ranked_among,
     ranks_in_scan,
@@ -315,20 +314,19 @@ class PaperFilter(django_filters.FilterSet):
             vector = self._vector
             if vector is None:
                 return []
-            return hybrid.neighbours(papers, vector, limit, self._neighbour_scan(limit))
+            return hybrid.neighbours(papers, vector, limit, exact=self._measures_each(limit))
 
         return cached_neighbours(papers, f"{self._meaning}\x00{limit}", scan)
 
-    def _neighbour_scan(self, limit: int) -> hybrid.Scan:
-        """How the nearest papers of the date filters' range are found (``hybrid.plan_scan``):
-        in a large catalogue, a few months are cheaper measured paper by paper, and a few
-        years through their own years' indexes, than through the whole catalogue's."""
+    def _measures_each(self, limit: int) -> bool:
+        """Whether the nearest papers are found by measuring each paper of the date filters'
+        range rather than through the HNSW index (``hybrid.exact_scan_pays``): a few months of
+        a large catalogue."""
         published = self._published_range()
         if published is None or not is_large():
-            return hybrid.Scan()  # (in a small catalogue any way is cheap)
-        first, last = published
-        span = (first.year if first else dt.MINYEAR, last.year if last else dt.MAXYEAR)
-        return hybrid.plan_scan(span, papers_per_year(first, last), catalogue_size(), limit)
+            return False  # (in a small catalogue either way is cheap)
+        in_range = papers_published_between(*published)
+        return hybrid.exact_scan_pays(in_range, catalogue_size(), limit)
 
     @cached_property
     def _neighbours(self) -> list[tuple[int, float]]:

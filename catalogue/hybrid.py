@@ -20,7 +20,6 @@ Every result says why it matched (``reasons``): ``words``, ``meaning`` or both.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from django.db.models import F, Lookup, Q, QuerySet
 from pgvector.django import CosineDistance
 
 from catalogue import embedder, search, semantic
-from catalogue.models import YEAR_INDEXED, Paper, PaperEmbedding
+from catalogue.models import Paper, PaperEmbedding
 
 
 class Mode:
@@ -99,50 +98,14 @@ def paper_vector(paper: Paper):
         return None
 
 
-@dataclass(frozen=True)
-class YearScan:
-    """Part of a date range's nearest papers: one year's, through the year's own HNSW index
-    (``PaperEmbedding``), or the papers of the years ``year`` to ``last`` each measured
-    (``exact``; years with few papers, or none the estimate knows of, or none indexed)."""
-
-    year: int
-    exact: bool = False
-    last: int | None = None  # (an exact part's last year; None: ``year`` alone)
-
-
-@dataclass(frozen=True)
-class Scan:
-    """How a filter's nearest papers are found (``plan_scan``): through the whole
-    catalogue's HNSW index (the default), each paper of the filter measured (``exact``), or
-    the date range's years each scanned (``years``) and their nearest merged."""
-
-    exact: bool = False
-    years: tuple[YearScan, ...] = ()
-
-
-def neighbours(papers: QuerySet, vector, limit: int, scan: Scan = Scan()):
+def neighbours(papers: QuerySet, vector, limit: int, exact: bool = False):
     """(id, similarity) of the ``limit`` papers of ``papers`` nearest ``vector``, nearest
     first. Connections scan HNSW iteratively (``catalogue.semantic``): filters do not
-    starve the result. ``scan``: which way (``plan_scan``)."""
-    papers = papers.order_by()
-    if scan.years:
-        # One statement: each part's nearest (its own LIMIT), the best of them kept below.
-        parts = [_year_part(papers, part).nearest_to(vector, limit, exact=part.exact)
-                 for part in scan.years]  # fmt: skip
-        columns = [part.values_list("pk", "distance") for part in parts]
-        nearest = columns[0].union(*columns[1:], all=True) if len(columns) > 1 else columns[0]
-    else:
-        nearest = papers.nearest_to(vector, limit, exact=scan.exact).values_list("pk", "distance")
-    rows = sorted(nearest, key=lambda row: (row[1], row[0]))[:limit]
-    return [(pk, 1.0 - distance) for pk, distance in rows]
-
-
-def _year_part(papers: QuerySet, part: YearScan) -> QuerySet:
-    if not part.exact:
-        return papers.filter(embedding__published_year=part.year)  # the year's HNSW index
-    # The years' papers, found by the date index, each measured.
-    first, last = dt.date(part.year, 1, 1), dt.date(part.last or part.year, 12, 31)
-    return papers.filter(published_on__gte=first, published_on__lte=last)
+    starve the result. ``exact``: every paper of ``papers`` measured, no index
+    (``exact_scan_pays``)."""
+    nearest = papers.order_by().nearest_to(vector, limit, exact=exact)
+    rows = list(nearest.values_list("pk", "distance"))
+    return sorted(((pk, 1.0 - distance) for pk, distance in rows), key=lambda r: -r[1])
 
 
 # What finding a filter's nearest papers costs, measured at 100,000 and 1,000,000 papers:
@@ -151,83 +114,17 @@ def _year_part(papers: QuerySet, part: YearScan) -> QuerySet:
 # pass the filter; the distance of each filtered paper, without the index, ~2.1 µs a paper.
 _HNSW_ENTRY_US = 30.0
 _EXACT_PAPER_US = 2.1
-# A year's own index costs this much more to start a scan of, beside its entries (~2.5 ms a
-# year measured at a million papers, 14 years 40 ms, however few entries it hands back; in
-# this model's units, where each paper measured costs 2.1). Fitted to 30 date ranges of the
-# bench's searches at 100k and 1M papers: their mean cost 7.9 / 8.9 ms, against 7.9 / 8.0
-# for the cheapest way of each range and 10.9 / 14.0 through the whole index alone.
-_YEAR_SCAN_US = 3_000.0
 
 
-def plan_scan(
-    span: tuple[int, int], parts: dict[int, tuple[int, int]], catalogue: int, limit: int
-) -> Scan:
-    """The cheapest way to a date range's ``limit`` nearest papers (``_HNSW_ENTRY_US``,
-    ``_EXACT_PAPER_US``): the whole catalogue's index, which hands back entries of every year
-    until enough fall in the range; each paper of the range measured; or each year of the
-    range by the cheaper of its own index and its papers measured. ``span``: the range's
-    first and last years (``dt.MINYEAR``, ``dt.MAXYEAR`` for an open end); ``parts``:
-    {year: (papers of the range in that year, papers of the year)}, estimated;
-    ``catalogue``: every paper. Pure.
-
-    Every year of the span is searched: one the estimate holds no paper of (a sample can
-    miss a few) has its papers measured, with the years beside it that are measured too
-    and those without an index of their own, in one part.
-
-    Measured at a million papers: 10,000 papers of a few months, 130-190 ms through the
-    whole index, 19 ms measured each (24,000: 250-350 ms against 45); "analysis" in
-    2007-06..2010-02 (50,000 papers): the whole index 67 ms, each paper 56, the four years'
-    indexes 19.5 (the full years 1.5-2.2 ms each; and 72 of the 100 nearest the same as
-    measuring each, against 46 through the whole index, which relaxes its order while it
-    hands back entries far outside the range)."""
-    in_range = sum(papers for papers, _ in parts.values())
-    whole = _index_cost(in_range, catalogue, limit)
-    exact = in_range * _EXACT_PAPER_US
-    years, by_year = _years_plan(span, parts, limit)
-    if exact <= min(whole, by_year):
-        return Scan(exact=True)
-    if by_year < whole:
-        return Scan(years=years)
-    return Scan()
-
-
-def _years_plan(span, parts, limit) -> tuple[tuple[YearScan, ...], float]:
-    """Each year of ``span`` the cheaper way (``plan_scan``), consecutive measured years in
-    one part; and what it all costs (µs)."""
-    first, last = span
-    planned: list[YearScan] = []
-    cost = 0.0
-
-    def measure(year: int, through: int) -> None:
-        previous = planned[-1] if planned else None
-        if previous and previous.exact and previous.last + 1 == year:
-            planned[-1] = YearScan(previous.year, exact=True, last=through)
-        else:
-            planned.append(YearScan(year, exact=True, last=through))
-
-    if first < YEAR_INDEXED[0]:  # years without an index of their own: each paper measured
-        measure(first, min(last, YEAR_INDEXED[0] - 1))
-    for year in range(max(first, YEAR_INDEXED[0]), min(last, YEAR_INDEXED[-1]) + 1):
-        papers, of_year = parts.get(year, (0, 0))
-        measured = papers * _EXACT_PAPER_US
-        indexed = _YEAR_SCAN_US + _index_cost(papers, of_year, limit) if papers else float("inf")
-        if indexed < measured:
-            planned.append(YearScan(year))
-        else:
-            measure(year, year)
-        cost += min(measured, indexed)
-    if last > YEAR_INDEXED[-1]:
-        measure(max(first, YEAR_INDEXED[-1] + 1), last)
-    unindexed = [papers for year, (papers, _) in parts.items() if year not in YEAR_INDEXED]
-    return tuple(planned), cost + sum(unindexed) * _EXACT_PAPER_US
-
-
-def _index_cost(papers: int, indexed: int, limit: int) -> float:
-    """µs to find ``limit`` of ``papers`` through an HNSW index of ``indexed`` papers."""
+def exact_scan_pays(papers: int, catalogue: int, limit: int) -> bool:
+    """Whether measuring each of a filter's ``papers`` costs less than scanning the HNSW
+    index until ``limit`` of them turn up: where a filter keeps few of the ``catalogue``'s
+    papers (at a million papers, 10,000 of a few months: 130-190 ms scanned, 19 ms measured;
+    24,000: 250-350 ms against 45). Pure."""
     if papers <= 0:
-        return 0.0
-    handed_back = min(limit * max(indexed, papers) / papers, semantic.MAX_SCAN_TUPLES)
-    return handed_back * _HNSW_ENTRY_US
+        return True
+    handed_back = min(limit * catalogue / papers, semantic.MAX_SCAN_TUPLES)
+    return papers * _EXACT_PAPER_US < handed_back * _HNSW_ENTRY_US
 
 
 def similarities(ids: list[int], vector) -> dict[int, float]:

@@ -128,7 +128,7 @@ class PaperQuerySet(models.QuerySet):
         index, which every connection scans iteratively (``catalogue.semantic``): other
         filters do not leave the result short. ``exact``: without the index, every paper of
         this QuerySet measured (cheaper where it holds few papers, see
-        ``hybrid.plan_scan``)."""
+        ``hybrid.exact_scan_pays``)."""
         distance = CosineDistance("embedding__vector", vector)
         # The index answers an ORDER BY of the distance itself, not of an expression of it.
         order = distance + models.Value(0.0) if exact else distance
@@ -463,12 +463,6 @@ def embedded_text(title: str, abstract: str) -> str:
     return f"{title}\n{abstract}"
 
 
-# The publication years with a partial HNSW index of their own (``PaperEmbedding``): arXiv's
-# first year to well past today; a date range reaching outside them is searched the whole
-# catalogue's way. Another year is a new migration (an index built from that year's rows).
-YEAR_INDEXED = range(1991, 2041)
-
-
 class PaperEmbedding(models.Model):
     """A paper's meaning as a unit vector (MiniLM, 384 dimensions, half precision).
 
@@ -476,12 +470,6 @@ class PaperEmbedding(models.Model):
     carry 800 bytes of vector each time, and the HNSW index is built over this table only.
     ``model`` and ``text_hash`` say what it was computed from, so a new model or an edited
     abstract makes it stale (``PaperQuerySet.missing_or_stale_embeddings``).
-
-    ``published_year`` is the paper's, copied here by triggers (migration 0022: on every
-    write of an embedding, and when a paper's date changes) for the partial HNSW index of
-    each year (``YEAR_INDEXED``): a search in a date range finds its nearest papers in the
-    few years' small graphs (``hybrid.neighbours``) rather than walking the whole
-    catalogue's until enough of them fall in the range.
     """
 
     paper = models.OneToOneField(
@@ -491,8 +479,6 @@ class PaperEmbedding(models.Model):
     model = models.CharField(max_length=100)
     text_hash = models.CharField(max_length=32, help_text="md5 of the embedded text.")
     computed_at = models.DateTimeField(auto_now=True)
-    # Set by the database's triggers, whatever a write gives (migration 0022).
-    published_year = models.SmallIntegerField(null=True, editable=False)
 
     class Meta:
         indexes = [
@@ -502,17 +488,6 @@ class PaperEmbedding(models.Model):
                 m=16,
                 ef_construction=64,
                 opclasses=["halfvec_cosine_ops"],
-            ),
-            *(
-                HnswIndex(
-                    name=f"embedding_hnsw_{year}",
-                    fields=["vector"],
-                    m=16,
-                    ef_construction=64,
-                    opclasses=["halfvec_cosine_ops"],
-                    condition=Q(published_year=year),
-                )
-                for year in YEAR_INDEXED
             ),
             # The latest embedding is part of the catalogue's version (summary.catalogue_state):
             # cached neighbours by meaning and pages must not outlive a backfill's new vectors.

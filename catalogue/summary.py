@@ -443,20 +443,6 @@ def papers_published_between(first: dt.date | None, last: dt.date | None) -> int
     return _papers_between(first, last or dt.date.max)
 
 
-def papers_per_year(first: dt.date | None, last: dt.date | None) -> dict[int, tuple[int, int]]:
-    """{year: (about how many visible papers of ``first`` to ``last`` it holds, of the whole
-    year)} for each year the range touches that has papers (``catalogue_months``; the first
-    month counted whole, as ``papers_published_between`` does)."""
-    first = first.replace(day=1) if first else dt.date.min
-    last = last or dt.date.max
-    years: dict[int, tuple[int, int]] = {}
-    for month, n in catalogue_months().items():
-        if first.year <= month.year <= last.year:
-            in_range, of_year = years.get(month.year, (0, 0))
-            years[month.year] = (in_range + (n if first <= month <= last else 0), of_year + n)
-    return years
-
-
 def _papers_between(first: dt.date, last: dt.date) -> int:
     """The visible dated papers of the months from ``first`` to ``last`` (``catalogue_months``)."""
     return sum(n for month, n in catalogue_months().items() if first <= month <= last)

@@ -27,6 +27,7 @@ WORDS = 20_000  # the commonest words embedded; the rest of a paper's words are 
 TITLE_WEIGHT = 2.0
 _WORD = re.compile(r"[0-9]*[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # with a letter: not "2023"
 _BATCH = 2_000  # papers per COPY batch
+_INDEX = "embedding_hnsw"
 
 
 def words_of(text: str) -> list[str]:
@@ -79,12 +80,11 @@ def fill(database_url: str, embed, words: int = WORDS) -> dict:
         vectors = embed(vocabulary)
         index = {word: row for row, word in enumerate(vocabulary)}
         embedded_at = time.perf_counter()
-        definitions = _drop_indexes(conn)
+        definition = _drop_index(conn)
         papers = _copy_vectors(reader, conn, index, vectors)
         copied_at = time.perf_counter()
         conn.execute("SET maintenance_work_mem = '2GB'")
-        for definition in definitions:
-            conn.execute(definition)
+        conn.execute(definition)
         conn.execute("VACUUM ANALYZE catalogue_paperembedding")
     return {
         "papers": papers,
@@ -104,18 +104,14 @@ def _texts(reader):
             yield text
 
 
-def _drop_indexes(conn) -> list[str]:
-    """Drop the HNSW indexes, the whole catalogue's and each year's (built once after the
-    rows: far faster than row by row), and return how to create them again, as the
-    migrations made them."""
-    indexes = conn.execute(
-        "SELECT indexname, indexdef FROM pg_indexes"
-        " WHERE tablename = 'catalogue_paperembedding' AND indexdef LIKE '%% USING hnsw %%'"
-        " ORDER BY indexname"
-    ).fetchall()
-    for name, _ in indexes:
-        conn.execute(f'DROP INDEX "{name}"')
-    return [definition for _, definition in indexes]
+def _drop_index(conn) -> str:
+    """Drop the HNSW index (built once after the rows: far faster than row by row) and return
+    how to create it again, as the migration made it."""
+    (definition,) = conn.execute(
+        "SELECT pg_get_indexdef(%s::regclass)", [f"public.{_INDEX}"]
+    ).fetchone()
+    conn.execute(f"DROP INDEX {_INDEX}")
+    return definition
 
 
 def _copy_vectors(reader, conn, index: dict[str, int], vectors: np.ndarray) -> int:
