@@ -111,8 +111,9 @@ class Summary:
         reads (``Reach``); None where the dated matches are fewer. ``others``: how many of the
         matches counted may lack the words (papers found by meaning alone): the month from
         which the words' matches are read is reached with them on top, or an exact count
-        (no margin) fell short by them and the candidates were found again by a walk ("under-
-        standing" in 2016-2022 at 100,000 papers: 1,998 of 2,000 read, 21 ms, then walked, 32).
+        (no margin) fell short by them and the candidates were found again by a walk
+        ("understanding" in 2016-2022 at 100,000 papers: 1,998 of 2,000 read, 21 ms, then
+        walked, 32).
 
         PostgreSQL's and the even-spread estimate (``_walk_pays``) miss words whose matches
         are mostly old: "fractions" in 15,500 of a million papers, its 2,000 newest reached

@@ -30,8 +30,7 @@ from django.db import connection
 
 from catalogue.dburl import url_from_settings
 from tests.bench.benchmark import percentile
-from tests.bench.loadtest import workload
-from tests.bench.loadtest.vocabulary import read_vocabulary
+from tests.bench.commands.profile_pages import mix_urls
 
 WORKER = Path(__file__).resolve().parent.parent / "loadtest" / "paired_worker.py"
 
@@ -59,14 +58,9 @@ class Command(BaseCommand):
         parser.add_argument("--classes", nargs="+", help="only these page classes")
 
     def handle(self, *args, **options):
-        urls = workload.urls_per_class(
-            read_vocabulary(options["corpus"]), options["seed"], options["per_class"] + 1
+        urls = mix_urls(
+            options["corpus"], options["seed"], options["per_class"], options["classes"]
         )
-        if options["classes"]:
-            unknown = set(options["classes"]) - set(urls)
-            if unknown:
-                raise CommandError(f"unknown classes {sorted(unknown)}; known: {sorted(urls)}")
-            urls = {kind: urls[kind] for kind in options["classes"]}
         root = Path(settings.BASE_DIR)
         with (
             worktree(root, options["base"]) as base_dir,

@@ -53,13 +53,9 @@ class Command(BaseCommand):
         parser.add_argument("--cprofile-out", type=Path, help="also save the profile (pstats)")
 
     def handle(self, *args, **options):
-        vocabulary = read_vocabulary(self._corpus(options))
-        urls = workload.urls_per_class(vocabulary, options["seed"], options["per_class"] + 1)
-        if options["classes"]:
-            unknown = set(options["classes"]) - set(urls)
-            if unknown:
-                raise CommandError(f"unknown classes {sorted(unknown)}; known: {sorted(urls)}")
-            urls = {kind: urls[kind] for kind in options["classes"]}
+        urls = mix_urls(
+            self._corpus(options), options["seed"], options["per_class"], options["classes"]
+        )
         self._note(f"load average before: {_load()}; DEBUG={settings.DEBUG}")
         with override_settings(**benchmark.CACHES_OFF):
             client = Client(raise_request_exception=False)
@@ -116,6 +112,18 @@ class Command(BaseCommand):
 
     def _note(self, message: str) -> None:
         self.stderr.write(message)
+
+
+def mix_urls(corpus: Path, seed: int, per_class: int, classes=None) -> dict[str, list[str]]:
+    """{page class: its URLs}: ``per_class`` to time and one more first, to warm up (of the
+    load test's mix, ``workload.urls_per_class``); ``classes``: only these."""
+    urls = workload.urls_per_class(read_vocabulary(corpus), seed, per_class + 1)
+    if not classes:
+        return urls
+    unknown = set(classes) - set(urls)
+    if unknown:
+        raise CommandError(f"unknown classes {sorted(unknown)}; known: {sorted(urls)}")
+    return {kind: urls[kind] for kind in classes}
 
 
 def _slowest(samples: list[profiling.Sample]) -> str:
