@@ -31,7 +31,6 @@ import queue
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -448,17 +447,40 @@ def _consume(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
 
 
 def _write_in_threads(batches: Iterable[_Batch], writers: int) -> None:
-    with ThreadPoolExecutor(writers, thread_name_prefix="ingest-writer") as pool:
-        pending: set[Future] = set()
+    """Write ``batches`` on ``writers`` threads, each on one connection for the whole run (a
+    backend per batch cost the server its start, its exit and its first touch of every shared
+    buffer page again, each batch). After an error no further batch is handed out; those
+    handed out are written before the first error rises."""
+    handed_out: queue.Queue = queue.Queue(maxsize=1)  # back-pressure: parse little further ahead
+    errors: list[BaseException] = []
+
+    def write() -> None:
         try:
-            for batch in batches:
-                pending.add(pool.submit(_write_batch_in_thread, batch))
-                if len(pending) >= writers:  # back-pressure: parse no further ahead
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    _raise_first_error(done)
+            while (batch := handed_out.get()) is not None:
+                try:
+                    _write_batch(batch)
+                except BaseException as error:  # raised by the run, in the caller's thread
+                    errors.append(error)
         finally:
-            done, _ = wait(pending)  # what was handed out is written before any error rises
-        _raise_first_error(done)
+            connections.close_all()  # this thread's connection
+
+    threads = [
+        threading.Thread(target=write, name=f"ingest-writer-{number}") for number in range(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for batch in batches:
+            if errors:
+                break
+            handed_out.put(batch)
+    finally:
+        for _ in threads:
+            handed_out.put(None)
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _to_write(run: IngestRun, batches: Iterable[list], numbers: Iterator[int]) -> Iterator[_Batch]:
@@ -475,18 +497,6 @@ def _chunk_place(run: IngestRun) -> str:
     if "chunk" not in run.options:
         return ""
     return f"chunk {run.options['chunk']} of {run.options['of']}, "
-
-
-def _raise_first_error(futures) -> None:
-    for future in futures:
-        future.result()
-
-
-def _write_batch_in_thread(batch: _Batch) -> None:
-    try:
-        _write_batch(batch)
-    finally:
-        connections.close_all()  # this thread's connection; the pool's threads are short-lived
 
 
 def _write_batch(batch: _Batch) -> None:

@@ -140,6 +140,41 @@ def test_nul_in_a_listing_loses_nothing_and_the_command_returns(celery_worker, t
     assert any("\\x00" in r.raw for r in run.rejections.all())
 
 
+# --- writers --------------------------------------------------------------------------------
+
+# Notes the backend of each statement inserting papers (two a batch: one per key kind).
+NOTE_WRITER_BACKENDS = """
+    CREATE TABLE h4_writer_backends (pid int);
+    CREATE FUNCTION h4_note_backend() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO h4_writer_backends VALUES (pg_backend_pid()); RETURN NULL; END $$;
+    CREATE TRIGGER h4_note_backend AFTER INSERT ON catalogue_paper
+    FOR EACH STATEMENT EXECUTE FUNCTION h4_note_backend();
+"""
+DROP_NOTE_WRITER_BACKENDS = (
+    "DROP TRIGGER h4_note_backend ON catalogue_paper; DROP FUNCTION h4_note_backend(); "
+    "DROP TABLE h4_writer_backends;"
+)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_writer_keeps_one_connection_for_the_whole_run(settings, tmp_path):
+    """Writers used to open a connection per batch: a 1M-paper ingest then paid a backend's
+    start, exit and first touch of the shared buffers five hundred times."""
+    settings.INGEST_BATCH_SIZE = 10
+    settings.INGEST_WRITERS = 3
+    path = tmp_path / "snapshot.jsonl"
+    path.write_text("\n".join(snapshot_lines(120)) + "\n")
+    with sql_fixture(NOTE_WRITER_BACKENDS, DROP_NOTE_WRITER_BACKENDS):
+        output = ingest(str(path), "--inline")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*), count(DISTINCT pid) FROM h4_writer_backends")
+            statements, backends = cursor.fetchone()
+    assert "succeeded" in output
+    assert Paper.objects.count() == 120
+    assert statements == 24  # 12 batches written
+    assert 1 <= backends <= 3
+
+
 # --- failures and retries ------------------------------------------------------------------
 
 REFUSE_EVERY_INSERT = """
