@@ -497,17 +497,23 @@ def prewarm(database_url: str) -> tuple[int, float] | None:
     return int(blocks), time.perf_counter() - started
 
 
-def copy_reference(database_url: str, limit: int | None = None) -> tuple[int, float]:
+def copy_reference(
+    database_url: str, limit: int | None = None, *, newest: bool = False
+) -> tuple[int, float]:
     """(rows, seconds) of PostgreSQL's bare cost for papers already in the catalogue: one
     connection COPYing their titles and abstracts (read beforehand) into a table with the
-    catalogue's generated search vector and its GIN index.
+    catalogue's generated search vector and its GIN index. ``limit``: the first papers
+    ingested, or with ``newest`` the last (those a run just added to a copy of a catalogue).
 
     These machines' speed drifts by tens of percent within an hour; an ingest rate is only
     comparable across runs as a ratio to this reference, taken at the same moment.
     """
-    source = "SELECT title, abstract FROM catalogue_paper ORDER BY id"
+    source = "SELECT id, title, abstract FROM catalogue_paper ORDER BY id"
+    if newest:
+        source += " DESC"
     if limit:
         source += f" LIMIT {int(limit)}"
+    source = f"SELECT title, abstract FROM ({source}) AS papers ORDER BY id"
     with psycopg.connect(database_url) as conn:
         with conn.cursor().copy(f"COPY ({source}) TO STDOUT") as copy:
             data = b"".join(bytes(chunk) for chunk in copy)
