@@ -69,8 +69,13 @@ def tuned_settings() -> dict[str, str]:
     PostgreSQL's defaults for a tiny one (128 MB of buffers: every search vector re-read from
     the OS; JIT compiling big queries for 100 ms; random reads priced as on spinning disks)."""
     memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    shared_mb = min(max(memory_mb // 4, 128), 4096)
     return {
-        "shared_buffers": f"{min(max(memory_mb // 4, 128), 4096)}MB",
+        "shared_buffers": f"{shared_mb}MB",
+        # A 32nd of the buffers, up to 64 MB (the default stops at 16): a bulk ingest's
+        # writers wait less for room to write WAL (100,000 papers into a copy of the 1M
+        # catalogue, four alternated pairs: 3-5 % faster each).
+        "wal_buffers": f"{min(max(shared_mb // 32, 16), 64)}MB",
         "effective_cache_size": f"{max(memory_mb // 2, 256)}MB",
         "work_mem": "32MB",  # bitmaps of common words stay exact (no lossy re-checks)
         "maintenance_work_mem": "512MB",
