@@ -498,6 +498,34 @@ class PaperEmbedding(models.Model):
         return f"embedding of {self.paper_id} ({self.model})"
 
 
+class PhrasePairs(models.Model):
+    """The adjacent word pairs of a paper's search vector, hashed (``catalogue.phrases``): its
+    GIN index finds the papers that may hold a phrase of two common words without testing
+    every paper that holds both. Written by a background task, apart from ingest; a paper not
+    paired yet, or whose text changed since, is in ``PhrasePending``. No foreign key: the
+    papers' triggers keep both tables (migration 0022)."""
+
+    paper_id = models.BigIntegerField(primary_key=True)
+    pairs = ArrayField(models.IntegerField())
+
+    class Meta:
+        indexes = [GinIndex(fields=["pairs"], name="phrase_pairs_gin")]
+
+    def __str__(self):
+        return f"pairs of paper {self.paper_id}"
+
+
+class PhrasePending(models.Model):
+    """Papers whose ``PhrasePairs`` are missing or stale: every new paper and every paper whose
+    search vector changed (database triggers put them here, whatever wrote the paper), until
+    the background task pairs them. A phrase search looks at all of them."""
+
+    paper_id = models.BigIntegerField(primary_key=True)
+
+    def __str__(self):
+        return f"paper {self.paper_id} to pair"
+
+
 class Sighting(models.Model):
     """Provenance: which source listed a paper, first and last seen, and on which day."""
 

@@ -37,6 +37,7 @@ from django.db.models import Case, F, FloatField, Func, Q, QuerySet, Value, When
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from catalogue import phrases
 from catalogue.routers import catalogue_connection
 
 CONFIG = "english"
@@ -298,7 +299,13 @@ def condition(parsed: ParsedQuery, *, unindexed: bool = False) -> Q:
 
 def _term_q(term: Term, parsed: ParsedQuery, unindexed: bool = False) -> Q:
     matcher = parsed.matchers[term]
-    if unindexed and matcher.vector == "search_vector":
+    pairs = () if term.negated or not matcher.pattern else phrases.required_pairs(matcher.tsquery)
+    if pairs and phrases.pairs_pay(pairs):
+        # The papers that may hold the phrase, from the index of word pairs; the phrase is
+        # then tested on those alone, never through the words' index (``catalogue.phrases``).
+        q = Q(phrases.PairedOrPending(F("pk"), pairs))
+        q &= Q(SearchVectorExact(UNINDEXED_VECTOR, RawTsQuery(matcher.tsquery)))
+    elif unindexed and matcher.vector == "search_vector":
         q = Q(SearchVectorExact(UNINDEXED_VECTOR, RawTsQuery(matcher.tsquery)))
     else:
         q = Q(**{matcher.vector: RawTsQuery(matcher.tsquery)})

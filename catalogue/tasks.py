@@ -1,10 +1,10 @@
 """Celery tasks of the catalogue: tagging papers with topics, embedding them. Thin: ids and
 strings in.
 
-Ingest calls ``tag_recent_papers`` and ``queue_embedding`` after a run that created or changed
-papers; the topic admin calls ``tag_topic`` when a topic's query changes and ``tag_papers``
-after staff edit a paper. Tagging and embedding are idempotent, so late acknowledgement (a
-redelivered task) is harmless.
+Ingest calls ``tag_recent_papers``, ``pair_phrases`` and ``queue_embedding`` after a run that
+created or changed papers; the topic admin calls ``tag_topic`` when a topic's query changes
+and ``tag_papers`` after staff edit a paper. Tagging, pairing and embedding are idempotent, so
+late acknowledgement (a redelivered task) is harmless.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import socket
+import time
 
 from celery import shared_task
 from django.conf import settings
 
-from catalogue import tagging
+from catalogue import phrases, tagging
 from catalogue.backfill import Backfill, slice_name
 from catalogue.embedding import embed_after, pending_papers, pending_slices
 from catalogue.models import Paper, Topic
@@ -42,6 +43,33 @@ def tag_recent_papers(since: str) -> dict:
     """Evaluate every topic for the papers created or changed since ``since`` (ISO 8601)."""
     changed = tagging.papers_changed_since(dt.datetime.fromisoformat(since))
     return vars(tagging.retag_papers(changed))
+
+
+# --- word pairs for phrases ---------------------------------------------------------------------
+
+# Below the ingest's chunks and tagging, above the embedding backfill: pairing is cheap (~0.1 ms
+# a paper) and makes the new papers' phrases quick to find.
+PAIR_PRIORITY = 8
+# A task pairs for this long, then queues its successor, so other tasks get the worker.
+PAIR_CHUNK_SECONDS = 10
+
+
+@shared_task(acks_late=True)
+def pair_phrases() -> int:
+    """Pair the pending papers' adjacent words (``catalogue.phrases``), in chunks of
+    PAIR_CHUNK_SECONDS; once none are left, refresh the pairs' statistics. Several at once
+    share the work (each statement takes papers the others have not locked); returns how
+    many papers this chunk paired."""
+    started, done = time.monotonic(), 0
+    while time.monotonic() - started < PAIR_CHUNK_SECONDS:
+        paired = phrases.pair_pending()
+        done += paired
+        if not paired:
+            if done:
+                phrases.analyse()
+            return done
+    pair_phrases.apply_async(priority=PAIR_PRIORITY)
+    return done
 
 
 # --- embeddings ---------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from catalogue.tasks import queue_embedding, tag_recent_papers
+from catalogue.tasks import PAIR_PRIORITY, pair_phrases, queue_embedding, tag_recent_papers
 from catalogue.trending import refresh_trending
 from ingest import chunks, sources
 from ingest.http import (
@@ -246,8 +246,8 @@ def _resend_never_started(
 
 def _after_changes(run: IngestRun) -> None:
     """Once committed, on a worker: topics for the papers this run created or changed, fresh
-    trending scores (new upvotes) and embeddings of new or changed text (a low-priority chain
-    that yields the worker to the next ingest)."""
+    trending scores (new upvotes), the word pairs of new or changed text (for phrases) and
+    its embeddings (low-priority chains that yield the worker to the next ingest)."""
     if run.parent_id or not (run.created or run.updated):
         return  # a chunk: its split run does this once, for all its chunks
     # A margin before the start: papers are stamped by the database's clock, not ours.
@@ -256,6 +256,7 @@ def _after_changes(run: IngestRun) -> None:
     def enqueue():
         tag_recent_papers.delay(since)
         refresh_trending.delay()
+        pair_phrases.apply_async(priority=PAIR_PRIORITY)
         queue_embedding()
 
     transaction.on_commit(enqueue)

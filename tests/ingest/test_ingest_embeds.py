@@ -1,4 +1,5 @@
-"""An ingest on the real worker is followed by the embedding of every paper it created."""
+"""An ingest on the real worker is followed by the embedding of every paper it created, and by
+the pairing of their words (catalogue.phrases)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.core.management import call_command
 from catalogue.backfill import Backfill
 from catalogue.embedder import MODEL_ID
 from catalogue.embedding import pending_papers
-from catalogue.models import Paper, PaperEmbedding
+from catalogue.models import Paper, PaperEmbedding, PhrasePairs, PhrasePending
 from tests.conftest import DATA_DIR
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DAILY = DATA_DIR / "formats" / "hf_daily_papers" / "daily" / "2025-03-13.json"
 
 
-def test_papers_of_an_ingest_on_the_worker_all_get_embedded(celery_worker, tmp_path):
+def test_papers_of_an_ingest_on_the_worker_all_get_embedded_and_paired(celery_worker, tmp_path):
     # Four real items with short abstracts: the model's time is not what is tested here.
     items = json.loads(DAILY.read_text())[:4]
     for item in items:
@@ -38,3 +39,9 @@ def test_papers_of_an_ingest_on_the_worker_all_get_embedded(celery_worker, tmp_p
         time.sleep(0.1)
     assert PaperEmbedding.objects.filter(model=MODEL_ID).count() == Paper.objects.count() == 4
     assert "catalogue.tasks.embed_papers" in celery_worker.log()
+
+    while PhrasePending.objects.exists():  # queued before the embedding: done by now, or soon
+        assert time.monotonic() < deadline, celery_worker.log()
+        time.sleep(0.1)
+    assert PhrasePairs.objects.count() == 4
+    assert "catalogue.tasks.pair_phrases" in celery_worker.log()
