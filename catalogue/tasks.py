@@ -1,5 +1,5 @@
-"""Celery tasks of the catalogue: tagging papers with topics, embedding them. Thin: ids and
-strings in.
+"""Celery tasks of the catalogue: tagging papers with topics, pairing their words for phrase
+searches, embedding them. Thin: ids and strings in.
 
 Ingest calls ``tag_recent_papers``, ``pair_phrases`` and ``queue_embedding`` after a run that
 created or changed papers; the topic admin calls ``tag_topic`` when a topic's query changes
@@ -47,7 +47,7 @@ def tag_recent_papers(since: str) -> dict:
 
 # --- word pairs for phrases ---------------------------------------------------------------------
 
-# Below the ingest's chunks and tagging, above the embedding backfill: pairing is cheap (~0.1 ms
+# Below the ingest's chunks and tagging, above the embedding backfill: pairing is cheap (~0.3 ms
 # a paper) and makes the new papers' phrases quick to find.
 PAIR_PRIORITY = 8
 # A task pairs for this long, then queues its successor, so other tasks get the worker.

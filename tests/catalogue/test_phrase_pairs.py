@@ -5,8 +5,10 @@ same papers whether a paper is paired, pending, or changed since it was paired."
 from __future__ import annotations
 
 import time
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from catalogue import phrases, search
@@ -226,3 +228,14 @@ def test_the_state_is_read_again_after_a_while(monkeypatch):
     monkeypatch.setattr(phrases, "STATE_SECONDS", 0)
     time.sleep(0.001)
     assert phrases.pair_state() is not first
+
+
+def test_the_command_pairs_every_pending_paper(papers):
+    out = StringIO()
+    call_command("pair_phrases", "--no-progress", stdout=out)
+    assert out.getvalue().strip() == "paired 4 papers"
+    assert pending() == set()
+    assert PhrasePairs.objects.count() == 4
+    out = StringIO()
+    call_command("pair_phrases", "--no-progress", stdout=out)  # again: nothing left
+    assert out.getvalue().strip() == "paired 0 papers"
