@@ -80,6 +80,7 @@ TRENDING_EXPLAINED = (
 
 class PaperFilterForm(forms.Form):
     default_renderer = jinja.FORM_RENDERER  # rendered on every list page: the fast widgets
+    bound_field_class = jinja.RenderedOnce  # ... and each widget once per value
 
     def clean(self):
         cleaned = super().clean()
@@ -97,6 +98,12 @@ class PaperFilterForm(forms.Form):
             if self.like_paper is None:
                 raise forms.ValidationError("No paper with this id.")
         return slug
+
+
+class WholeNumberFilter(django_filters.NumberFilter):
+    """A whole number: "3.5" upvotes is a form error, not a silent rounding."""
+
+    field_class = forms.IntegerField
 
 
 class PaperFilter(django_filters.FilterSet):
@@ -136,7 +143,7 @@ class PaperFilter(django_filters.FilterSet):
         label="Period",
         empty_label="Any time",
     )
-    min_upvotes = django_filters.NumberFilter(
+    min_upvotes = WholeNumberFilter(
         field_name="upvotes",
         lookup_expr="gte",
         label="Min. upvotes",
@@ -162,12 +169,23 @@ class PaperFilter(django_filters.FilterSet):
         super().__init__(data, *args, **kwargs)
         self.today = today or timezone.localdate()
         self.published = published
-        # A whole number: "3.5" upvotes is a form error, not a silent rounding.
-        self.filters["min_upvotes"].field_class = forms.IntegerField
-        # The side column's fields belong to the search form at the top (HTML form=""), so
-        # one submit keeps every parameter, without JavaScript.
-        for field in self.form.fields.values():
-            field.widget.attrs["form"] = "search"
+
+    _form_class = None
+
+    def get_form_class(self):
+        """The form, built once per class: django-filter builds a new form class from fresh
+        fields for every request (~30 fields' ``__init__`` and a metaclass run a page), though
+        nothing of it differs between requests. Each form still gets its own copies of the
+        fields (Django's ``base_fields``), so what a request does to its form stays there."""
+        cls = type(self)
+        if cls.__dict__.get("_form_class") is None:
+            form_class = super().get_form_class()
+            # The side column's fields belong to the search form at the top (HTML form=""),
+            # so one submit keeps every parameter, without JavaScript.
+            for field in form_class.base_fields.values():
+                field.widget.attrs["form"] = "search"
+            cls._form_class = form_class
+        return cls._form_class
 
     # --- what the reader asked for -------------------------------------------------------
 

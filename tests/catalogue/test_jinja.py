@@ -117,3 +117,89 @@ def test_the_list_form_renders_the_same_widgets_as_djangos_renderer():
     ours = Numbers({"n": "3"}, renderer=jinja.FORM_RENDERER)["n"]
     django = Numbers({"n": "3"})["n"]
     assert str(ours) == str(django) and ours.label_tag() == django.label_tag()
+
+
+# --- the list form's widgets, rendered once per value (jinja.RenderedOnce) ---------------------
+
+
+def _list_form(params: dict):
+    from django.http import QueryDict
+
+    from catalogue.filters import PaperFilter
+
+    data = QueryDict(mutable=True)
+    for name, value in params.items():
+        data.setlist(name, value if isinstance(value, list) else [value])
+    paper_filter = PaperFilter(data)
+    paper_filter.is_valid()
+    return paper_filter.form
+
+
+def _as_django_renders(form) -> dict[str, tuple[str, str]]:
+    """Each field's widget and label as Django's own BoundField renders them."""
+    from django.forms import BoundField
+
+    rendered = {}
+    for name, field in form.fields.items():
+        plain = BoundField(form, field, name)
+        rendered[name] = (str(plain), plain.label_tag())
+    return rendered
+
+
+LIST_FORM_VALUES = [
+    {},
+    {"q": "linear attention", "sort": "newest", "since": "2024-01-01"},
+    {"q": 'x"><script>alert(1)</script>', "author": "<b>Ng</b>", "mode": "keyword"},
+    {"period": "week", "min_upvotes": "5", "has_code": "on", "until": "2024-02-01"},
+    {"min_upvotes": "3.5", "since": "2024-05-01", "until": "2024-01-01"},  # errors
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("params", LIST_FORM_VALUES)
+def test_the_list_forms_reused_widgets_are_the_ones_django_renders(params):
+    for _ in range(2):  # the second time from what the first rendered
+        form = _list_form(params)
+        expected = _as_django_renders(form)
+        for name, (widget, label) in expected.items():
+            assert isinstance(form[name], jinja.RenderedOnce)
+            assert (str(form[name]), form[name].label_tag()) == (widget, label), name
+
+
+@pytest.mark.django_db
+def test_a_fields_reused_html_follows_its_value_and_errors():
+    first = str(_list_form({"since": "2024-01-01"})["since"])
+    assert 'value="2024-01-01"' in first and "aria-invalid" not in first
+    assert 'value="2023-12-31"' in str(_list_form({"since": "2023-12-31"})["since"])
+    assert "value=" not in str(_list_form({})["since"])
+    wrong = str(_list_form({"since": "2024-01-01", "until": "2023-01-01"})["until"])
+    assert 'aria-invalid="true"' in wrong and 'value="2023-01-01"' in wrong
+    escaped = str(_list_form({"q": '"><script>'})["q"])
+    assert "<script>" not in escaped and "&lt;script&gt;" in escaped
+
+
+def test_reused_renders_are_bounded():
+    rendered = jinja.RenderedOnce._rendered
+    saved = dict(rendered)
+    try:
+        rendered.clear()
+        for n in range(jinja.RenderedOnce.MAX_RENDERED + 5):
+            jinja.RenderedOnce._once(("test", n), lambda n=n: str(n))
+        assert len(rendered) <= jinja.RenderedOnce.MAX_RENDERED
+        assert jinja.RenderedOnce._once(("test", 3), lambda: "again") == "again"
+    finally:
+        rendered.clear()
+        rendered.update(saved)
+
+
+@pytest.mark.django_db
+def test_the_list_form_class_is_built_once_and_each_form_has_its_own_fields():
+    one, two = _list_form({}), _list_form({"q": "x"})
+    assert type(one) is type(two)
+    assert one.fields["q"] is not two.fields["q"]
+    one.fields["q"].widget.attrs["data-test"] = "mine"
+    assert "data-test" not in two.fields["q"].widget.attrs
+    assert "data-test" not in _list_form({})["q"].field.widget.attrs
+    # The side column's fields submit with the search form; a fraction is an error.
+    assert one.fields["author"].widget.attrs["form"] == "search"
+    assert "min_upvotes" in _list_form({"min_upvotes": "3.5"}).errors
