@@ -35,3 +35,55 @@ def test_the_wsgi_module_loads_the_pages_then_freezes_what_it_loaded():
     # requests leave behind.
     assert report["frozen"] > 50_000
     assert report["tracked"] < report["frozen"] / 10
+
+
+BETWEEN_REQUESTS = """
+import gc, json
+import catalogue.wsgi
+from django.core.signals import request_finished, request_started
+
+def collections():
+    return sum(generation["collections"] for generation in gc.get_stats())
+
+kept = []  # what a request leaves for the process's life (a cache's entry)
+
+def request(multithread, allocate=20_000):
+    request_started.send(sender=None, environ={"wsgi.multithread": multithread})
+    during = gc.isenabled()
+    kept.append({"entry": [multithread]})
+    before = collections()
+    garbage = [[] for _ in range(allocate)]  # containers, as a page's querysets and rows are
+    collected_during = collections() - before
+    del garbage
+    frozen = gc.get_freeze_count()
+    request_finished.send(sender=None)
+    [[] for _ in range(1_000)]  # what follows the response: the paused collections run
+    return {"enabled_during": during, "collected_during": collected_during,
+            "enabled_after": gc.isenabled(), "collected_after": collections() - before,
+            "froze": gc.get_freeze_count() != frozen}
+
+sync = [request(False) for _ in range(12)]
+threaded = request(True)
+print(json.dumps({"sync": sync, "threaded": threaded}))
+"""
+
+
+def test_a_sync_workers_collector_runs_between_requests_not_during_them():
+    shown = subprocess.run(
+        [sys.executable, "-c", BETWEEN_REQUESTS],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "catalogue.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(shown.stdout.splitlines()[-1])
+    for request in report["sync"]:
+        assert not request["enabled_during"] and request["collected_during"] == 0
+        assert request["enabled_after"] and request["collected_after"] > 0  # deferred, not lost
+    # What the first requests loaded is frozen after the 1st and 10th, not after each one.
+    assert [n for n, r in enumerate(report["sync"], 1) if r["froze"]] == [1, 10]
+    # Threads may serve another request at any moment: the collector is left alone.
+    threaded = report["threaded"]
+    assert threaded["enabled_during"] and threaded["collected_during"] > 0
