@@ -21,13 +21,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+from collections.abc import Iterable
 from functools import cached_property
 from urllib.parse import urlencode
 
 import django_filters
 from django import forms
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from catalogue import hybrid, jinja, search
@@ -98,6 +99,14 @@ class PaperFilterForm(forms.Form):
             if self.like_paper is None:
                 raise forms.ValidationError("No paper with this id.")
         return slug
+
+
+def _chosen(topics) -> Iterable[Topic]:
+    """The topics a form's topic field cleaned to. None chosen is ``none()``, which iterating
+    compiles into SQL before finding nothing to run (0.4 ms of every list page): not read."""
+    if isinstance(topics, QuerySet) and topics.query.is_empty():
+        return ()
+    return topics or ()
 
 
 class WholeNumberFilter(django_filters.NumberFilter):
@@ -240,7 +249,7 @@ class PaperFilter(django_filters.FilterSet):
                 value = None if self.search_mode in (None, Mode.HYBRID) else value
                 value = value if self.query_text else None  # like alone: by meaning
             elif name == "topic":
-                pairs += [("topic", slug) for slug in sorted({t.slug for t in value or ()})]
+                pairs += [("topic", slug) for slug in sorted({t.slug for t in _chosen(value)})]
                 continue
             elif name == "has_code":
                 value = "1" if value else None
@@ -268,7 +277,7 @@ class PaperFilter(django_filters.FilterSet):
         return queryset.matching(f'author:"{value}"') if value else queryset
 
     def filter_topics(self, queryset, name, topics):
-        for topic in topics:
+        for topic in _chosen(topics):
             queryset = queryset.in_topic(topic)
         return queryset
 
