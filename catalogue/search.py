@@ -27,13 +27,13 @@ from operator import and_, or_
 from typing import NamedTuple
 
 from django.contrib.postgres.search import (
-    SearchHeadline,
     SearchQuery,
     SearchRank,
     SearchVectorExact,
     SearchVectorField,
 )
-from django.db.models import Case, F, FloatField, Func, Q, QuerySet, Value, When
+from django.db.models import Case, F, FloatField, Func, Q, QuerySet, TextField, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
@@ -48,15 +48,12 @@ FIELDS = ("title", "author", "abstract")
 # for abstract excerpts. The headline is then escaped and only the marks become <mark>
 # (``marked_html``): a title's own markup ("<script>…") is shown as text, never run.
 _START, _STOP = "\x02", "\x03"
-_HEADLINE_OPTIONS = {"start_sel": _START, "stop_sel": _STOP, "highlight_all": True}
-_EXCERPT_OPTIONS = {
-    "start_sel": _START,
-    "stop_sel": _STOP,
-    "max_words": 45,
-    "min_words": 25,
-    "max_fragments": 2,
-    "fragment_delimiter": " … ",
-}
+# ts_headline's options, as Django's SearchHeadline wrote them (test_highlights.py compares).
+_HEADLINE_OPTIONS = f"StartSel='{_START}', StopSel='{_STOP}', HighlightAll=true"
+_EXCERPT_OPTIONS = (
+    f"StartSel='{_START}', StopSel='{_STOP}', MaxWords=45, MinWords=25, MaxFragments=2,"
+    " FragmentDelimiter=' … '"
+)
 
 
 def marked_html(headline: str | None) -> str | None:
@@ -382,19 +379,23 @@ def highlight(queryset: QuerySet, text: str) -> QuerySet:
     parsed = parse(text)
     if not parsed.highlight_query:
         return queryset
-    query = RawTsQuery(parsed.highlight_query)
-    has_a_term = SearchVectorExact(F("search_vector"), query)
-
-    def headline(field: str, options: dict):
-        return Case(
-            When(has_a_term, then=SearchHeadline(field, query, config=CONFIG, **options)),
-            default=None,
-        )
-
     return queryset.annotate(
-        title_html=headline("title", _HEADLINE_OPTIONS),
-        excerpt_html=headline("abstract", _EXCERPT_OPTIONS),
+        title_html=_headline("title", parsed.highlight_query, _HEADLINE_OPTIONS),
+        excerpt_html=_headline("abstract", parsed.highlight_query, _EXCERPT_OPTIONS),
     )
+
+
+def _headline(column: str, tsquery: str, options: str) -> RawSQL:
+    """A paper's headline of ``column`` where its search vector holds a term of ``tsquery``
+    (a tsquery's text), else NULL. Written as SQL: the same CASE of Django's expressions
+    (When, SearchVectorExact, SearchHeadline) took 0.7 ms of every search page to build and
+    compile, for the same text each time."""
+    table = PAPERS_TABLE
+    sql = (
+        f'CASE WHEN "{table}"."search_vector" @@ (%s::tsquery)'
+        f' THEN ts_headline(%s::regconfig, "{table}"."{column}", %s::tsquery, %s) ELSE NULL END'
+    )
+    return RawSQL(sql, (tsquery, CONFIG, tsquery, options), output_field=TextField())
 
 
 def rank(query: SearchQuery) -> SearchRank:

@@ -118,3 +118,51 @@ def test_a_feed_lists_the_newest_matches_without_ranking_them(client, seed):
     body = client.get("/feed/?q=decoupling").content.decode()
     positions = [body.index(p.get_absolute_url()) for p in newest]
     assert positions == sorted(positions)
+
+
+def _as_djangos_expressions(papers, text: str):
+    """The cards' topics and headlines as Django's own expressions wrote them before they
+    were written as SQL (``models._topic_list``, ``search._headline``)."""
+    from django.contrib.postgres.expressions import ArraySubquery
+    from django.contrib.postgres.search import SearchHeadline
+    from django.db.models import Case, F, OuterRef, When
+    from django.db.models.functions import JSONObject
+
+    from catalogue.models import SHOWN_REASONS
+
+    shown = (
+        PaperTopic.objects.filter(paper=OuterRef("pk"), reason__in=SHOWN_REASONS)
+        .order_by("topic__name")
+        .values(shown=JSONObject(slug="topic__slug", name="topic__name"))
+    )
+    query = search.RawTsQuery(search.parse(text).highlight_query)
+    has_a_term = search.SearchVectorExact(F("search_vector"), query)
+    mark = {"start_sel": "\x02", "stop_sel": "\x03"}
+    excerpt = {"max_words": 45, "min_words": 25, "max_fragments": 2, "fragment_delimiter": " … "}
+
+    def headline(field, **options):
+        found = SearchHeadline(field, query, config=search.CONFIG, **mark, **options)
+        return Case(When(has_a_term, then=found), default=None)
+
+    return papers.annotate(
+        topic_list=ArraySubquery(shown),
+        title_html=headline("title", highlight_all=True),
+        excerpt_html=headline("abstract", **excerpt),
+    )
+
+
+@pytest.mark.parametrize("text", ["decoupling", '"linear attention" OR diffusion', "model -video"])
+def test_cards_written_as_sql_read_what_djangos_expressions_read(seed, text):
+    other = Topic.objects.create(name="Attention", slug="attention", query="attention")
+    reasons = [PaperTopic.Reason.PINNED, PaperTopic.Reason.EXCLUDED]  # shown, not shown
+    PaperTopic.objects.bulk_create(
+        PaperTopic(paper=p, topic=other, reason=reasons[n % 2])
+        for n, p in enumerate(Paper.objects.all()[:12])
+    )
+    fields = ("pk", "topic_list", "title_html", "excerpt_html")
+    ours = search.highlight(Paper.objects.all().for_cards(), text).values_list(*fields)
+    django = _as_djangos_expressions(Paper.objects.all(), text).values_list(*fields)
+    ours, django = sorted(ours), sorted(django)
+    assert ours == django
+    assert any(len(topics) == 2 for _, topics, *_ in ours)  # both topics, by name
+    assert any(title for _, _, title, _ in ours) and any(t is None for _, _, t, _ in ours)
