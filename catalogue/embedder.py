@@ -32,6 +32,8 @@ import numpy as np
 # What the vectors were computed with, stored beside each (PaperEmbedding.model): a change of
 # model or of how texts are read must change it, which makes every stored vector stale.
 MODEL_ID = "all-MiniLM-L6-v2"
+# What readers' queries are embedded with (``get_query_embedder``): the same model, quantized.
+QUERY_MODEL_ID = f"{MODEL_ID}/int8"
 DIMENSIONS = 384
 # sentence-transformers reads at most 256 tokens of a text ([CLS] and [SEP] included).
 MAX_TOKENS = 256
@@ -48,9 +50,10 @@ class ModelFilesMissing(RuntimeError):
 
 
 class Embedder:
-    """The model, loaded once; ``embed`` is safe to call from several threads."""
+    """The model, loaded once; ``embed`` is safe to call from several threads.
+    ``quantized``: its dense products in 8-bit integers (``minilm_graph``), for queries."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, quantized: bool = False):
         directory = Path(directory)
         missing = [name for name in FILES if not (directory / name).is_file()]
         if missing:
@@ -61,7 +64,7 @@ class Embedder:
             )
         config = json.loads((directory / "config.json").read_text())
         self.tokenizer = _tokenizer(directory / "tokenizer.json")
-        self._session = _session(directory / "model.safetensors", config)
+        self._session = _session(directory / "model.safetensors", config, quantized)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One unit vector per text: an (n, 384) float32 array, rows in the order given."""
@@ -86,7 +89,7 @@ class Embedder:
         return vectors
 
 
-def _session(weights_path: Path, config: dict):
+def _session(weights_path: Path, config: dict, quantized: bool = False):
     """An ONNX Runtime session of the model's graph, on one thread that never spins: on two
     cores shared with PostgreSQL and the web server, spinning threads starve the others
     (measured with numpy's OpenBLAS: 1 abstract a second with two threads, 6 with one).
@@ -104,7 +107,7 @@ def _session(weights_path: Path, config: dict):
         name: array.astype(np.float32, copy=False)
         for name, array in load_file(weights_path).items()
     }
-    graph = minilm_graph.build(weights, config)
+    graph = minilm_graph.build(weights, config, quantized)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -142,17 +145,33 @@ def _tokenizer(path: Path):
     return tokenizer
 
 
-_embedder: Embedder | None = None
+_embedders: dict[bool, Embedder] = {}
 _lock = threading.Lock()
 
 
 def get_embedder() -> Embedder:
-    """The process's embedder, loaded on first use (raises ModelFilesMissing without files)."""
-    global _embedder
-    if _embedder is None:
+    """The process's embedder of papers, loaded on first use (raises ModelFilesMissing
+    without files): the float model, whose vectors are sentence-transformers' own."""
+    return _loaded(quantized=False)
+
+
+def get_query_embedder() -> Embedder:
+    """The process's embedder of readers' queries: the quantized model (``minilm_graph``),
+    a third of the time a query (1.0 ms against 3.3-3.4); its vectors are within cosine 0.98 of
+    the float model's. Measured with ``make eval`` (830 judged queries), the default hybrid
+    search moved by 0.002 at most (lexical nDCG@10 0.396 -> 0.395, known-item MRR 0.945 ->
+    0.944, reworded titles' MRR 0.822 -> 0.820), search by meaning alone a little up; the
+    nearest 10 papers of 100 title queries 90 % the same (HNSW's own approximation included)."""
+    return _loaded(quantized=True)
+
+
+def _loaded(quantized: bool) -> Embedder:
+    embedder = _embedders.get(quantized)
+    if embedder is None:
         with _lock:
-            if _embedder is None:
+            embedder = _embedders.get(quantized)
+            if embedder is None:
                 from django.conf import settings
 
-                _embedder = Embedder(settings.EMBEDDING_MODEL_DIR)
-    return _embedder
+                embedder = _embedders[quantized] = Embedder(settings.EMBEDDING_MODEL_DIR, quantized)
+    return embedder

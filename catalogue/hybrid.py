@@ -79,11 +79,11 @@ def _query_vector(text: str) -> np.ndarray:
     and a gunicorn worker sees only some of them. Kept as arrays (1.5 kB each; a tuple of
     Python floats would take 12 kB), read-only as they are shared."""
     seconds = settings.QUERY_VECTOR_CACHE_SECONDS
-    key = f"query-vector:{embedder.MODEL_ID}:{hashlib.sha256(text.encode()).hexdigest()}"
+    key = f"query-vector:{embedder.QUERY_MODEL_ID}:{hashlib.sha256(text.encode()).hexdigest()}"
     stored = cache.get(key) if seconds > 0 else None
     if isinstance(stored, bytes) and len(stored) == embedder.DIMENSIONS * 4:
         return np.frombuffer(stored, dtype=np.float32)  # (read-only: it is the bytes')
-    vector = embedder.get_embedder().embed([text])[0]
+    vector = embedder.get_query_embedder().embed([text])[0]
     vector.flags.writeable = False
     if seconds > 0:
         cache.set(key, vector.tobytes(), seconds)

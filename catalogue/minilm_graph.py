@@ -9,6 +9,14 @@ are (``Graph.weights``), never copied into the graph. Pure: no I/O.
 
 Inputs ``input_ids`` and ``attention_mask`` (batch × length, int64: 1 for a real token, 0
 for padding); output ``embedding`` (batch × 384, float32, unit length).
+
+``build(..., quantized=True)``: the graph for readers' queries. The weights of its 24 dense
+products are stored as 8-bit integers, one scale per output column (``quantize_columns``),
+and multiplied by ONNX Runtime's ``DynamicQuantizeMatMul``, which quantizes each product's
+input on the fly. A query of a few tokens streamed the 42 MB of float weights through the
+cache (3.3-3.4 ms on the two-core machines); their 11 MB of integers take 1.0 ms. Its vectors
+are within cosine 0.98 of the float model's (tests/catalogue/test_embedder.py); papers are
+embedded by the float model.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 # Opset 18: LayerNormalization (17) and reductions taking their axes as an input (18).
 OPSET = 18
+# ONNX Runtime's own operators (DynamicQuantizeMatMul), version 1.
+RUNTIME_DOMAIN = "com.microsoft"
 _LAYER_NORM_EPS = 1e-12
 # What masked attention scores become: exp() of it is exactly 0.
 _MASKED = np.float32(np.finfo(np.float32).min)
@@ -37,8 +47,9 @@ class Graph:
 class _Builder:
     """Nodes, constants and weights, each output named after the step that makes it."""
 
-    def __init__(self, weights: dict[str, np.ndarray]):
+    def __init__(self, weights: dict[str, np.ndarray], quantized: bool = False):
         self.source = weights
+        self.quantized = quantized
         self.nodes: list[onnx.NodeProto] = []
         self.constants: list[onnx.TensorProto] = []
         self.weights: dict[str, np.ndarray] = {}
@@ -56,17 +67,33 @@ class _Builder:
         self.constants.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
-    def weight(self, name: str, array: np.ndarray | None = None) -> str:
+    def weight(self, name: str, array: np.ndarray | None = None, dtype=np.float32) -> str:
         """A weight of the model (by its safetensors name, or a derived array under a new
         name): an initializer whose data the runtime is given (``Graph.weights``)."""
         array = self.source[name] if array is None else array
-        self.weights[name] = np.ascontiguousarray(array, dtype=np.float32)
+        self.weights[name] = np.ascontiguousarray(array, dtype=dtype)
         return name
 
     def dense(self, x: str, prefix: str) -> str:
         """x · weightᵀ + bias, the weight stored (out, in) as PyTorch's Linear keeps it."""
-        transposed = self.weight(prefix + "weight.T", self.source[prefix + "weight"].T)
-        return self.op("Add", self.op("MatMul", x, transposed), self.weight(prefix + "bias"))
+        source = self.source
+        return self.product(x, prefix, source[prefix + "weight"].T, source[prefix + "bias"])
+
+    def product(self, x: str, name: str, weight: np.ndarray, bias: np.ndarray) -> str:
+        """x · weight + bias (``weight``: in × out), in floats or, in a quantized graph, in
+        8-bit integers with one scale per output column."""
+        if not self.quantized:
+            product = self.op("MatMul", x, self.weight(name + "weight.T", weight))
+            return self.op("Add", product, self.weight(name + "bias", bias))
+        integers, scales = quantize_columns(weight)
+        inputs = (
+            x,
+            self.weight(name + "weight.int8", integers, np.int8),
+            self.weight(name + "weight.scale", scales),
+            self.weight(name + "weight.zero", np.zeros(scales.shape, np.int8), np.int8),
+            self.weight(name + "bias", bias),
+        )
+        return self.op("DynamicQuantizeMatMul", *inputs, domain=RUNTIME_DOMAIN)
 
     def layer_norm(self, x: str, prefix: str) -> str:
         return self.op(
@@ -79,10 +106,19 @@ class _Builder:
         )
 
 
-def build(weights: dict[str, np.ndarray], config: dict) -> Graph:
+def quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 weights, float scale per column): each column's largest magnitude becomes 127,
+    zero stays zero (symmetric), so weight ≈ integers × scales. Pure."""
+    scales = np.abs(weight).max(axis=0) / 127.0
+    scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    integers = np.clip(np.rint(weight / scales), -127, 127).astype(np.int8)
+    return integers, scales
+
+
+def build(weights: dict[str, np.ndarray], config: dict, quantized: bool = False) -> Graph:
     """The graph of the model whose ``weights`` (safetensors names, float32) and ``config``
-    (its config.json) are given."""
-    b = _Builder(weights)
+    (its config.json) are given; ``quantized``: its dense products in 8-bit integers."""
+    b = _Builder(weights, quantized)
     heads = config["num_attention_heads"]
     hidden = config["hidden_size"]
     mask = b.op("Cast", "attention_mask", to=TensorProto.FLOAT)
@@ -103,7 +139,10 @@ def build(weights: dict[str, np.ndarray], config: dict) -> Graph:
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden])],
         [*b.constants, *(_declared(name, array) for name, array in b.weights.items())],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    opsets = [helper.make_opsetid("", OPSET)]
+    if quantized:
+        opsets.append(helper.make_opsetid(RUNTIME_DOMAIN, 1))
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8  # what the runtime of every supported release reads
     return Graph(model, b.weights)
 
@@ -112,7 +151,8 @@ def _declared(name: str, array: np.ndarray) -> onnx.TensorProto:
     """An initializer's type and shape without its data: the runtime is given the array
     itself (``SessionOptions.add_external_initializers``), so 90 MB are not copied into the
     graph and parsed back out of it."""
-    tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape)
+    data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor = TensorProto(name=name, data_type=data_type, dims=array.shape)
     tensor.data_location = TensorProto.EXTERNAL
     tensor.external_data.add(key="location", value="supplied-at-load")
     return tensor
@@ -138,8 +178,7 @@ def _layer(b: _Builder, x: str, bias: str, prefix: str, heads: int, size: int) -
         [b.source[f"{a}self.{n}.weight"] for n in ("query", "key", "value")]
     )
     qkv_bias = np.concatenate([b.source[f"{a}self.{n}.bias"] for n in ("query", "key", "value")])
-    qkv = b.op("MatMul", x, b.weight(a + "qkv.weight.T", qkv_weight.T))
-    qkv = b.op("Add", qkv, b.weight(a + "qkv.bias", qkv_bias))
+    qkv = b.product(x, a + "qkv.", qkv_weight.T, qkv_bias)
     # -> (3, batch, heads, length, size)
     qkv = b.op("Reshape", qkv, b.constant([0, 0, 3, heads, size], np.int64))
     qkv = b.op("Transpose", qkv, perm=[2, 0, 3, 1, 4])

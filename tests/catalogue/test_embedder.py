@@ -13,7 +13,13 @@ import pytest
 from django.conf import settings
 
 from catalogue import minilm_graph, model_files
-from catalogue.embedder import MAX_TOKENS, Embedder, ModelFilesMissing, get_embedder
+from catalogue.embedder import (
+    MAX_TOKENS,
+    Embedder,
+    ModelFilesMissing,
+    get_embedder,
+    get_query_embedder,
+)
 
 GOLDEN = json.loads(
     (Path(__file__).parent.parent / "data" / "embeddings" / "minilm_golden.json").read_text()
@@ -113,3 +119,51 @@ def test_the_graph_names_the_weights_without_carrying_them():
         if tensor.data_location == onnx.TensorProto.EXTERNAL
     }
     assert external == set(graph.weights)
+
+
+# --- the quantized model of readers' queries (get_query_embedder) -----------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_query_model_is_close_to_sentence_transformers(name):
+    vector = get_query_embedder().embed([CASES[name]["text"]])[0]
+    assert vector.dtype == np.float32 and vector.shape == (384,)
+    assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-6)
+    assert float(vector @ reference(name)) > 0.98
+    assert np.abs(vector - reference(name)).max() > TOLERANCE  # it is the quantized graph
+
+
+def test_the_query_model_keeps_which_texts_are_near_each_other():
+    texts = [case["text"] for case in GOLDEN["cases"]]
+    exact = np.array([reference(case["name"]) for case in GOLDEN["cases"]])
+    quantized = get_query_embedder().embed(texts)
+    # Each text's nearest other text is the same under both models.
+    for similarities in (exact @ exact.T, quantized @ exact.T):
+        np.fill_diagonal(similarities, -1)
+    nearest = lambda s: s.argmax(axis=1)  # noqa: E731
+    assert (nearest(quantized @ exact.T) == nearest(exact @ exact.T)).all()
+
+
+def test_columns_are_quantized_to_eight_bits_with_a_scale_each():
+    weight = np.array([[0.5, -2.0, 0.0], [-0.25, 1.0, 0.0], [0.125, 0.5, 0.0]], np.float32)
+    integers, scales = minilm_graph.quantize_columns(weight)
+    assert integers.dtype == np.int8 and scales.dtype == np.float32
+    assert integers[:, 0].tolist() == [127, -64, 32] and integers[:, 1].tolist()[0] == -127
+    assert scales[2] == 1.0 and not integers[:, 2].any()  # an all-zero column stays zero
+    assert np.abs(integers * scales - weight).max() <= scales.max() / 2 + 1e-7
+
+
+def test_the_quantized_graph_stores_a_quarter_of_the_dense_weights():
+    from safetensors.numpy import load_file
+
+    directory = Path(settings.EMBEDDING_MODEL_DIR)
+    weights = load_file(directory / "model.safetensors")
+    config = json.loads((directory / "config.json").read_text())
+    plain, quantized = (minilm_graph.build(weights, config, q) for q in (False, True))
+    nodes = [node.op_type for node in quantized.model.graph.node]
+    assert nodes.count("DynamicQuantizeMatMul") == 4 * 6  # query-key-value, out, 2 feed-forward
+
+    def dense_bytes(graph):
+        return sum(a.nbytes for n, a in graph.weights.items() if ".weight." in n or "qkv" in n)
+
+    assert dense_bytes(quantized) < dense_bytes(plain) / 3.5
