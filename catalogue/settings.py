@@ -140,9 +140,10 @@ EMBEDDING_MODEL_DIR = Path(
     env_str("EMBEDDING_MODEL_DIR") or BASE_DIR / ".models" / "all-MiniLM-L6-v2"
 )
 EMBEDDING_TASK_CHUNK = env_int("EMBEDDING_TASK_CHUNK", 256)
-# A query's embedding (5-10 ms to compute) is shared through Redis by every process for this
-# long (catalogue.hybrid.query_vector): a search's next page or another filter, served by
-# another worker, does not compute it again. 0: each process computes its own.
+# A query's embedding (~1 ms to compute, catalogue.embedder.get_query_embedder) is shared
+# through Redis by every process for this long (catalogue.hybrid.query_vector): a search's next
+# page or another filter, served by another worker, does not compute it again. 0: each process
+# computes its own.
 QUERY_VECTOR_CACHE_SECONDS = env_int("QUERY_VECTOR_CACHE_SECONDS", 86_400)
 # A backfill of embeddings runs as this many chains of tasks over disjoint id ranges, so as
 # many worker processes embed at once: worker hosts × their --concurrency (docs/deploy.md).
