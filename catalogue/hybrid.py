@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connections
 from django.db.models import F, Lookup, Q, QuerySet
-from pgvector.django import CosineDistance
+from pgvector import Vector
 
 from catalogue import embedder, search, semantic
 from catalogue.models import Paper, PaperEmbedding
@@ -128,13 +129,17 @@ def exact_scan_pays(papers: int, catalogue: int, limit: int) -> bool:
 
 
 def similarities(ids: list[int], vector) -> dict[int, float]:
-    """Cosine similarity of these papers to ``vector`` (papers without embeddings left out)."""
+    """Cosine similarity of these papers to ``vector`` (papers without embeddings left out).
+    Written as SQL: the ORM took ~0.5 ms of every ranked search to build and compile the
+    same statement (tests/catalogue/test_hybrid_search.py compares)."""
     if not ids:
         return {}
-    rows = PaperEmbedding.objects.filter(paper_id__in=ids).annotate(
-        distance=CosineDistance("vector", vector)
-    )
-    return {pk: 1.0 - distance for pk, distance in rows.values_list("paper_id", "distance")}
+    alias = PaperEmbedding.objects.all().db  # the router's choice, a replica's included
+    table = PaperEmbedding._meta.db_table
+    sql = f'SELECT paper_id, vector <=> %s FROM "{table}" WHERE paper_id = ANY(%s)'
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [Vector(vector).to_text(), list(ids)])
+        return {pk: 1.0 - distance for pk, distance in cursor.fetchall()}
 
 
 def fuse(

@@ -43,7 +43,7 @@ from django.db.models import Count, F, Func, QuerySet
 from django.db.models.expressions import OrderBy, RawSQL
 from django.db.models.functions import TruncMonth
 
-from catalogue.models import SAMPLE_EVERY, SHOWN_REASONS, Paper, PaperTopic, in_sample
+from catalogue.models import SAMPLE_EVERY, SHOWN_REASONS, Paper, PaperTopic, Topic, in_sample
 from catalogue.routers import catalogue_connection
 
 FACET_TOPICS = 12
@@ -289,12 +289,11 @@ def _exact_from_ids(months: dict[dt.date | None, list[int]], topics: bool) -> Su
     order = sorted((month for month in months if month is not None), reverse=True)
     order += [None] if None in months else []
     match_ids = [pk for month in order for pk in months[month]]
-    links = PaperTopic.objects.filter(paper_id__in=among_ids(match_ids))
     return Summary(
         count=sum(per_month.values()),
         exact=True,
         per_month=per_month,
-        topics=_topics(links) if topics else [],
+        topics=_topics_of(match_ids) if topics else [],
         match_ids=match_ids,
     )
 
@@ -505,6 +504,26 @@ def _topics(links: QuerySet) -> list[dict]:
         .order_by("-n", "topic__name")[:FACET_TOPICS]
     )
     return [{"slug": r["topic__slug"], "name": r["topic__name"], "n": r["n"]} for r in rows]
+
+
+def _topics_of(ids: Sequence[int]) -> list[dict]:
+    """``_topics`` of the papers ``ids``, written as SQL: the ORM took ~0.5 ms of every
+    search of few matches to build and compile the same statement (tests/catalogue/
+    test_summary.py compares)."""
+    if not ids:
+        return []
+    links, topics = PaperTopic._meta.db_table, Topic._meta.db_table
+    sql = (
+        f'SELECT t.slug, t.name, count(l.paper_id) AS n FROM "{links}" l'
+        f' JOIN "{topics}" t ON t.id = l.topic_id'
+        " WHERE l.paper_id = ANY(%s::bigint[]) AND l.reason = ANY(%s)"
+        " GROUP BY t.slug, t.name ORDER BY n DESC, t.name LIMIT %s"
+    )
+    ids_text = "{" + ",".join(map(str, ids)) + "}"  # one parameter, as ``among_ids``
+    shown = [str(reason) for reason in SHOWN_REASONS]
+    with connections[PaperTopic.objects.all().db].cursor() as cursor:
+        cursor.execute(sql, [ids_text, shown, FACET_TOPICS])
+        return [{"slug": slug, "name": name, "n": n} for slug, name, n in cursor.fetchall()]
 
 
 def _about(value: float) -> int:

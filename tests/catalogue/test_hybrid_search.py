@@ -418,3 +418,22 @@ def test_a_large_catalogues_few_months_are_measured_each(
     assert order.endswith(" + 0.0) ASC LIMIT 100") is measured, order[-200:]
     if measured:
         assert "embedding_hnsw" not in plan, plan
+
+
+def test_similarities_written_as_sql_are_the_orms(query_vector):
+    """``hybrid.similarities`` against the ORM's CosineDistance of the same papers; a paper
+    without an embedding is left out."""
+    from pgvector.django import CosineDistance
+
+    rng = np.random.default_rng(7)
+    near = make_paper("near", "Near", at_cosine(query_vector, 0.8, rng))
+    far = make_paper("far", "Far", at_cosine(query_vector, 0.1, rng))
+    bare = make_paper("bare", "No embedding yet")
+    ours = hybrid.similarities([near.pk, far.pk, bare.pk], query_vector.tolist())
+    rows = PaperEmbedding.objects.filter(paper_id__in=[near.pk, far.pk, bare.pk]).annotate(
+        distance=CosineDistance("vector", query_vector.tolist())
+    )
+    orms = {pk: 1.0 - distance for pk, distance in rows.values_list("paper_id", "distance")}
+    assert ours == orms and set(ours) == {near.pk, far.pk}
+    assert ours[near.pk] == pytest.approx(0.8, abs=0.01)
+    assert hybrid.similarities([], query_vector.tolist()) == {}

@@ -429,3 +429,31 @@ def test_candidates_are_ranked_as_found_only_where_that_pass_meets_no_other_matc
     settings.SEARCH_RANK_CANDIDATES = 5
     assert summary.ranks_in_scan(matches) is in_scan
     assert summary.walks_date_index(matches) is (matches is not None and matches >= 8)
+
+
+def test_topic_facets_of_ids_written_as_sql_are_the_orms(corpus):
+    """``summary._topics_of`` against ``_topics`` of the same ids: counts, the shown reasons
+    only, most papers first, then by name, at most FACET_TOPICS."""
+    many = Topic.objects.create(name="Models", slug="models", query="models")
+    tie = Topic.objects.create(name="Aardvarks", slug="aardvarks", query="aardvarks")
+    hidden = Topic.objects.create(name="Hidden", slug="hidden", query="hidden")
+    papers = list(Paper.objects.order_by("pk"))
+    reason = PaperTopic.Reason
+    PaperTopic.objects.bulk_create(
+        [PaperTopic(paper=p, topic=many, reason=reason.PINNED) for p in papers[:90]]
+        + [PaperTopic(paper=p, topic=tie) for p in papers[:40:3]]
+        + [PaperTopic(paper=p, topic=hidden, reason=reason.EXCLUDED) for p in papers[:100]]
+    )
+    extra = [Topic(name=f"Topic {n:02d}", slug=f"topic-{n:02d}", query="x") for n in range(14)]
+    Topic.objects.bulk_create(extra)
+    PaperTopic.objects.bulk_create(
+        PaperTopic(paper=p, topic=t)
+        for t in Topic.objects.filter(slug__startswith="topic-")
+        for p in papers[:2]
+    )
+    for ids in ([p.pk for p in papers[:60]], [p.pk for p in papers[::7]], [papers[0].pk], []):
+        links = PaperTopic.objects.filter(paper_id__in=summary.among_ids(ids or [0]))
+        assert summary._topics_of(ids) == summary._topics(links), ids
+    first = summary._topics_of([p.pk for p in papers])
+    assert len(first) == summary.FACET_TOPICS and first[0]["slug"] == "models"
+    assert "hidden" not in {t["slug"] for t in first}
