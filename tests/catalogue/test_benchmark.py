@@ -173,8 +173,8 @@ def test_the_floor_of_a_relevance_class_computes_its_ranking_afresh_and_loads_it
     settings.SUMMARY_CACHE_SECONDS = 120  # as in production: the floor turns it off itself
     settings.QUERY_VECTOR_CACHE_SECONDS = 86_400  # (the floor turns this off too)
     embedded = []
-    model = embedder.get_embedder()
-    monkeypatch.setattr(embedder, "get_embedder", lambda: embedded.append(1) or model)
+    model = embedder.get_query_embedder()
+    monkeypatch.setattr(embedder, "get_query_embedder", lambda: embedded.append(1) or model)
     for key, title in [("2401.00001", "Linear attention"), ("2401.00002", "Attention sinks")]:
         Paper.objects.create(
             arxiv_id=key, title=title, abstract="We study linear models of attention.",
