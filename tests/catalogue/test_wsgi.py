@@ -19,9 +19,11 @@ print(json.dumps({
 """
 
 
-def test_the_wsgi_module_loads_the_pages_then_freezes_what_it_loaded():
+def _report_of(script: str) -> dict:
+    """What ``script`` prints last (JSON), run in a process of its own: the collector's
+    state is the process's, and importing catalogue.wsgi changes it."""
     shown = subprocess.run(
-        [sys.executable, "-c", REPORT],
+        [sys.executable, "-c", script],
         cwd=settings.BASE_DIR,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "catalogue.settings"},
         capture_output=True,
@@ -29,7 +31,11 @@ def test_the_wsgi_module_loads_the_pages_then_freezes_what_it_loaded():
         timeout=60,
         check=True,
     )
-    report = json.loads(shown.stdout.splitlines()[-1])
+    return json.loads(shown.stdout.splitlines()[-1])
+
+
+def test_the_wsgi_module_loads_the_pages_then_freezes_what_it_loaded():
+    report = _report_of(REPORT)
     assert report["views_loaded"]
     # Nearly everything the import made is frozen: full collections walk only what
     # requests leave behind.
@@ -69,16 +75,7 @@ print(json.dumps({"sync": sync, "threaded": threaded}))
 
 
 def test_a_sync_workers_collector_runs_between_requests_not_during_them():
-    shown = subprocess.run(
-        [sys.executable, "-c", BETWEEN_REQUESTS],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "catalogue.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    report = json.loads(shown.stdout.splitlines()[-1])
+    report = _report_of(BETWEEN_REQUESTS)
     for request in report["sync"]:
         assert not request["enabled_during"] and request["collected_during"] == 0
         assert request["enabled_after"] and request["collected_after"] > 0  # deferred, not lost
