@@ -616,6 +616,7 @@ class PaperTopic(models.Model):
 
 # The links that show a topic on a paper (staff exclusions are kept but hidden).
 SHOWN_REASONS = [PaperTopic.Reason.RULE, PaperTopic.Reason.PINNED]
+SHOWN_REASON_VALUES = [str(reason) for reason in SHOWN_REASONS]  # as SQL parameters
 
 
 class PaperAlias(models.Model):
@@ -674,12 +675,11 @@ class AlertDelivery(models.Model):
 def _topic_list() -> RawSQL:
     """A paper's shown topics, [{"slug", "name"}] by name (``PaperQuerySet.for_cards``).
     Written as SQL: the ORM's ArraySubquery of a JSONObject took 0.7 ms of every list page to
-    build and compile, for the same text each time (tests/catalogue/test_browse.py compares)."""
+    build and compile, for the same text each time (test_round_trips.py compares)."""
     papers, links, topics = Paper._meta.db_table, PaperTopic._meta.db_table, Topic._meta.db_table
     sql = (
         f"ARRAY(SELECT jsonb_build_object('slug', t.slug, 'name', t.name)"
         f" FROM {links} l JOIN {topics} t ON t.id = l.topic_id"
         f' WHERE l.paper_id = "{papers}"."id" AND l.reason = ANY(%s) ORDER BY t.name)'
     )
-    shown = [str(reason) for reason in SHOWN_REASONS]
-    return RawSQL(sql, (shown,), output_field=ArrayField(models.JSONField()))
+    return RawSQL(sql, (SHOWN_REASON_VALUES,), output_field=ArrayField(models.JSONField()))

@@ -48,7 +48,7 @@ FIELDS = ("title", "author", "abstract")
 # for abstract excerpts. The headline is then escaped and only the marks become <mark>
 # (``marked_html``): a title's own markup ("<script>…") is shown as text, never run.
 _START, _STOP = "\x02", "\x03"
-# ts_headline's options, as Django's SearchHeadline wrote them (test_highlights.py compares).
+# ts_headline's options, as Django's SearchHeadline wrote them (test_round_trips.py compares).
 _HEADLINE_OPTIONS = f"StartSel='{_START}', StopSel='{_STOP}', HighlightAll=true"
 _EXCERPT_OPTIONS = (
     f"StartSel='{_START}', StopSel='{_STOP}', MaxWords=45, MinWords=25, MaxFragments=2,"

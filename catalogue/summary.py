@@ -43,7 +43,15 @@ from django.db.models import Count, F, Func, QuerySet
 from django.db.models.expressions import OrderBy, RawSQL
 from django.db.models.functions import TruncMonth
 
-from catalogue.models import SAMPLE_EVERY, SHOWN_REASONS, Paper, PaperTopic, Topic, in_sample
+from catalogue.models import (
+    SAMPLE_EVERY,
+    SHOWN_REASON_VALUES,
+    SHOWN_REASONS,
+    Paper,
+    PaperTopic,
+    Topic,
+    in_sample,
+)
 from catalogue.routers import catalogue_connection
 
 FACET_TOPICS = 12
@@ -301,7 +309,12 @@ def _exact_from_ids(months: dict[dt.date | None, list[int]], topics: bool) -> Su
 def among_ids(ids: Sequence[int]) -> RawSQL:
     """``ids`` for a ``__in`` lookup as one array parameter: thousands of ids as as many
     parameters cost the ORM milliseconds to compile and PostgreSQL to parse."""
-    return RawSQL("SELECT unnest(%s::bigint[])", ["{" + ",".join(map(str, ids)) + "}"])
+    return RawSQL("SELECT unnest(%s::bigint[])", [_id_array(ids)])
+
+
+def _id_array(ids: Sequence[int]) -> str:
+    """``ids`` as one PostgreSQL array literal, for a ``%s::bigint[]`` parameter."""
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 def _sampled_ids_by_month(matches: QuerySet, every: int) -> tuple[dict, dict | None]:
@@ -519,10 +532,8 @@ def _topics_of(ids: Sequence[int]) -> list[dict]:
         " WHERE l.paper_id = ANY(%s::bigint[]) AND l.reason = ANY(%s)"
         " GROUP BY t.slug, t.name ORDER BY n DESC, t.name LIMIT %s"
     )
-    ids_text = "{" + ",".join(map(str, ids)) + "}"  # one parameter, as ``among_ids``
-    shown = [str(reason) for reason in SHOWN_REASONS]
     with connections[PaperTopic.objects.all().db].cursor() as cursor:
-        cursor.execute(sql, [ids_text, shown, FACET_TOPICS])
+        cursor.execute(sql, [_id_array(ids), SHOWN_REASON_VALUES, FACET_TOPICS])
         return [{"slug": slug, "name": name, "n": n} for slug, name, n in cursor.fetchall()]
 
 
