@@ -314,6 +314,9 @@ INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 2000)
 # per connection. One more than this machine's 2 cores keeps both busy while a writer waits on
 # its commit or on the parser (100k papers: 3,900-4,500/s with 3, 3,400-3,500/s with 2).
 INGEST_WRITERS = env_int("INGEST_WRITERS", 3)
+# A run of at least this many records, and at least as many as the catalogue holds, loads the
+# papers without their secondary indexes and builds them at its end (ingest.deferral); 0: never.
+INGEST_DEFER_INDEXES_FROM = env_int("INGEST_DEFER_INDEXES_FROM", 250_000)
 # Fetching: seconds before a read gives up, attempts per request, and the first backoff step
 # (requests back off 1, 2, 4 … s; a failed task retries after 30, 60, 120 … s).
 INGEST_FETCH_TIMEOUT = env_int("INGEST_FETCH_TIMEOUT", 60)

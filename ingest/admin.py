@@ -24,7 +24,7 @@ from catalogue.provenance import source_name
 from catalogue.security import WebURLField
 from ingest import sources
 from ingest.http import Fetcher
-from ingest.models import IngestRun, RejectedRecord, Source
+from ingest.models import DeferredIndex, IngestRun, RejectedRecord, Source
 from ingest.runner import create_run
 from ingest.tasks import queue_run
 
@@ -443,4 +443,23 @@ class RejectedRecordAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DeferredIndex)
+class DeferredIndexAdmin(admin.ModelAdmin):
+    """Indexes a large run dropped and builds at its end (ingest.deferral): while any is listed,
+    pages that need it scan the papers. Read-only: its record is how the index comes back."""
+
+    list_display = ["name", "run", "size", "deferred_at"]
+    list_select_related = ["run", "run__source"]
+    readonly_fields = ["name", "definition", "size", "run", "deferred_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -287,3 +287,23 @@ class RejectedRecord(models.Model):
             raw=storable(rejected.raw),
             position=storable(where + rejected.position, 100),
         )
+
+
+class DeferredIndex(models.Model):
+    """An index of the papers a large run dropped to load faster, kept here to be built again
+    (``ingest.deferral``). Dropped and recorded in one transaction, built and forgotten in
+    one: whatever stops a run, no index is lost, only waiting here."""
+
+    name = models.CharField(max_length=63, unique=True)
+    definition = models.TextField(help_text="CREATE INDEX statement, from pg_indexes.")
+    size = models.BigIntegerField(help_text="Bytes when dropped: the largest is built first.")
+    run = models.ForeignKey(
+        IngestRun, null=True, on_delete=models.SET_NULL, related_name="deferred_indexes"
+    )
+    deferred_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-size", "name"]
+
+    def __str__(self):
+        return self.name

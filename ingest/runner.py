@@ -47,7 +47,7 @@ from django.utils import timezone
 
 from catalogue.tasks import PAIR_PRIORITY, pair_phrases, queue_embedding, tag_recent_papers
 from catalogue.trending import refresh_trending
-from ingest import chunks, sources
+from ingest import chunks, deferral, sources
 from ingest.http import (
     Fetcher,
     FetchError,
@@ -166,6 +166,7 @@ def _execute_leased(
         return run
     numbers = itertools.count()  # batches are numbered across the run's payloads
     try:
+        deferral.restore_abandoned()
         if run.is_split and results is None:
             _split(run, enqueue)
             return run
@@ -386,9 +387,14 @@ def _shared_throttle(redis_url: str, prefix: str) -> RedisHostThrottle:
     return RedisHostThrottle(redis_url, prefix=prefix)
 
 
+# Files counted before their ingest: large enough for the count to matter (a progress bar, the
+# indexes deferred: INGEST_DEFER_INDEXES_FROM records are hundreds of MB of snapshot).
+COUNT_LINES_FROM_BYTES = 10_000_000
+
+
 def _count_lines_if_jsonl(path: Path) -> int | None:
     """Progress for big snapshot files: one fast pass counting lines (~1 GB/s)."""
-    if path.suffix not in (".jsonl", ".json") or path.stat().st_size < 10_000_000:
+    if path.suffix not in (".jsonl", ".json") or path.stat().st_size < COUNT_LINES_FROM_BYTES:
         return None
     return _count_lines(path)
 
@@ -436,7 +442,20 @@ def _consume(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
     is parsed again but not written. They are written by ``INGEST_WRITERS`` threads, each on
     its own connection, so that PostgreSQL computes search vectors on several cores. Inside a
     caller's transaction (tests, a shell) everything is written on the caller's connection.
+    A large payload loads without the papers' secondary indexes (``ingest.deferral``).
     """
+    if deferral.worth_deferring(run):
+        deferral.defer(run)
+    try:
+        _write(run, results, numbers)
+    except BaseException:
+        deferral.restore_quietly(run)
+        raise
+    deferral.restore_for(run)  # also those dropped before a resumed run's worker stopped
+    run.refresh_from_db(fields=_PROGRESS)
+
+
+def _write(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
     batches = _batches_parsed_ahead(results, run.batch_size)
     writers = 1 if transaction.get_connection().in_atomic_block else settings.INGEST_WRITERS
     if writers <= 1:
@@ -444,7 +463,6 @@ def _consume(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
             _write_batch(batch)
     else:
         _write_in_threads(_to_write(run, batches, numbers), writers)
-    run.refresh_from_db(fields=_PROGRESS)
 
 
 def _write_in_threads(batches: Iterable[_Batch], writers: int) -> None:

@@ -1,0 +1,153 @@
+"""A large run loads the papers without their secondary indexes, then builds them again.
+
+Keeping ten secondary indexes (three GIN, seven btree) up to date row by row costs a bulk
+load more than building them once at its end, and more the larger the table: a 1M-paper
+snapshot into an empty catalogue took 183 s with them kept, 133 s without them plus 38 s to
+build them (docs/benchmarks.md, fifteenth pass). So a run that brings at least
+``INGEST_DEFER_INDEXES_FROM`` records, and at least as many as the catalogue holds (a first
+load, or one that doubles it), drops them first and builds them when its records are
+written, largest first, ``INGEST_WRITERS`` at a time: what pg_restore does.
+
+Unique indexes stay: they keep the natural keys unique while several writers insert. While
+the others are away, pages still answer (by scanning: slower) and other runs still write.
+
+No index is ever lost, whatever stops a run: each is dropped in the transaction that records
+its definition in ``DeferredIndex`` and built in the one that deletes that record. A run
+builds its own at its end, failed or not; a worker killed mid-run leaves them recorded for
+its run, which the reaper queues again and which builds them when it ends; and every run
+first builds those left by a run that is finished or gone (``restore_abandoned``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import OperationalError, connection, connections, transaction
+
+from ingest.models import DeferredIndex, IngestRun
+
+log = logging.getLogger(__name__)
+
+PAPERS_TABLE = "catalogue_paper"
+# How long dropping waits for the table's readers and writers before the run keeps its
+# indexes: DROP INDEX queues every later reader behind it while it waits.
+LOCK_TIMEOUT = "5s"
+
+# Indexes no constraint owns (unique ones stay) and that are usable (valid).
+_SECONDARY_INDEXES = """
+    SELECT c.relname, pg_get_indexdef(i.indexrelid), pg_relation_size(i.indexrelid)
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+    WHERE i.indrelid = %s::regclass AND NOT i.indisunique AND i.indisvalid
+    ORDER BY c.relname
+"""
+
+
+def worth_deferring(run: IngestRun) -> bool:
+    """Whether ``run`` brings enough records, against the catalogue's size, to load without
+    the secondary indexes (its ``expected`` count: known for a line-per-record file)."""
+    threshold = settings.INGEST_DEFER_INDEXES_FROM
+    if threshold <= 0 or not run.expected or run.expected < threshold:
+        return False
+    return _papers_up_to(run.expected) < run.expected
+
+
+def _papers_up_to(limit: int) -> int:
+    """The catalogue's papers, counted no further than ``limit`` (statistics can be stale)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {PAPERS_TABLE} LIMIT %s) AS papers", [limit]
+        )
+        return cursor.fetchone()[0]
+
+
+def defer(run: IngestRun) -> list[str]:
+    """Drop the papers' secondary indexes, each recorded for ``run``; the names dropped.
+    None are dropped where a reader or writer holds the table for more than a few seconds:
+    the run then loads with them, as any other."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+            cursor.execute(_SECONDARY_INDEXES, [PAPERS_TABLE])
+            indexes = cursor.fetchall()
+            for name, definition, size in indexes:
+                DeferredIndex.objects.create(name=name, definition=definition, size=size, run=run)
+                cursor.execute(f"DROP INDEX {connection.ops.quote_name(name)}")
+    except OperationalError as error:  # lock_timeout: keep the indexes
+        log.warning("ingest run %s keeps the papers' indexes: %s", run.pk, error)
+        return []
+    names = [name for name, _, _ in indexes]
+    if names:
+        log.info("ingest run %s loads without %d indexes: %s", run.pk, len(names), ", ".join(names))
+    return names
+
+
+def restore_for(run: IngestRun) -> list[str]:
+    """Build again the indexes ``run`` dropped; their names."""
+    return _build(DeferredIndex.objects.filter(run=run))
+
+
+def restore_abandoned() -> list[str]:
+    """Build again indexes whose run is finished or deleted (its worker stopped between its
+    last batch and its end, or it was deleted): nothing is going to build them otherwise."""
+    unfinished = IngestRun.objects.unfinished()
+    return _build(DeferredIndex.objects.exclude(run__in=unfinished))
+
+
+def restore_quietly(run: IngestRun) -> None:
+    """``restore_for`` on the way out of a failing run: its own error is the one raised; if
+    this one fails too, the indexes stay recorded and the next run builds them."""
+    try:
+        restore_for(run)
+    except Exception:
+        log.exception("ingest run %s could not build its deferred indexes now", run.pk)
+
+
+def _build(deferred) -> list[str]:
+    """Build the ``deferred`` indexes, largest first, on ``INGEST_WRITERS`` connections (in
+    a caller's transaction, on its own: other connections would not see its records)."""
+    if not deferred.exists():
+        return []
+    built: list[str] = []
+    if transaction.get_connection().in_atomic_block or settings.INGEST_WRITERS <= 1:
+        while name := _build_next(deferred):
+            built.append(name)
+        return built
+    errors: list[BaseException] = []
+
+    def builder() -> None:
+        try:
+            while name := _build_next(deferred):
+                built.append(name)
+        except BaseException as error:  # raised in the caller's thread
+            errors.append(error)
+        finally:
+            connections.close_all()  # this thread's connection
+
+    threads = [
+        threading.Thread(target=builder, name=f"index-builder-{number}")
+        for number in range(settings.INGEST_WRITERS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    log.info("built %d deferred indexes again: %s", len(built), ", ".join(built))
+    return built
+
+
+def _build_next(deferred) -> str | None:
+    """Build one of ``deferred`` no other connection is building; its name, or None when
+    none is left. Built and forgotten in one transaction."""
+    with transaction.atomic():
+        index = deferred.select_for_update(skip_locked=True).order_by("-size", "name").first()
+        if index is None:
+            return None
+        statement = index.definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+        index.delete()
+        return index.name

@@ -1,0 +1,234 @@
+"""A large run loads the papers without their secondary indexes and builds them again at its
+end, whatever ends it; no index is ever lost (ingest.deferral)."""
+
+import threading
+from io import StringIO
+
+import psycopg
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.urls import reverse
+
+from catalogue.models import Paper
+from ingest import deferral, runner
+from ingest.models import DeferredIndex, IngestRun
+from ingest.runner import create_run, execute_run
+from tests.bench.synthetic import snapshot_lines
+
+
+def paper_indexes() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s",
+            [deferral.PAPERS_TABLE],
+        )
+        return dict(cursor.fetchall())
+
+
+SECONDARY = {
+    "paper_search_gin",
+    "paper_author_gin",
+    "paper_title_gin",
+    "paper_trending_idx",
+    "paper_published_idx",
+    "paper_upvotes_idx",
+    "paper_sample_gin",
+}
+KEPT = {"catalogue_paper_pkey", "paper_arxiv_id_unique", "paper_source_key_unique"}
+
+
+@pytest.fixture
+def indexes_as_migrated():
+    """The indexes the migrations made; after the test, every one is there again, the same."""
+    before = paper_indexes()
+    assert set(before) >= SECONDARY | KEPT
+    yield before
+    deferral.restore_abandoned()  # a failed test's leftovers: the next tests need them
+    DeferredIndex.objects.all().delete()
+    assert paper_indexes() == before
+
+
+def snapshot(tmp_path, count: int, name: str = "snapshot.jsonl"):
+    path = tmp_path / name
+    path.write_text("\n".join(snapshot_lines(count)) + "\n")
+    return path
+
+
+def ingest(path) -> str:
+    out = StringIO()
+    call_command(
+        "ingest", str(path), "--inline", "--no-progress", "--format", "arxiv_snapshot", stdout=out
+    )
+    return out.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def count_every_file(monkeypatch):
+    """Runs know their records' number from the file's lines, small test files too."""
+    monkeypatch.setattr(runner, "COUNT_LINES_FROM_BYTES", 0)
+
+
+@pytest.fixture
+def indexes_while_writing(monkeypatch):
+    """The papers' index names each time a run starts writing its records."""
+    seen: list[set[str]] = []
+    write = runner._write
+
+    def noting(*args):
+        seen.append(set(paper_indexes()))
+        return write(*args)
+
+    monkeypatch.setattr(runner, "_write", noting)
+    return seen
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_run_into_an_empty_catalogue_writes_without_secondary_indexes_then_builds_them(
+    settings, tmp_path, indexes_as_migrated, indexes_while_writing
+):
+    settings.INGEST_DEFER_INDEXES_FROM = 100
+    settings.INGEST_BATCH_SIZE = 40
+    output = ingest(snapshot(tmp_path, 300))
+
+    assert "succeeded" in output
+    assert Paper.objects.count() == 300
+    (while_writing,) = indexes_while_writing
+    assert while_writing == KEPT
+    assert paper_indexes() == indexes_as_migrated  # same names, same definitions
+    assert not DeferredIndex.objects.exists()
+    word = Paper.objects.first().title.split()[0]
+    assert Paper.objects.search(word).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("threshold", "records", "already"),
+    [
+        (0, 300, 0),  # turned off
+        (400, 300, 0),  # a run below the threshold
+        (100, 300, 301),  # a catalogue larger than the run
+    ],
+)
+def test_other_runs_write_with_every_index(
+    settings, tmp_path, indexes_as_migrated, indexes_while_writing, threshold, records, already
+):
+    if already:
+        ingest(snapshot(tmp_path, already, "before.jsonl"))
+        indexes_while_writing.clear()
+    settings.INGEST_DEFER_INDEXES_FROM = threshold
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(snapshot_lines(records, start=already)) + "\n")  # new papers
+    assert "succeeded" in ingest(path)
+    (while_writing,) = indexes_while_writing
+    assert while_writing == set(indexes_as_migrated)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_fails_midway_builds_its_indexes_again_and_keeps_what_it_wrote(
+    settings, tmp_path, indexes_as_migrated
+):
+    settings.INGEST_DEFER_INDEXES_FROM = 100
+    settings.INGEST_BATCH_SIZE = 40
+    path = tmp_path / "truncated.jsonl"
+    lines = list(snapshot_lines(200))
+    path.write_text("\n".join(lines) + "\n" + lines[0][:50])  # a cut last line
+    with pytest.raises(CommandError, match="truncated last line"):
+        ingest(path)
+
+    assert Paper.objects.count() == 200
+    assert paper_indexes() == indexes_as_migrated
+    assert not DeferredIndex.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_stopped_mid_run_leaves_its_indexes_recorded_and_the_resumed_run_builds_them(
+    settings, tmp_path, indexes_as_migrated
+):
+    settings.INGEST_DEFER_INDEXES_FROM = 100
+    run = create_run(str(snapshot(tmp_path, 150)), fmt="arxiv_snapshot")
+    run.expected = 150
+    dropped = deferral.defer(run)  # what the stopped worker did before its batches
+
+    assert set(dropped) >= SECONDARY and not set(dropped) & KEPT
+    assert set(paper_indexes()) == KEPT
+    assert set(DeferredIndex.objects.values_list("name", flat=True)) == set(dropped)
+    assert deferral.restore_abandoned() == []  # its run is not finished: not abandoned
+
+    run = execute_run(run)  # the reaper's resend
+    assert run.status == IngestRun.Status.SUCCEEDED
+    assert paper_indexes() == indexes_as_migrated
+    assert not DeferredIndex.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_indexes_left_by_a_finished_or_deleted_run_are_built_by_the_next_run(
+    tmp_path, indexes_as_migrated
+):
+    gone = create_run("gone.jsonl")
+    deferral.defer(gone)
+    gone.delete()  # its indexes' run: NULL
+    assert set(paper_indexes()) == KEPT
+
+    run = execute_run(create_run(str(snapshot(tmp_path, 20)), fmt="arxiv_snapshot"))
+
+    assert run.status == IngestRun.Status.SUCCEEDED
+    assert paper_indexes() == indexes_as_migrated
+    assert not DeferredIndex.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_table_held_by_a_reader_keeps_its_indexes(monkeypatch, indexes_as_migrated):
+    """Dropping waits for every reader; a long one would stall the pages: the run gives up."""
+    monkeypatch.setattr(deferral, "LOCK_TIMEOUT", "200ms")
+    run = create_run("held.jsonl")
+    reading, done = threading.Event(), threading.Event()
+    url = connection.get_connection_params()
+
+    def reader():
+        with psycopg.connect(**url) as held:
+            held.execute("SELECT count(*) FROM catalogue_paper")  # its lock lasts until commit
+            reading.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        reading.wait(10)
+        assert deferral.defer(run) == []
+    finally:
+        done.set()
+        thread.join()
+    assert paper_indexes() == indexes_as_migrated
+    assert not DeferredIndex.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_deferred_index_is_built_with_its_own_definition():
+    """Built from what pg_indexes said, not from the models: indexes made by hand or by SQL
+    migrations come back too."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX h5_title_length ON catalogue_paper (length(title))")
+    run = create_run("own.jsonl")
+    assert "h5_title_length" in deferral.defer(run)
+    assert "h5_title_length" not in paper_indexes()
+    assert "h5_title_length" in deferral.restore_for(run)
+    assert "length(title)" in paper_indexes()["h5_title_length"]
+
+
+@pytest.mark.django_db
+def test_staff_see_the_indexes_waiting_and_cannot_delete_their_records(admin_client):
+    run = create_run("shown.jsonl")
+    deferral.defer(run)
+    index = DeferredIndex.objects.get(name="paper_search_gin")
+    listing = admin_client.get(reverse("admin:ingest_deferredindex_changelist"))
+    page = admin_client.get(reverse("admin:ingest_deferredindex_change", args=[index.pk]))
+    delete = admin_client.post(
+        reverse("admin:ingest_deferredindex_delete", args=[index.pk]), {"post": "yes"}
+    )
+
+    assert listing.status_code == 200 and "paper_search_gin" in listing.text
+    assert "USING gin (search_vector)" in page.text
+    assert delete.status_code == 403
+    assert DeferredIndex.objects.filter(pk=index.pk).exists()
+    deferral.restore_for(run)
