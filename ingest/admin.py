@@ -451,9 +451,9 @@ class DeferredIndexAdmin(admin.ModelAdmin):
     """Indexes a large run dropped and builds at its end (ingest.deferral): while any is listed,
     pages that need it scan the papers. Read-only: its record is how the index comes back."""
 
-    list_display = ["name", "run", "size", "deferred_at"]
+    list_display = ["name", "run", "size", "deferred_at", "error"]
     list_select_related = ["run", "run__source"]
-    readonly_fields = ["name", "definition", "size", "run", "deferred_at"]
+    readonly_fields = ["name", "definition", "size", "run", "deferred_at", "error"]
 
     def has_add_permission(self, request):
         return False

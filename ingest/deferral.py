@@ -2,8 +2,8 @@
 
 Keeping ten secondary indexes (three GIN, seven btree) up to date row by row costs a bulk
 load more than building them once at its end, and more the larger the table: a 1M-paper
-snapshot into an empty catalogue took 183 s with them kept, 133 s without them plus 38 s to
-build them (docs/benchmarks.md, fifteenth pass). So a run that brings at least
+snapshot into an empty catalogue took 182-187 s with them kept, 158-170 s without them, their
+build included (docs/benchmarks.md, fifteenth pass). So a run that brings at least
 ``INGEST_DEFER_INDEXES_FROM`` records, and at least as many as the catalogue holds (a first
 load, or one that doubles it), drops them first and builds them when its records are
 written, largest first, ``INGEST_WRITERS`` at a time: what pg_restore does.
@@ -24,7 +24,7 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import OperationalError, connection, connections, transaction
+from django.db import DatabaseError, OperationalError, connection, connections, transaction
 
 from ingest.models import DeferredIndex, IngestRun
 
@@ -65,10 +65,12 @@ def _papers_up_to(limit: int) -> int:
 def defer(run: IngestRun) -> list[str]:
     """Drop the papers' secondary indexes, each recorded for ``run``; the names dropped.
     None are dropped where a reader or writer holds the table for more than a few seconds:
-    the run then loads with them, as any other."""
+    the run then loads with them, as any other. The table is locked before its indexes are
+    read: of two runs deferring at once, the second finds none left to drop."""
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+            cursor.execute(f"LOCK TABLE {PAPERS_TABLE} IN ACCESS EXCLUSIVE MODE")
             cursor.execute(_SECONDARY_INDEXES, [PAPERS_TABLE])
             indexes = cursor.fetchall()
             for name, definition, size in indexes:
@@ -84,15 +86,16 @@ def defer(run: IngestRun) -> list[str]:
 
 
 def restore_for(run: IngestRun) -> list[str]:
-    """Build again the indexes ``run`` dropped; their names."""
+    """Build again the indexes ``run`` dropped; the names built."""
     return _build(DeferredIndex.objects.filter(run=run))
 
 
 def restore_abandoned() -> list[str]:
     """Build again indexes whose run is finished or deleted (its worker stopped between its
-    last batch and its end, or it was deleted): nothing is going to build them otherwise."""
+    last batch and its end, or it was deleted), or which failed to build before: nothing is
+    going to build them otherwise. The names built."""
     unfinished = IngestRun.objects.unfinished()
-    return _build(DeferredIndex.objects.exclude(run__in=unfinished))
+    return _build(DeferredIndex.objects.exclude(run__in=unfinished, error=""))
 
 
 def restore_quietly(run: IngestRun) -> None:
@@ -106,48 +109,64 @@ def restore_quietly(run: IngestRun) -> None:
 
 def _build(deferred) -> list[str]:
     """Build the ``deferred`` indexes, largest first, on ``INGEST_WRITERS`` connections (in
-    a caller's transaction, on its own: other connections would not see its records)."""
-    if not deferred.exists():
+    a caller's transaction, on its own: other connections would not see its records). One
+    that fails keeps its record, with the error (the admin lists it), for the next run to
+    try again; the others are built."""
+    names = list(deferred.order_by("-size", "name").values_list("name", flat=True))
+    if not names:
         return []
     built: list[str] = []
     if transaction.get_connection().in_atomic_block or settings.INGEST_WRITERS <= 1:
-        while name := _build_next(deferred):
-            built.append(name)
-        return built
+        built = [name for name in names if _build_one(name)]
+    else:
+        _in_threads(names, built, min(settings.INGEST_WRITERS, len(names)))
+    log.info("built %d of %d deferred indexes: %s", len(built), len(names), ", ".join(built))
+    return built
+
+
+def _in_threads(names: list[str], built: list[str], threads: int) -> None:
+    todo = iter(names)
+    lock = threading.Lock()
     errors: list[BaseException] = []
 
     def builder() -> None:
         try:
-            while name := _build_next(deferred):
-                built.append(name)
+            while True:
+                with lock:
+                    name = next(todo, None)
+                if name is None:
+                    return
+                if _build_one(name):
+                    built.append(name)
         except BaseException as error:  # raised in the caller's thread
             errors.append(error)
         finally:
             connections.close_all()  # this thread's connection
 
-    threads = [
-        threading.Thread(target=builder, name=f"index-builder-{number}")
-        for number in range(settings.INGEST_WRITERS)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    workers = [threading.Thread(target=builder, name=f"index-builder-{n}") for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     if errors:
         raise errors[0]
-    log.info("built %d deferred indexes again: %s", len(built), ", ".join(built))
-    return built
 
 
-def _build_next(deferred) -> str | None:
-    """Build one of ``deferred`` no other connection is building; its name, or None when
-    none is left. Built and forgotten in one transaction."""
-    with transaction.atomic():
-        index = deferred.select_for_update(skip_locked=True).order_by("-size", "name").first()
-        if index is None:
-            return None
-        statement = index.definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-        index.delete()
-        return index.name
+def _build_one(name: str) -> bool:
+    """Build the deferred index ``name`` and forget it, in one transaction; False when
+    another connection is building it, it is built already, or it failed (its error kept)."""
+    try:
+        with transaction.atomic():
+            index = DeferredIndex.objects.select_for_update(skip_locked=True).filter(name=name)
+            index = index.first()
+            if index is None:
+                return False
+            statement = index.definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+            index.delete()
+            return True
+    except DatabaseError as error:
+        log.error("deferred index %s could not be built: %s", name, error)
+        DeferredIndex.objects.filter(name=name).update(error=str(error)[:2000])
+        return False

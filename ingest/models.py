@@ -301,6 +301,7 @@ class DeferredIndex(models.Model):
         IngestRun, null=True, on_delete=models.SET_NULL, related_name="deferred_indexes"
     )
     deferred_at = models.DateTimeField(auto_now_add=True)
+    error = models.TextField(blank=True, help_text="Why its last build failed, if it did.")
 
     class Meta:
         ordering = ["-size", "name"]

@@ -203,6 +203,53 @@ def test_a_table_held_by_a_reader_keeps_its_indexes(monkeypatch, indexes_as_migr
     assert not DeferredIndex.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_of_two_runs_deferring_at_once_one_drops_the_indexes_and_the_other_finds_none(
+    indexes_as_migrated,
+):
+    runs = [create_run("first.jsonl"), create_run("second.jsonl")]
+    dropped: dict[int, list[str]] = {}
+    start = threading.Barrier(2)
+
+    def deferring(run):
+        start.wait(10)
+        dropped[run.pk] = deferral.defer(run)
+        connection.close()  # this thread's
+
+    threads = [threading.Thread(target=deferring, args=[run]) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(map(len, dropped.values())) == [0, len(indexes_as_migrated) - len(KEPT)]
+    assert set(paper_indexes()) == KEPT
+    for run in runs:
+        deferral.restore_for(run)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_index_that_fails_to_build_keeps_its_record_and_error_and_the_others_are_built(
+    admin_client, indexes_as_migrated
+):
+    run = create_run("broken.jsonl")
+    deferral.defer(run)
+    broken = "CREATE INDEX paper_search_gin ON public.catalogue_paper (no_such_column)"
+    DeferredIndex.objects.filter(name="paper_search_gin").update(definition=broken)
+
+    built = deferral.restore_for(run)
+
+    assert "paper_search_gin" not in built and len(built) == len(indexes_as_migrated) - 4
+    (left,) = DeferredIndex.objects.all()
+    assert left.name == "paper_search_gin" and "no_such_column" in left.error
+    listing = admin_client.get(reverse("admin:ingest_deferredindex_changelist"))
+    assert "no_such_column" in listing.text
+    run.status = IngestRun.Status.RUNNING  # even while its run is unfinished, the next run
+    run.save()  # tries a failed one again
+    DeferredIndex.objects.filter(pk=left.pk).update(definition=indexes_as_migrated[left.name])
+    assert deferral.restore_abandoned() == ["paper_search_gin"]
+
+
 @pytest.mark.django_db
 def test_a_deferred_index_is_built_with_its_own_definition():
     """Built from what pg_indexes said, not from the models: indexes made by hand or by SQL
