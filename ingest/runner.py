@@ -170,8 +170,7 @@ def _execute_leased(
         if run.is_split and results is None:
             _split(run, enqueue)
             return run
-        for parsed in _parsed_payloads(run) if results is None else [results]:
-            _consume(run, parsed, numbers)
+        _consume_all(run, _parsed_payloads(run) if results is None else [results], numbers)
     except LeaseLost:
         raise
     except FetchError as exc:
@@ -435,6 +434,21 @@ class _Batch:
     where: str = ""  # a chunk's place in its run, before its rejections' positions
 
 
+def _consume_all(run: IngestRun, payloads: Iterable[Iterable], numbers: Iterator[int]) -> None:
+    """``_consume`` each payload's results. A large run (its first payload tells its size:
+    a snapshot's lines, a harvest's complete list) loads without the papers' secondary
+    indexes and builds them once at its end, failed or not (``ingest.deferral``)."""
+    try:
+        for number, results in enumerate(payloads):
+            if number == 0 and deferral.worth_deferring(run):
+                deferral.defer(run)
+            _consume(run, results, numbers)
+    except BaseException:
+        deferral.restore_quietly(run)
+        raise
+    deferral.restore_for(run)  # also those dropped before a resumed run's worker stopped
+
+
 def _consume(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
     """Upsert parsed results batch by batch; each batch commits with the run's counts.
 
@@ -442,20 +456,7 @@ def _consume(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
     is parsed again but not written. They are written by ``INGEST_WRITERS`` threads, each on
     its own connection, so that PostgreSQL computes search vectors on several cores. Inside a
     caller's transaction (tests, a shell) everything is written on the caller's connection.
-    A large payload loads without the papers' secondary indexes (``ingest.deferral``).
     """
-    if deferral.worth_deferring(run):
-        deferral.defer(run)
-    try:
-        _write(run, results, numbers)
-    except BaseException:
-        deferral.restore_quietly(run)
-        raise
-    deferral.restore_for(run)  # also those dropped before a resumed run's worker stopped
-    run.refresh_from_db(fields=_PROGRESS)
-
-
-def _write(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
     batches = _batches_parsed_ahead(results, run.batch_size)
     writers = 1 if transaction.get_connection().in_atomic_block else settings.INGEST_WRITERS
     if writers <= 1:
@@ -463,6 +464,7 @@ def _write(run: IngestRun, results: Iterable, numbers: Iterator[int]) -> None:
             _write_batch(batch)
     else:
         _write_in_threads(_to_write(run, batches, numbers), writers)
+    run.refresh_from_db(fields=_PROGRESS)
 
 
 def _write_in_threads(batches: Iterable[_Batch], writers: int) -> None:

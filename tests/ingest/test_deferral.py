@@ -13,8 +13,9 @@ from django.urls import reverse
 from catalogue.models import Paper
 from ingest import deferral, runner
 from ingest.models import DeferredIndex, IngestRun
+from ingest.records import PaperRecord
 from ingest.runner import create_run, execute_run
-from tests.bench.synthetic import snapshot_lines
+from tests.bench.synthetic import snapshot_lines, synthetic_id
 
 
 def paper_indexes() -> dict[str, str]:
@@ -49,6 +50,13 @@ def indexes_as_migrated():
     assert paper_indexes() == before
 
 
+def paper(number: int) -> PaperRecord:
+    arxiv_id = synthetic_id(number)
+    return PaperRecord(
+        source="arxiv_oai", source_key=arxiv_id, arxiv_id=arxiv_id, title=f"Paper {number}"
+    )
+
+
 def snapshot(tmp_path, count: int, name: str = "snapshot.jsonl"):
     path = tmp_path / name
     path.write_text("\n".join(snapshot_lines(count)) + "\n")
@@ -73,13 +81,13 @@ def count_every_file(monkeypatch):
 def indexes_while_writing(monkeypatch):
     """The papers' index names each time a run starts writing its records."""
     seen: list[set[str]] = []
-    write = runner._write
+    consume = runner._consume
 
     def noting(*args):
         seen.append(set(paper_indexes()))
-        return write(*args)
+        return consume(*args)
 
-    monkeypatch.setattr(runner, "_write", noting)
+    monkeypatch.setattr(runner, "_consume", noting)
     return seen
 
 
@@ -99,6 +107,32 @@ def test_a_large_run_into_an_empty_catalogue_writes_without_secondary_indexes_th
     assert not DeferredIndex.objects.exists()
     word = Paper.objects.first().title.split()[0]
     assert Paper.objects.search(word).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_of_many_payloads_defers_once_and_builds_once_at_its_end(
+    settings, monkeypatch, indexes_as_migrated, indexes_while_writing
+):
+    """A harvest's pages each say how large the whole harvest is: the indexes are dropped
+    at its first page and built at its end, not around every page."""
+    settings.INGEST_DEFER_INDEXES_FROM = 100
+    built: list[str] = []
+    build_one = deferral._build_one
+    monkeypatch.setattr(deferral, "_build_one", lambda name: built.append(name) or build_one(name))
+
+    def pages(run):
+        runner._mark(run, expected=150)  # as a harvest's first page tells
+        for page in range(3):
+            yield [paper(number) for number in range(page * 50, page * 50 + 50)]
+
+    monkeypatch.setattr(runner, "_parsed_payloads", pages)
+    run = execute_run(create_run("harvest"))
+
+    assert run.status == IngestRun.Status.SUCCEEDED
+    assert Paper.objects.count() == 150
+    assert indexes_while_writing == [KEPT, KEPT, KEPT]
+    assert sorted(built) == sorted(set(indexes_as_migrated) - KEPT)  # each once
+    assert paper_indexes() == indexes_as_migrated
 
 
 @pytest.mark.django_db(transaction=True)
