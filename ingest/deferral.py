@@ -35,7 +35,7 @@ PAPERS_TABLE = "catalogue_paper"
 # indexes: DROP INDEX queues every later reader behind it while it waits.
 LOCK_TIMEOUT = "5s"
 
-# Indexes no constraint owns (unique ones stay) and that are usable (valid).
+# The papers' indexes that are not unique (the primary and natural keys stay) and are usable.
 _SECONDARY_INDEXES = """
     SELECT c.relname, pg_get_indexdef(i.indexrelid), pg_relation_size(i.indexrelid)
     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -46,7 +46,8 @@ _SECONDARY_INDEXES = """
 
 def worth_deferring(run: IngestRun) -> bool:
     """Whether ``run`` brings enough records, against the catalogue's size, to load without
-    the secondary indexes (its ``expected`` count: known for a line-per-record file)."""
+    the secondary indexes (its ``expected`` count: a snapshot file's lines, a harvest's
+    complete list size)."""
     threshold = settings.INGEST_DEFER_INDEXES_FROM
     if threshold <= 0 or not run.expected or run.expected < threshold:
         return False
