@@ -1,6 +1,6 @@
 """A large run loads the papers without their secondary indexes, then builds them again.
 
-Keeping ten secondary indexes (three GIN, seven btree) up to date row by row costs a bulk
+Keeping 13 secondary indexes (five GIN, eight btree) up to date row by row costs a bulk
 load more than building them once at its end, and more the larger the table: a 1M-paper
 snapshot into an empty catalogue took 182-187 s with them kept, 158-170 s without them, their
 build included (docs/benchmarks.md, fifteenth pass). So a run that brings at least
