@@ -14,11 +14,13 @@ added later is exported without touching this module; a field the importing code
 is a bad line (the file was written by a newer version).
 
 Not exported: sessions; ingest runs and their rejections (operational logs of what a fetch
-did, not catalogue content; a restore starts a fresh log); the admin's history (``LogEntry``:
-it names rows by primary key); beat schedules (the migrations create the fixed ones and a
-restored ``Source`` recreates its own); embeddings unless asked for (derived: the worker
-recomputes them from title and abstract); the papers' word pairs (``catalogue.phrases``:
-derived, and every imported paper is pending until the worker pairs it).
+did, not catalogue content; a restore starts a fresh log); the indexes a large run dropped
+and has yet to build (``ingest.deferral``: the source database's state, not content); the
+admin's history (``LogEntry``: it names rows by primary key); beat schedules (the migrations
+create the fixed ones and a restored ``Source`` recreates its own); embeddings unless asked
+for (derived: the worker recomputes them from title and abstract); the papers' word pairs
+(``catalogue.phrases``: derived, and every imported paper is pending until the worker pairs
+it).
 
 The import is all or nothing, in one transaction: a restore that silently lacks some rows is
 worse than one that stops, and every bad line is reported (with its line number) before the

@@ -41,7 +41,7 @@ from catalogue.models import (
     Sighting,
     Topic,
 )
-from ingest.models import IngestRun, RejectedRecord, Source
+from ingest.models import DeferredIndex, IngestRun, RejectedRecord, Source
 from ingest.records import PaperRecord
 from ingest.runner import create_run, execute_run
 from ingest.upsert import upsert_papers
@@ -66,6 +66,7 @@ HOSTILE = (
 NOT_EXPORTED = {
     IngestRun: "operational log of fetches",
     RejectedRecord: "operational log of fetches",
+    DeferredIndex: "the source database's indexes waiting to be built: its state, not content",
     PhrasePairs: "derived: each imported paper waits to be paired again",
     PhrasePending: "derived: every imported paper is pending",
 }
