@@ -97,7 +97,8 @@ def _seconds_limited(request, group: str, keys: dict, rates: dict[str, str]) -> 
             logger.warning("rate limit %s:%s not checked: cache failed", group, name, exc_info=True)
             continue
         if usage and usage["should_limit"]:
-            wait = max(wait, usage["time_left"], 1)
+            # The window's last second is still its own (time_left 0): the next starts after it.
+            wait = max(wait, usage["time_left"] + 1)
     return wait
 
 

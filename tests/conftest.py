@@ -11,7 +11,9 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
+import django_ratelimit.core
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -191,10 +193,24 @@ def _summaries_not_cached(settings):
 
 
 @pytest.fixture(autouse=True)
-def _rate_limits_start_afresh(settings):
+def _rate_limits_start_afresh(settings, monkeypatch):
     """Log-in and password-reset attempts are counted in Redis for minutes (catalogue.accounts):
-    each test counts under its own prefix, so earlier tests and runs do not lock it out."""
+    each test counts under its own prefix, so earlier tests and runs do not lock it out.
+
+    django-ratelimit's windows are fixed on the clock (each key's ends at its own second of
+    every 15 minutes or hour): a test whose attempts straddle that second saw its count start
+    again and no 429 (CI of 2026-12-06). Its clock stands still in each test, so every attempt
+    of a test falls in one window; a test that moves it sets the returned clock's ``now``."""
     settings.RATELIMIT_CACHE_PREFIX = f"rl:{uuid.uuid4().hex}:"
+    clock = SimpleNamespace(now=time.time())
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: clock.now))
+    return clock
+
+
+@pytest.fixture
+def rate_limit_clock(_rate_limits_start_afresh):
+    """The clock django-ratelimit reads in this test (seconds since the epoch in ``now``)."""
+    return _rate_limits_start_afresh
 
 
 @pytest.fixture(autouse=True)

@@ -224,6 +224,18 @@ def test_bad_log_ins_lock_the_name_with_a_clear_429(client, ada, small_limits):
     assert "_auth_user_id" not in client.session
 
 
+def test_a_lock_lifts_when_its_window_ends(client, ada, settings, rate_limit_clock):
+    settings.LOGIN_RATE_LIMITS = {"username": "3/15m"}
+    for _ in range(3):
+        assert log_in(client, "ada").status_code == 200
+    wait = int(log_in(client, "ada", PASSWORD)["Retry-After"])
+    rate_limit_clock.now += wait - 1
+    assert log_in(client, "ada", PASSWORD).status_code == 429
+    rate_limit_clock.now += 1  # the next window counts afresh
+    assert log_in(client, "ada", PASSWORD).status_code == 302
+    assert client.session["_auth_user_id"] == str(ada.pk)
+
+
 def test_the_default_limit_locks_a_name_after_ten_attempts(client, ada):
     statuses = [log_in(client, "ada").status_code for _ in range(11)]
     assert statuses == [200] * 10 + [429]
