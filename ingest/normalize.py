@@ -260,6 +260,8 @@ def unescape_text_specials(text: str) -> str:
         return text
     if "$" not in text:  # no math to keep apart (the common case: splitting costs ~70 µs)
         return _TEXT_ESCAPES.sub(r"\1", text)
+    if not _TEXT_ESCAPES.search(text):  # math but no escape (an abstract in eight): as it is
+        return text
     return "".join(
         piece if is_math else _TEXT_ESCAPES.sub(r"\1", piece) for is_math, piece in split_math(text)
     )

@@ -171,6 +171,13 @@ def test_abstract_text_escapes_are_undone_but_math_is_left_alone():
     assert clean_abstract(raw) == r"We save 50% of R&D cost at $p < 5\%$, and \$0.0007 per call."
 
 
+def test_abstract_math_without_text_escapes_is_left_as_it_is():
+    # (No escape anywhere: the math is not split out; the text comes back unchanged.)
+    raw = r"A bound $O(\sqrt{n})$ on \emph{all} inputs, $\$5$ or $5\$$ each."
+    assert clean_abstract(raw) == raw
+    assert clean_abstract(raw + r" Cost: 5\%.") == raw + " Cost: 5%."
+
+
 # --- links -------------------------------------------------------------------------------
 
 

@@ -197,3 +197,31 @@ def test_a_raw_nul_or_invalid_utf8_line_is_a_rejection_whose_excerpt_stores():
         assert rejected.position == "line 8"
         assert "\x00" not in rejected.raw and rejected.raw.encode("utf-8")
         assert sum(isinstance(r, PaperRecord) for r in results) == 199
+
+
+def test_what_the_fast_json_reader_refuses_is_read_as_the_standard_library_reads_it():
+    # orjson reads the lines, but not a lone surrogate escape, NaN or a deep nest: those
+    # lines get the standard library's reading, and so the same rejections and values.
+    data = lines()
+    data[2] = data[2].replace(b'"title":"', b'"title":"Odd \\ud800 ', 1)
+    data[6] = data[6].replace(b'{"id"', b'{"github_stars": NaN, "upvotes": 3, "id"', 1)
+    data[9] = b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    results = list(arxiv_snapshot.parse(b"".join(data)))
+    rejected = {r.position: r.reason for r in results if isinstance(r, Rejected)}
+    assert rejected == {
+        "line 3": "contains a lone surrogate (undecodable bytes or a bad \\u escape) in title",
+        "line 10": "invalid JSON: nested too deeply",
+    }
+    assert sum(isinstance(r, PaperRecord) for r in results) == 198
+    assert (results[6].upvotes, results[6].github_stars) == (3, None)  # NaN is no count
+
+
+def test_a_count_past_64_bits_is_no_count():
+    # orjson reads an integer past 64 bits as a float: no count, as "7" or -1 (the paper
+    # lands without it); one within 64 bits but past the column's range is rejected.
+    data = lines()[:2]
+    data[0] = data[0].replace(b'{"id"', b'{"upvotes": 123456789012345678901234567890, "id"', 1)
+    data[1] = data[1].replace(b'{"id"', b'{"upvotes": 4294967296, "id"', 1)
+    first, second = arxiv_snapshot.parse(b"".join(data))
+    assert isinstance(first, PaperRecord) and first.upvotes is None
+    assert second.reason == "upvotes 4294967296 is out of range (0 to 2147483647)"
