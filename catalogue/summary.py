@@ -817,9 +817,12 @@ def walk_statements(newest: QuerySet, *titled: QuerySet, matches=None, reach=Non
 
 
 def _title_statements(titled: Sequence[QuerySet], matches=None, reach=None) -> list[tuple]:
-    """The title pools' statements (``walk_statements``): walked, or read whole."""
+    """The title pools' statements (``walk_statements``): walked (each pool's ``walked`` form,
+    ``relevance_pools``: title words tested by weight), or read whole from the title index."""
     return [
-        _statement(part, _WALK if _pool_walk_pays(part, matches, reach) else _BITMAPS)
+        _statement(part.walked, _WALK)
+        if _pool_walk_pays(part, matches, reach)
+        else _statement(part, _BITMAPS)
         for part in titled
     ]
 

@@ -338,6 +338,20 @@ def test_a_title_pool_of_many_matches_walks_the_date_index_too(
     assert [pk for pk, _ in walked] == [pk for pk, _ in union]
 
 
+def test_a_walked_title_pool_tests_title_words_by_weight_and_finds_the_same_papers(
+    word_in_every_abstract_and_many_titles, settings
+):
+    """Walked, a title pool tests each paper's title words by their weight in the whole
+    vector ('languag':A): ts_filter made a copy of every walked paper's title words first
+    (35-55 % of a walk's time at 100,000 papers, the same papers found)."""
+    _, pools = _walked_pools(settings, candidates=1000)
+    (_, sql, params, _), (_, titles_sql, titles_params, _) = summary.walk_statements(*pools)
+    assert "ts_filter" not in titles_sql and "(('languag':A))" in titles_params
+    walked = summary._read_apart([summary._statement(pools[1].walked, summary._WALK)])[0]
+    indexed = summary._read_apart([summary._statement(pools[1], summary._BITMAPS)])[0]
+    assert len(walked) == 100 and walked == indexed
+
+
 def test_a_title_pool_of_few_matches_is_read_from_the_title_index(
     word_in_every_abstract_and_few_titles, settings
 ):
