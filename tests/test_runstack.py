@@ -256,5 +256,9 @@ def test_a_stop_during_the_demo_ingest_stops_every_child_at_once(tmp_path):
         assert time.monotonic() - stopped_at < STOP_SECONDS  # no wait for the demo's runs
         assert not _alive(children)
         _eventually(lambda: "Stopped" in stack.output(), 10)  # its last words, read by a thread
+        # The worker's running tasks go back to the queue (a cold shutdown), not reported
+        # lost with tracebacks (its pool processes were sent SIGTERM).
+        assert "Cold shutdown" in stack.output()
+        assert "WorkerLostError" not in stack.output()
     finally:
         _stop(stack)

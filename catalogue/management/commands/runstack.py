@@ -10,6 +10,7 @@ ignored, so a second SIGTERM cannot abandon anything half-stopped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import os
@@ -295,8 +296,9 @@ class Command(BaseCommand):
             signal.signal(signum, signal.SIG_IGN)
         self.stdout.write("\nStopping…")
         running = [child.process for child in children if child.process is not None]
-        for process in reversed(running):  # the web first, the worker last
-            _signal_group(process.pid, signal.SIGTERM)
+        for child in reversed(children):  # the web first, the worker last
+            if child.process is not None:
+                _ask_to_stop(child)
         deadline = time.monotonic() + STOP_SECONDS
         for process in running:
             try:
@@ -329,6 +331,18 @@ def _web_command(addr: str, port: str, dev: bool, workers: int) -> list[str]:
         "-m", "gunicorn", "catalogue.wsgi", "--bind", f"{addr}:{port}",
         "--workers", str(workers), "--graceful-timeout", "10",
     ]  # fmt: skip
+
+
+def _ask_to_stop(child: Child) -> None:
+    """SIGTERM to a child's group; the Celery worker gets SIGQUIT, alone: its cold shutdown
+    ends its pool's tasks at once and puts them back on the queue (they are acknowledged
+    late), where a SIGTERM to its pool processes had each running task reported lost with
+    two tracebacks (a stop while the demo embeds its papers)."""
+    if child.name == "worker":
+        with contextlib.suppress(ProcessLookupError):  # (it died meanwhile)
+            os.kill(child.process.pid, signal.SIGQUIT)
+    else:
+        _signal_group(child.process.pid, signal.SIGTERM)
 
 
 def _signal_group(pgid: int, signum: int) -> bool:
