@@ -345,7 +345,7 @@ def test_a_walked_title_pool_tests_title_words_by_weight_and_finds_the_same_pape
     vector ('languag':A): ts_filter made a copy of every walked paper's title words first
     (35-55 % of a walk's time at 100,000 papers, the same papers found)."""
     _, pools = _walked_pools(settings, candidates=1000)
-    (_, sql, params, _), (_, titles_sql, titles_params, _) = summary.walk_statements(*pools)
+    _, (_, titles_sql, titles_params, _) = summary.walk_statements(*pools)
     assert "ts_filter" not in titles_sql and "(('languag':A))" in titles_params
     walked = summary._read_apart([summary._statement(pools[1].walked, summary._WALK)])[0]
     indexed = summary._read_apart([summary._statement(pools[1], summary._BITMAPS)])[0]
