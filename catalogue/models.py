@@ -278,8 +278,12 @@ class PaperQuerySet(models.QuerySet):
             # Walking the date index instead (summary._title_statements), each paper is
             # tested by its title words' weight in the whole vector, not by ts_filter's copy
             # of the vector's title words: 35-55 % less a paper walked (the same papers).
-            in_titles_walked = among.filter(search_vector=search.RawTsQuery(title_query))
-            pool.walked = in_titles_walked.newest_first().values(*fields)[:limit]
+            # Built only where a pool is walked (the ORM's ~0.08 ms otherwise spent for nothing).
+            pool.walked = lambda: (
+                among.filter(search_vector=search.RawTsQuery(title_query))
+                .newest_first()
+                .values(*fields)[:limit]
+            )
             pools.append(pool)
         return pools
 

@@ -817,10 +817,10 @@ def walk_statements(newest: QuerySet, *titled: QuerySet, matches=None, reach=Non
 
 
 def _title_statements(titled: Sequence[QuerySet], matches=None, reach=None) -> list[tuple]:
-    """The title pools' statements (``walk_statements``): walked (each pool's ``walked`` form,
+    """The title pools' statements (``walk_statements``): walked (each pool's ``walked()`` form,
     ``relevance_pools``: title words tested by weight), or read whole from the title index."""
     return [
-        _statement(part.walked, _WALK)
+        _statement(part.walked(), _WALK)
         if _pool_walk_pays(part, matches, reach)
         else _statement(part, _BITMAPS)
         for part in titled

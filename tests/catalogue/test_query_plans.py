@@ -347,7 +347,7 @@ def test_a_walked_title_pool_tests_title_words_by_weight_and_finds_the_same_pape
     _, pools = _walked_pools(settings, candidates=1000)
     _, (_, titles_sql, titles_params, _) = summary.walk_statements(*pools)
     assert "ts_filter" not in titles_sql and "(('languag':A))" in titles_params
-    walked = summary._read_apart([summary._statement(pools[1].walked, summary._WALK)])[0]
+    walked = summary._read_apart([summary._statement(pools[1].walked(), summary._WALK)])[0]
     indexed = summary._read_apart([summary._statement(pools[1], summary._BITMAPS)])[0]
     assert len(walked) == 100 and walked == indexed
 
