@@ -154,10 +154,31 @@ def celery_worker(django_db_setup, tmp_path_factory):
 def _worker_idle_after_test(request):
     """A test's last task may outlive it on the session's worker (an ingest's follow-up
     embedding task): its writes and the database flush that ends the test deadlock. The flush
-    waits for the worker to be idle (this teardown runs before pytest-django's)."""
-    yield
+    waits for the worker to be idle (this teardown runs before pytest-django's).
+
+    A test without the worker sends its tasks to a queue nobody reads, emptied after it: a
+    transactional test's committed ingest enqueues follow-ups (tags, trending, embeddings),
+    and once an earlier test has started the session's worker they would otherwise reach it
+    and race this test's flush (seen: a deadlock at teardown)."""
     if "celery_worker" in request.fixturenames:
+        yield
         wait_until_idle(request.getfixturevalue("celery_worker"))
+        return
+    with private_queue() as unread:
+        yield
+    _forget_queue(unread)
+
+
+def _forget_queue(queue: str) -> None:
+    """Delete ``queue``'s Redis lists (one per priority) and an embedding backfill begun on it."""
+    import redis
+
+    from catalogue.backfill import Backfill
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = [*client.scan_iter(f"{queue}*"), *client.scan_iter(f"{Backfill.current_key(queue)}*")]
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture
