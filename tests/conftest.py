@@ -144,10 +144,16 @@ def celery_worker(django_db_setup, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     with private_queue() as queue:
         worker = start_worker(log_path, queue, **FAST_RETRIES, **LOCAL_SERVERS)
+        _SHARED_QUEUES.add(queue)
         try:
             yield worker
         finally:
+            _SHARED_QUEUES.discard(queue)
             stop_worker(worker)
+
+
+# The session's worker's queue while it runs.
+_SHARED_QUEUES: set[str] = set()
 
 
 @pytest.fixture(autouse=True)
@@ -156,13 +162,20 @@ def _worker_idle_after_test(request):
     embedding task): its writes and the database flush that ends the test deadlock. The flush
     waits for the worker to be idle (this teardown runs before pytest-django's).
 
-    A test without the worker sends its tasks to a queue nobody reads, emptied after it: a
-    transactional test's committed ingest enqueues follow-ups (tags, trending, embeddings),
-    and once an earlier test has started the session's worker they would otherwise reach it
-    and race this test's flush (seen: a deadlock at teardown)."""
+    A test without the worker, and without workers of its own, sends its tasks to a queue
+    nobody reads, emptied after it: a transactional test's committed ingest enqueues
+    follow-ups (tags, trending, embeddings), and once an earlier test has started the
+    session's worker they would otherwise reach it and race this test's flush (seen: a
+    deadlock at teardown)."""
     if "celery_worker" in request.fixturenames:
         yield
         wait_until_idle(request.getfixturevalue("celery_worker"))
+        return
+    from catalogue.celery import app
+
+    # The configured queue is shared too: a dev server's worker on the same Redis reads it.
+    if app.conf.task_default_queue not in {*_SHARED_QUEUES, settings.CELERY_TASK_DEFAULT_QUEUE}:
+        yield  # the queue of the test's own workers
         return
     with private_queue() as unread:
         yield

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from catalogue.celery import app
 from catalogue.tasks import queue_embedding
-from tests.conftest import _forget_queue
+from tests.conftest import _forget_queue, private_queue
 
 
 def queued(client: redis.Redis, queue: str) -> int:
@@ -44,3 +44,13 @@ def test_the_unread_queue_is_emptied_after_the_test():
     assert queued(client, queue) == 0
     assert queue_embedding(), "the backfill begun on the queue was forgotten with it"
     _forget_queue(queue)
+
+
+@pytest.fixture(scope="module")
+def queue_of_the_modules_own_workers():
+    with private_queue() as queue:
+        yield queue
+
+
+def test_a_test_with_workers_of_its_own_keeps_their_queue(queue_of_the_modules_own_workers):
+    assert app.conf.task_default_queue == queue_of_the_modules_own_workers
