@@ -522,14 +522,18 @@ def _topics(links: QuerySet) -> list[dict]:
 def _topics_of(ids: Sequence[int]) -> list[dict]:
     """``_topics`` of the papers ``ids``, written as SQL: the ORM took ~0.5 ms of every
     search of few matches to build and compile the same statement (tests/catalogue/
-    test_summary.py compares)."""
+    test_summary.py compares).
+
+    The ids reach the planner from an InitPlan, not as a constant array: a constant's
+    elements are each estimated against the column's statistics, 2.7 ms of planning for a
+    word's 3,834 matches at 100,000 papers (executing took 3.6); so handed over, 0.8."""
     if not ids:
         return []
     links, topics = PaperTopic._meta.db_table, Topic._meta.db_table
     sql = (
         f'SELECT t.slug, t.name, count(l.paper_id) AS n FROM "{links}" l'
         f' JOIN "{topics}" t ON t.id = l.topic_id'
-        " WHERE l.paper_id = ANY(%s::bigint[]) AND l.reason = ANY(%s)"
+        " WHERE l.paper_id = ANY((SELECT %s::bigint[])::bigint[]) AND l.reason = ANY(%s)"
         " GROUP BY t.slug, t.name ORDER BY n DESC, t.name LIMIT %s"
     )
     with connections[PaperTopic.objects.all().db].cursor() as cursor:

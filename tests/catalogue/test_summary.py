@@ -457,3 +457,19 @@ def test_topic_facets_of_ids_written_as_sql_are_the_orms(corpus):
     first = summary._topics_of([p.pk for p in papers])
     assert len(first) == summary.FACET_TOPICS and first[0]["slug"] == "models"
     assert "hidden" not in {t["slug"] for t in first}
+
+
+def test_topic_facets_hand_the_ids_to_the_planner_as_an_array_it_does_not_unfold(corpus):
+    """A constant array of a few thousand ids is estimated element by element while the
+    facets' statement is planned (as long as executing it); from an InitPlan it is not, and
+    the links are still found through an index."""
+    ids = list(Paper.objects.values_list("pk", flat=True))
+    with CaptureQueriesContext(connection) as queries:
+        summary._topics_of(ids)
+    (statement,) = [q["sql"] for q in queries if "catalogue_papertopic" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # (a tiny table: use the indexes)
+        cursor.execute("EXPLAIN " + statement)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "paper_id = ANY ((InitPlan" in plan and "::bigint[]" not in plan, plan
+    assert "Index" in plan, plan
