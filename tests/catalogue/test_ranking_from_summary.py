@@ -110,6 +110,20 @@ def test_the_phrase_is_not_tested_again_where_its_matches_are_known(catalogue):
     assert "~*" not in newest_pool and "@@" not in newest_pool, newest_pool
 
 
+def test_the_known_matches_reach_postgresql_as_one_array(catalogue):
+    """Not as one parameter per id: a few thousand ids cost the ORM's compiling and
+    PostgreSQL's parsing and planning more than the ranking's reads."""
+    params = SEARCHES[1]
+    summary = summarise(searched(params).matches)
+    with CaptureQueriesContext(connection) as statements:
+        searched(params).ranking(summary.count, summary.match_ids)
+    (ranking,) = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
+    newest_pool = ranking.split("; ")[0]
+    window = summary.match_ids[:5]  # SEARCH_RANK_CANDIDATES, no neighbour in keyword mode
+    assert "unnest('{" + ",".join(map(str, window)) + "}'" in newest_pool, newest_pool
+    assert f"IN ({window[0]}, " not in newest_pool, newest_pool
+
+
 def test_nothing_matched_is_an_empty_ranking_without_ranking_anything(catalogue):
     params = {"q": '"attention linear"', "mode": "keyword"}  # both words, never in this order
     summary = summarise(searched(params).matches)
