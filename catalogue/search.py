@@ -32,7 +32,18 @@ from django.contrib.postgres.search import (
     SearchVectorExact,
     SearchVectorField,
 )
-from django.db.models import Case, F, FloatField, Func, Q, QuerySet, TextField, Value, When
+from django.db.models import (
+    Case,
+    F,
+    FloatField,
+    Func,
+    Lookup,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.expressions import RawSQL
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -308,8 +319,24 @@ def _term_q(term: Term, parsed: ParsedQuery, unindexed: bool = False) -> Q:
         q = Q(**{matcher.vector: RawTsQuery(matcher.tsquery)})
     if matcher.pattern:
         # After the vector test, so the index narrows the rows the pattern is tried on.
-        q &= reduce(or_, (Q(**{f"{f}__iregex": matcher.pattern}) for f in matcher.fields))
+        q &= reduce(or_, (Q(MatchesPattern(F(f), matcher.pattern)) for f in matcher.fields))
     return ~q if term.negated else q
+
+
+class MatchesPattern(Lookup):
+    """``field ~* pattern`` (Django's ``iregex``), the pattern handed over by an InitPlan
+    rather than as a constant. A constant pattern is tried by the planner on the column's
+    statistics (a hundred abstracts) to estimate how many rows match: a phrase's summary,
+    which tests the pattern on title and abstract in two parts, spent 3.7-5.0 ms planning
+    and 1.1-1.5 executing at 100,000 papers; so handed over, 1.8 planning. The estimate is
+    then PostgreSQL's default for a pattern (0.5 %): a phrase is rare."""
+
+    lookup_name = "matches_pattern"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"{lhs}::text ~* (SELECT %s::text)", [*params, self.rhs]
 
 
 # Relevance: cover density (``ts_rank_cd``: the query's words near each other score more than
