@@ -100,26 +100,26 @@ def test_the_neighbour_without_the_words_is_ranked_by_meaning_only(catalogue):
     assert ranking.reasons[without_words] == (hybrid.MEANING,)
 
 
-def test_the_phrase_is_not_tested_again_where_its_matches_are_known(catalogue):
-    params = SEARCHES[1]
+def newest_pool_ranked_among_known_matches(params) -> tuple[str, list[int]]:
+    """(the SQL of the ranking's newest pool, the matches' ids newest first) of a search
+    ranked among the matches its summary read."""
     summary = summarise(searched(params).matches)
     with CaptureQueriesContext(connection) as statements:
         searched(params).ranking(summary.count, summary.match_ids)
     (ranking,) = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
-    newest_pool = ranking.split("; ")[0]
+    return ranking.split("; ")[0], summary.match_ids
+
+
+def test_the_phrase_is_not_tested_again_where_its_matches_are_known(catalogue):
+    newest_pool, _ = newest_pool_ranked_among_known_matches(SEARCHES[1])
     assert "~*" not in newest_pool and "@@" not in newest_pool, newest_pool
 
 
 def test_the_known_matches_reach_postgresql_as_one_array(catalogue):
     """Not as one parameter per id: a few thousand ids cost the ORM's compiling and
     PostgreSQL's parsing and planning more than the ranking's reads."""
-    params = SEARCHES[1]
-    summary = summarise(searched(params).matches)
-    with CaptureQueriesContext(connection) as statements:
-        searched(params).ranking(summary.count, summary.match_ids)
-    (ranking,) = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
-    newest_pool = ranking.split("; ")[0]
-    window = summary.match_ids[:5]  # SEARCH_RANK_CANDIDATES, no neighbour in keyword mode
+    newest_pool, match_ids = newest_pool_ranked_among_known_matches(SEARCHES[1])
+    window = match_ids[:5]  # SEARCH_RANK_CANDIDATES, no neighbour in keyword mode
     assert "unnest('{" + ",".join(map(str, window)) + "}'" in newest_pool, newest_pool
     assert f"IN ({window[0]}, " not in newest_pool, newest_pool
 
