@@ -328,8 +328,9 @@ class MatchesPattern(Lookup):
     rather than as a constant. A constant pattern is tried by the planner on the column's
     statistics (a hundred abstracts) to estimate how many rows match: a phrase's summary,
     which tests the pattern on title and abstract in two parts, spent 3.7-5.0 ms planning
-    and 1.1-1.5 executing at 100,000 papers; so handed over, 1.8 planning. The estimate is
-    then PostgreSQL's default for a pattern (0.5 %): a phrase is rare."""
+    and 1.1-1.5 executing at 100,000 papers; so handed over, 0.3 planning. The estimate is
+    then PostgreSQL's default for a pattern (0.5 %): a phrase is rare; the plans are the
+    same (tests/catalogue/test_query_plans.py)."""
 
     lookup_name = "matches_pattern"
     prepare_rhs = False
