@@ -13,7 +13,7 @@ from django.db import transaction
 
 from catalogue.celery import app
 from catalogue.tasks import queue_embedding
-from tests.conftest import _forget_queue, private_queue
+from tests.conftest import _forget_queue, _publishing_counted, private_queue
 
 
 def queued(client: redis.Redis, queue: str) -> int:
@@ -33,6 +33,14 @@ def test_a_test_without_the_worker_sends_its_tasks_where_no_worker_reads():
         transaction.on_commit(queue_embedding)
     time.sleep(0.5)  # a worker reading the queue would have taken the task by now
     assert queued(client, queue) == 1
+
+
+def test_tasks_published_to_the_unread_queue_are_counted():
+    queue = app.conf.task_default_queue
+    with _publishing_counted(queue) as published, _publishing_counted("another") as elsewhere:
+        assert queue_embedding()
+    assert len(published) == 1 and not elsewhere
+    _forget_queue(queue)
 
 
 def test_the_unread_queue_is_emptied_after_the_test():
