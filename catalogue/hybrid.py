@@ -31,7 +31,7 @@ from django.db import connections
 from django.db.models import F, Lookup, Q, QuerySet
 from pgvector import Vector
 
-from catalogue import embedder, search, semantic
+from catalogue import embedder, search, semantic, summary
 from catalogue.models import Paper, PaperEmbedding
 
 
@@ -187,8 +187,7 @@ class AnyOfIds(Lookup):
 
     def as_sql(self, compiler, connection):
         lhs, params = self.process_lhs(compiler, connection)
-        array = "{" + ",".join(str(int(pk)) for pk in self.rhs) + "}"
-        return f"{lhs} = ANY((SELECT %s::bigint[])::bigint[])", [*params, array]
+        return f"{lhs} = {summary.ANY_OF_IDS}", [*params, summary.id_array(self.rhs)]
 
 
 def matches_of(filtered: QuerySet, keyword_condition: Q | None, neighbour_ids: list[int]):
