@@ -417,17 +417,29 @@ def test_ranking_candidates_as_they_are_found_gives_the_two_pass_ranking(corpus,
 
 
 @pytest.mark.parametrize(
-    ("matches", "in_scan"),
-    [(None, False), (3, True), (5, True), (6, False), (7, False), (8, True), (40, True)],
+    ("matches", "walk", "in_scan"),
+    [
+        (None, None, False),  # unknown: the pass may meet every match
+        (5, None, True),  # every match a candidate
+        (15, 1000, True),  # three times the candidates: each ranked as the pass finds it
+        (16, 1000, False),  # more, and a long walk: the newest 5 found, then ranked by id
+        (400, 1000, True),  # a walk shorter than reading every match: ranked as walked
+    ],
 )
-def test_candidates_are_ranked_as_found_only_where_that_pass_meets_no_other_match(
-    corpus, settings, matches, in_scan
+def test_candidates_are_ranked_as_found_up_to_a_few_times_their_number(
+    settings, matches, walk, in_scan
 ):
-    """With 5 candidates among 120 papers: up to 5 matches are all candidates; 6 or 7 come
-    from the GIN index, all of them (6² x 10 <= 5 x 120), and ranking there would rank every
-    match; from 8 on the date index is walked until 5 match."""
     settings.SEARCH_RANK_CANDIDATES = 5
-    assert summary.ranks_in_scan(matches) is in_scan
+    reach = summary.Reach(walk=walk) if walk else None
+    assert summary.ranks_in_scan(matches, reach) is in_scan
+
+
+@pytest.mark.parametrize("matches", [None, 5, 6, 7, 8, 40])
+def test_the_date_index_is_walked_where_the_matches_are_dense_enough(corpus, settings, matches):
+    """With 5 candidates among 120 papers: up to 5 matches are all candidates; 6 or 7 come
+    from the GIN index, all of them (6² x 10 <= 5 x 120); from 8 on the date index is walked
+    until 5 match."""
+    settings.SEARCH_RANK_CANDIDATES = 5
     assert summary.walks_date_index(matches) is (matches is not None and matches >= 8)
 
 
