@@ -26,6 +26,7 @@ from functools import lru_cache, reduce
 from operator import and_, or_
 from typing import NamedTuple
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.search import (
     SearchQuery,
     SearchRank,
@@ -45,46 +46,13 @@ from django.db.models import (
     When,
 )
 from django.db.models.expressions import RawSQL
-from django.utils.html import escape
-from django.utils.safestring import mark_safe
 
-from catalogue import phrases
+from catalogue import headlines, phrases
 from catalogue.routers import catalogue_connection
 
 CONFIG = "english"
 AUTHOR_CONFIG = "simple"
 FIELDS = ("title", "author", "abstract")
-
-# Highlights: matches between two control characters no listing text needs, short fragments
-# for abstract excerpts. The headline is then escaped and only the marks become <mark>
-# (``marked_html``): a title's own markup ("<script>…") is shown as text, never run.
-_START, _STOP = "\x02", "\x03"
-# ts_headline's options, as Django's SearchHeadline wrote them (test_round_trips.py compares).
-_HEADLINE_OPTIONS = f"StartSel='{_START}', StopSel='{_STOP}', HighlightAll=true"
-_EXCERPT_OPTIONS = (
-    f"StartSel='{_START}', StopSel='{_STOP}', MaxWords=45, MinWords=25, MaxFragments=2,"
-    " FragmentDelimiter=' … '"
-)
-
-
-def marked_html(headline: str | None) -> str | None:
-    """A headline (``highlight``) as safe HTML: its text escaped, its matches in <mark>."""
-    if headline is None:
-        return None
-    # Escaped first, so nothing but the marks can become markup; the marks are balanced, so
-    # a listing's text carrying the control characters itself cannot leave a <mark> open.
-    parts, open_mark = [], False
-    for piece in re.split(f"([{_START}{_STOP}])", str(escape(headline))):
-        if piece in (_START, _STOP):
-            if (piece == _START) != open_mark:
-                parts.append("<mark>" if piece == _START else "</mark>")
-                open_mark = not open_mark
-        else:
-            parts.append(piece)
-    if open_mark:
-        parts.append("</mark>")
-    return mark_safe("".join(parts))
-
 
 _TOKEN = re.compile(
     r'(?P<neg>-)?(?:(?P<field>title|author|abstract):)?(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))',
@@ -395,35 +363,49 @@ def apply(queryset: QuerySet, text: str, *, unindexed: bool = False) -> QuerySet
 
 
 def highlight(queryset: QuerySet, text: str) -> QuerySet:
-    """Annotate ``title_html`` and ``excerpt_html``: headlines with the matches marked
-    (turn them into HTML with ``marked_html``).
+    """Annotate ``marked_words``: the words of a paper's title and abstract that hold a term of
+    the query, as PostgreSQL stems them (lower case, each once), for ``headlines`` to mark.
 
-    Headlines re-parse the documents, so apply this to the displayed page only, and only to
-    papers holding a term (their search vector matches the terms OR-ed, a lookup): a paper
-    found by meaning alone has nothing to mark, and its headline would cost the same parse
-    (~0.2 ms a paper). Its annotations are NULL; cards then show the title and the abstract's
-    first words.
+    Only the words beginning like a term are stemmed (``headlines.candidate_pattern``), and
+    only for papers holding a term (their search vector matches the terms OR-ed, a lookup): a
+    paper found by meaning alone has nothing to mark. Its annotation is NULL; its card shows
+    the title and the abstract's first words. Apply this to the displayed page only.
     """
     parsed = parse(text)
-    if not parsed.highlight_query:
+    lexemes = query_lexemes(parsed.highlight_query)
+    pattern = headlines.candidate_pattern(lexemes)
+    if pattern is None:
         return queryset
     return queryset.annotate(
-        title_html=_headline("title", parsed.highlight_query, _HEADLINE_OPTIONS),
-        excerpt_html=_headline("abstract", parsed.highlight_query, _EXCERPT_OPTIONS),
+        marked_words=_marked_words(parsed.highlight_query, pattern, _any_of(lexemes))
     )
 
 
-def _headline(column: str, tsquery: str, options: str) -> RawSQL:
-    """A paper's headline of ``column`` where its search vector holds a term of ``tsquery``
-    (a tsquery's text), else NULL. Written as SQL: the same CASE of Django's expressions
-    (When, SearchVectorExact, SearchHeadline) took 0.7 ms of every search page to build and
-    compile, for the same text each time."""
+def query_lexemes(tsquery: str) -> list[str]:
+    """The lexemes of a tsquery's text ("'linear' <-> 'attent':A" gives linear, attent)."""
+    return [m.group(1).replace("''", "'") for m in _LEXEME.finditer(tsquery)]
+
+
+def _any_of(lexemes: list[str]) -> str:
+    """A tsquery's text of any of ``lexemes``, without weights: a word is marked wherever it
+    stands, and a lone word's vector has no weight and no neighbour for a phrase's ``<->``."""
+    return " | ".join("'{}'".format(lexeme.replace("'", "''")) for lexeme in lexemes)
+
+
+def _marked_words(tsquery: str, pattern: str, word_query: str) -> RawSQL:
+    """The words of title and abstract matching ``pattern`` that hold a lexeme of
+    ``word_query``, where the paper's search vector holds a term of ``tsquery``. Written as
+    SQL: no ORM expression says it."""
     table = PAPERS_TABLE
+    words = f'regexp_matches("{table}"."title" || \' \' || "{table}"."abstract", %s, \'gi\')'
     sql = (
-        f'CASE WHEN "{table}"."search_vector" @@ (%s::tsquery)'
-        f' THEN ts_headline(%s::regconfig, "{table}"."{column}", %s::tsquery, %s) ELSE NULL END'
+        f'CASE WHEN "{table}"."search_vector" @@ (%s::tsquery) THEN ARRAY('
+        f"SELECT DISTINCT lower(w.m[1]) FROM {words} AS w(m)"
+        " WHERE to_tsvector(%s::regconfig, w.m[1]) @@ (%s::tsquery)"
+        ") ELSE NULL END"
     )
-    return RawSQL(sql, (tsquery, CONFIG, tsquery, options), output_field=TextField())
+    params = (tsquery, pattern, CONFIG, word_query)
+    return RawSQL(sql, params, output_field=ArrayField(TextField()))
 
 
 def rank(query: SearchQuery) -> SearchRank:

@@ -11,7 +11,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from catalogue import charts, merging, search
+from catalogue import charts, headlines, merging, search
 from catalogue.converters import iso_week, month_text
 from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
 from catalogue.models import SHOWN_REASONS, Paper, Topic
@@ -160,17 +160,20 @@ def _with_query(path: str, query: str) -> str:
 
 def _cards(papers, query: str):
     """The page's papers as cards show them, in one statement: their topics and, for a
-    search, their highlights (headlines re-parse each document: computed for the page's
-    rows only, after the LIMIT)."""
+    search, the words to mark (``search.highlight``: computed for the page's rows only,
+    after the LIMIT)."""
     papers = papers.for_cards()
     return search.highlight(papers, query) if query else papers
 
 
 def _highlight(page) -> None:
-    """The page's headlines (``_cards``) as safe HTML with the matches marked."""
-    for paper in page.object_list:  # no headlines when the query has no positive words
-        paper.title_html = search.marked_html(getattr(paper, "title_html", None))
-        paper.excerpt_html = search.marked_html(getattr(paper, "excerpt_html", None))
+    """The page's headlines as safe HTML, the words ``_cards`` found marked: the title, and an
+    excerpt of the abstract around them (None where nothing is marked: the card shows the
+    title and the abstract's first words)."""
+    for paper in page.object_list:  # no words when the query has no positive ones
+        words = getattr(paper, "marked_words", None) or ()
+        paper.title_html = headlines.marked_title(paper.title, words)
+        paper.excerpt_html = headlines.excerpt(paper.abstract, words)
 
 
 def _attach_topics(page) -> None:

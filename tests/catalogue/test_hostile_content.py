@@ -335,9 +335,15 @@ def test_admin_accepts_a_web_url(admin_client, typed, stored):
     assert Paper.objects.get(pk=paper.pk).project_url == stored
 
 
-def test_highlight_marks_stay_balanced_whatever_control_characters_a_listing_holds():
-    from catalogue.search import marked_html
+def test_headlines_mark_only_the_words_and_escape_everything_else():
+    from catalogue.headlines import excerpt, marked_title
 
-    assert marked_html("a \x02b\x03 <i>") == "a <mark>b</mark> &lt;i&gt;"
-    assert marked_html("\x03x \x02y") == "x <mark>y</mark>"
-    assert marked_html("\x02\x02z\x03\x03") == "<mark>z</mark>"
+    title = '<script>alert("decoupling")</script> \x02Decoupling\x03 <b>'
+    assert str(marked_title(title, ["decoupling"])) == (
+        "&lt;script&gt;alert(&#34;<mark>decoupling</mark>&#34;)&lt;/script&gt; "
+        "\x02<mark>Decoupling</mark>\x03 &lt;b&gt;"
+    )
+    abstract = "<img src=x onerror=alert(1)> " * 30 + "we study decoupling <i>"
+    shown = str(excerpt(abstract, ["decoupling"]))
+    assert "<mark>decoupling</mark> &lt;i&gt;" in shown
+    assert "<img" not in shown and "<i>" not in shown

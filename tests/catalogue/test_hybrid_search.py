@@ -251,8 +251,8 @@ def test_the_neighbours_reach_the_planner_as_one_array_it_does_not_unfold():
 def test_cards_mark_the_words_where_a_paper_has_them_and_skip_headlines_where_not(
     client, query_vector
 ):
-    """A paper found by meaning alone has no word to mark: no headline is computed for it
-    (its abstract would be parsed for nothing); its card shows the abstract's first words."""
+    """A paper found by meaning alone has no word to mark: its words are not looked for
+    (``search.highlight``); its card shows the abstract's first words."""
     rng = np.random.default_rng(7)
     filler = " ".join(f"filler{i}" for i in range(80))
     worded = make_paper("2509.00001", "Protein folding", at_cosine(query_vector, 0.6, rng))
@@ -266,8 +266,8 @@ def test_cards_mark_the_words_where_a_paper_has_them_and_skip_headlines_where_no
     assert "<mark>" in cards["Protein folding"].title_html
     assert not cards["Amino acid chains"].excerpt_html  # the template's truncated abstract
     html = response.content.decode()
-    assert "filler58 filler59 …" in html  # (60 words; a headline stops at 45)
-    headlines = [q["sql"] for q in queries if "ts_headline" in q["sql"]]
+    assert "filler58 filler59 …" in html  # (60 words; an excerpt stops at ~45)
+    headlines = [q["sql"] for q in queries if "regexp_matches" in q["sql"]]
     assert len(headlines) == 1  # still one statement for the page's cards
 
 

@@ -27,7 +27,7 @@ from tests.bench.benchmark import percentile
 # Steps of the list view timed on their own (inclusive of their SQL): label -> (module, name).
 STEPS = {
     "summary": ("catalogue.views", "summarise"),  # count, timeline and facets of the matches
-    "highlight": ("catalogue.views", "_highlight"),  # ts_headline of the page's rows, <mark>
+    "highlight": ("catalogue.views", "_highlight"),  # the page's rows read, words <mark>ed
     "topics": ("catalogue.views", "_attach_topics"),  # the cards' topic chips
 }
 # Both template backends' render: a page is a Jinja2 template, its form widgets Django ones.
