@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from django.conf import settings
-from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
@@ -292,7 +291,7 @@ def _exact_from_ids(months: dict[dt.date | None, list[int]], topics: bool) -> Su
     over every candidate's abstract, ~100 ms at a million papers) are not evaluated again
     for the topic facets."""
     per_month = {month: len(ids) for month, ids in months.items()}
-    # Each month's ids are newest first (``_ids_by_month_rows``); so are the months, the
+    # Each month's ids are newest first (``_IDS_BY_MONTH``); so are the months, the
     # undated last, as ``newest_first`` orders papers.
     order = sorted((month for month in months if month is not None), reverse=True)
     order += [None] if None in months else []
@@ -329,42 +328,40 @@ def _sampled_ids_by_month(matches: QuerySet, every: int) -> tuple[dict, dict | N
 
     The pass over every match runs only then: its condition, a sum over the sample's rows,
     is evaluated once before it, and PostgreSQL skips a branch whose one-time filter is false.
+
+    The matches are compiled once, and both passes written around them: PostgreSQL pulls the
+    plain subquery up, so the sample's condition stands beside the matches' own and its
+    partial indexes serve (two statements built and compiled by the ORM took ~1.2-1.8 ms).
     """
-    sample = _ids_by_month_rows(matches.filter(in_sample(every)))
-    compiler = sample.query.get_compiler(using=sample.db)
     try:
-        sample_sql, sample_params = compiler.as_sql()
-        every_sql, every_params = _ids_by_month_rows(matches, True).query.sql_with_params()
+        matches_sql, params = matches.values_list("pk", "published_on").query.sql_with_params()
     except EmptyResultSet:  # nothing can match
         return {}, {}
+    sample = _IDS_BY_MONTH.format(matches=matches_sql, where="WHERE MOD(m.id, %s) = 0", order="")
+    every_match = _IDS_BY_MONTH.format(matches=matches_sql, where="", order=_NEWEST_FIRST)
     sql = (
-        f"WITH sample AS MATERIALIZED ({sample_sql}) "
+        f"WITH sample AS MATERIALIZED ({sample}) "
         "SELECT true AS sampled, * FROM sample UNION ALL "
-        f"SELECT false, * FROM ({every_sql}) AS every_match "
+        f"SELECT false, * FROM ({every_match}) AS every_match "
         "WHERE (SELECT coalesce(sum(cardinality(ids)), 0) FROM sample) < %s"
     )
-    params = (*sample_params, *every_params, settings.SUMMARY_MIN_SAMPLE_HITS)
-    rows = _fetch(sample.db, sql, params, _without_index_scans(sql))
-    months = dict(_converted(compiler, [row[1:] for row in rows if row[0]]))
+    params = (*params, every, *params, settings.SUMMARY_MIN_SAMPLE_HITS)
+    rows = _fetch(matches.db, sql, params, _without_index_scans(sql))
+    months = {month: ids for sampled, month, ids in rows if sampled}
     if sum(len(ids) for ids in months.values()) >= settings.SUMMARY_MIN_SAMPLE_HITS:
         return months, None  # the pass over every match did not run
-    return months, dict(_converted(compiler, [row[1:] for row in rows if not row[0]]))
+    return months, {month: ids for sampled, month, ids in rows if not sampled}
 
 
-def _ids_by_month_rows(matches: QuerySet, newest_first: bool = False) -> QuerySet:
-    """One pass over the matches: their ids by month (the sample's: 20,000 ids at most).
-
-    Grouped and aggregated into arrays by PostgreSQL: the ORM would spend ~50 ms making
-    20,000 rows into Python tuples.
-    """
-    # ``newest_first``: each month's ids in ``newest_first`` order (``Summary.match_ids``).
-    order = (F("published_on").desc(nulls_last=True), F("pk").desc()) if newest_first else None
-    return (
-        matches.annotate(month=TruncMonth("published_on"))
-        .values("month")
-        .annotate(ids=ArrayAgg("pk", order_by=order))
-        .values_list("month", "ids")
-    )
+# One pass over the matches (their SQL, selecting id and published_on): their ids by month
+# (the sample's: 20,000 ids at most), grouped and aggregated into arrays by PostgreSQL: the
+# ORM would spend ~50 ms making 20,000 rows into Python tuples. ``order``: each month's ids
+# in ``newest_first`` order (``Summary.match_ids``).
+_IDS_BY_MONTH = (
+    "SELECT date_trunc('month', m.published_on)::date AS month, array_agg(m.id{order}) AS ids"
+    " FROM ({matches}) AS m(id, published_on) {where} GROUP BY 1"
+)
+_NEWEST_FIRST = " ORDER BY m.published_on DESC NULLS LAST, m.id DESC"
 
 
 def _without_index_scans(sql: str) -> tuple[str, ...]:
