@@ -1,13 +1,14 @@
-"""Whole list pages for readers without a session, cached in Redis.
+"""Whole pages for readers without a session, cached in Redis.
 
-Most readers of a catalogue are anonymous, and they ask for the same hot searches. For them a
-list page (and the JSON API, and a search's feed, which many readers poll) is the same bytes
-until the catalogue changes, so it is cached under its full URL (scheme and host included:
-the API and feeds hold absolute links) and the catalogue's latest change (as
-``catalogue.summary`` keys its figures) for ``PAGE_CACHE_SECONDS``. Pages for a session
-(signed-in readers, pending messages) are never cached, and anonymous pages carry no CSRF token
-(their "save this search" form is a GET that goes through the login), so nothing personal is
-ever in a cached page.
+Most readers of a catalogue are anonymous, and they ask for the same hot searches and papers.
+For them a list page (and the JSON API, a search's feed, which many readers poll, and a
+paper's page, shared and linked) is the same bytes until the catalogue changes, so it is
+cached under its full URL (scheme and host included: the API and feeds hold absolute links)
+and the catalogue's latest change (as ``catalogue.summary`` keys its figures) for
+``PAGE_CACHE_SECONDS``. Pages for a session (signed-in readers, pending messages) are never
+cached, and anonymous pages carry no CSRF token (their "save this search" form is a GET that
+goes through the login), so nothing personal is ever in a cached page. What changes beside
+the papers (a paper's upvote history, its topic chips) shows within those seconds.
 """
 
 from __future__ import annotations

@@ -250,6 +250,7 @@ def _href(pairs: list[tuple[str, str]], add: bool = False, **changes: str) -> st
 # --- the paper page ----------------------------------------------------------------------
 
 
+@cached_for_anonymous_readers  # a paper shared or linked is read by many, and rarely changes
 def paper_detail(request, slug: str):
     """A paper by arXiv id (``2401.01234``, ``hep-th/9901001``) or catalogue number."""
     # The embedding comes with the paper (one join): its vector finds the similar papers.

@@ -1,4 +1,4 @@
-"""Whole list pages for readers without a session come from Redis until the catalogue changes."""
+"""Whole pages for readers without a session come from Redis until the catalogue changes."""
 
 import datetime as dt
 
@@ -28,7 +28,13 @@ def get(client, url):
 
 
 @pytest.mark.parametrize(
-    "path", ["/?q=cached+attention", "/api/papers?q=cached+attention", "/feed/?q=cached+attention"]
+    "path",
+    [
+        "/?q=cached+attention",
+        "/api/papers?q=cached+attention",
+        "/feed/?q=cached+attention",
+        "/papers/2411.00001/",
+    ],
 )
 def test_an_anonymous_readers_second_request_is_served_from_the_cache(client, cached, path):
     first, _ = get(client, path)
@@ -44,6 +50,22 @@ def test_a_change_to_any_paper_is_seen_at_once(client, cached):
     response, _ = get(client, "/?q=attention+paper")
     assert "X-Page-Cache" not in response
     assert "/papers/2411.00002/" in response.content.decode()
+
+
+def test_a_curators_edit_of_a_paper_is_seen_on_its_page_at_once(client, cached):
+    get(client, "/papers/2411.00001/")
+    Paper.objects.filter(arxiv_id="2411.00001").update(
+        title="Cached attention, corrected", updated_at=dt.datetime.now(tz=dt.UTC)
+    )
+    response, _ = get(client, "/papers/2411.00001/")
+    assert "X-Page-Cache" not in response
+    assert "Cached attention, corrected" in response.content.decode()
+
+
+def test_a_missing_paper_is_not_cached(client, cached):
+    for _ in range(2):
+        response, _ = get(client, "/papers/2411.99999/")
+        assert response.status_code == 404 and "X-Page-Cache" not in response
 
 
 def test_signed_in_readers_pages_are_never_cached(client, cached):
