@@ -189,8 +189,8 @@ def test_cards_mark_the_words_postgresqls_own_headlines_mark(seed, text):
     for paper in cards:
         if paper.marked_words is None:
             continue  # holds no term: nothing marked
-        text = re.sub(_WEB_ADDRESS, "", f"{paper.title} {paper.abstract}")
-        text_marked = headlines.marked_title(text, paper.marked_words)
+        shown = re.sub(_WEB_ADDRESS, "", f"{paper.title} {paper.abstract}")
+        text_marked = headlines.marked_title(shown, paper.marked_words)
         ours[paper.pk] = sorted(
             w.lower() for w in re.findall("<mark>(.*?)</mark>", str(text_marked or ""))
         )
