@@ -131,6 +131,7 @@ def _listing(request, papers, context: dict, data=None, published=None):
         "summary": summary,
         "truncated": _truncation_note(summary, reachable, paper_filter),
         "timeline": timeline,
+        "timeline_rects": charts.timeline_rects(timeline),
         "timeline_end": timeline[-1].month if timeline else None,
         "filter": paper_filter,
         "page": page,

@@ -130,7 +130,25 @@ def test_timeline_counts_matches_per_month(client, papers):
     bars = [b for b in response.context["timeline"] if b.count]
     assert sum(b.count for b in bars) == 3
     assert bars[0].month == dt.date(2020, 3, 1)
-    assert "<svg" in response.content.decode()
+    html = response.content.decode()
+    assert "<svg" in html
+    # One titled rect per month with matches, the empty months between drawn as nothing.
+    titles = re.findall(r"<rect [^>]*><title>([^<]*)</title></rect>", html)
+    assert titles[0] == "Mar 2020: 1 paper"
+    assert len(titles) == len({b.month for b in bars})
+
+
+def test_timeline_titles_are_escaped():
+    from catalogue.charts import Bar, timeline_rects
+
+    class Odd(Bar):
+        label = "<b>&</b>"
+
+    drawn = str(timeline_rects([Odd(dt.date(2020, 1, 1), 3, 0.0, 30.0, 4.25, 30.0)]))
+    assert drawn == (
+        '<rect x="0.0" y="30.0" width="4.25" height="30.0"><title>&lt;b&gt;&amp;&lt;/b&gt;'
+        "</title></rect>"
+    )
 
 
 def test_year_facets_link_to_that_year(client, papers):
