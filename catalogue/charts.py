@@ -1,6 +1,7 @@
 """Small server-rendered SVG pictures: a timeline of matches per month, an upvote sparkline.
 
-Pure functions from numbers to drawing coordinates; the templates draw them. No JavaScript.
+Pure functions from numbers to drawing coordinates; the templates draw them, but for the
+timeline's bars, drawn here (``timeline_rects``: many, on every list page). No JavaScript.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ _MONTHS = [""] + [dt.date(2000, m, 1).strftime("%b") for m in range(1, 13)]
 def timeline_rects(bars: list[Bar]) -> Markup:
     """The timeline's bars as SVG rects, each titled with its month and count (empty months
     drawn as nothing). Written here, not in the template: 120 bars' attributes and titles
-    took Jinja2 1.8 ms of every list page, a join of formatted strings ~0.2 ms."""
+    took Jinja2 1.8 ms of every list page, a join of formatted strings 0.7 ms."""
     return Markup(
         "".join(
             f'<rect x="{bar.x}" y="{bar.y}" width="{bar.width}" height="{bar.height}">'
