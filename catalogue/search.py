@@ -224,8 +224,9 @@ def exact_pattern(phrase: str) -> str:
     return "(?<![[:alnum:]])" + "[^[:alnum:]]+".join(words) + "(?![[:alnum:]])"
 
 
-# A lexeme with the weights it is already restricted to, if any: "'attent':A".
-_LEXEME = re.compile(r"'((?:[^']|'')*)'(?::[A-D]+)?")
+# A lexeme with the weights (or prefix mark) it is already restricted to, if any: "'attent':A";
+# group 1 the lexeme (quotes doubled), group 2 those flags.
+_LEXEME = re.compile(r"'((?:[^']|'')*)'(:[A-D*]+)?")
 
 
 def _weighted(tsquery: str, weight: str) -> str:
@@ -475,7 +476,6 @@ UNINDEXED_VECTOR = Func(
     template="coalesce(%(expressions)s, ''::tsvector)",
     output_field=SearchVectorField(),
 )
-_LEXEME = re.compile(r"'((?:[^']|'')*)'(:[A-D*]+)?")
 
 
 def index_entries(parsed: ParsedQuery) -> float:
