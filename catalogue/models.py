@@ -13,10 +13,12 @@ from django.db.models import Func, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import MD5, Concat, Mod
 from django.db.models.lookups import Exact
-from django.urls import reverse
+from django.urls.converters import SlugConverter
 from pgvector.django import CosineDistance, HalfVectorField, HnswIndex
 
 from catalogue import provenance, search
+from catalogue.converters import PaperSlugConverter
+from catalogue.paths import slug_path
 
 # Title words count more than abstract words: weights A and B in one stored vector.
 SEARCH_VECTOR = SearchVector("title", weight="A", config=search.CONFIG) + SearchVector(
@@ -434,7 +436,7 @@ class Paper(models.Model):
         return self.title
 
     def get_absolute_url(self):
-        return reverse("paper-detail", args=[self.slug])
+        return slug_path("paper-detail", self.slug, PaperSlugConverter.regex)
 
     @property
     def slug(self) -> str:
@@ -599,7 +601,7 @@ class Topic(models.Model):
         return self.name
 
     def get_absolute_url(self):
-        return reverse("topic-detail", args=[self.slug])
+        return slug_path("topic-detail", self.slug, SlugConverter.regex)
 
 
 class PaperTopic(models.Model):
