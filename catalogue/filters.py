@@ -39,11 +39,11 @@ from catalogue.summary import (
     PagedByIds,
     Reach,
     Summary,
-    among_ids,
     cached_neighbours,
     cached_ranking,
     catalogue_size,
     is_large,
+    of_ids,
     papers_published_between,
     ranked_among,
     ranks_in_scan,
@@ -478,7 +478,7 @@ class PaperFilter(django_filters.FilterSet):
         searched = self._searched
         # One array, not as many parameters as ids: 2,000 parameters cost the ORM's compiling
         # and PostgreSQL's parsing and planning ~10 % of a search of a few thousand matches.
-        found = Paper.objects.filter(pk__in=among_ids(window))
+        found = Paper.objects.filter(of_ids(window))
         if neighbours:
             found = found.filter(~Q(pk__in=neighbours) | self._keyword_condition)
         found = found.annotate(rank=searched.query.annotations["rank"]).values_list("pk", "rank")

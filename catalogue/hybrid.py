@@ -28,7 +28,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
-from django.db.models import F, Lookup, Q, QuerySet
+from django.db.models import Q, QuerySet
 from pgvector import Vector
 
 from catalogue import embedder, search, semantic, summary
@@ -173,27 +173,10 @@ def keyword_ranking(keyword: list[tuple[int, float]]) -> Ranking:
     return Ranking([pk for pk, _ in keyword], {pk: (WORDS,) for pk, _ in keyword})
 
 
-class AnyOfIds(Lookup):
-    """``id = ANY(ids)``, the array handed over by an InitPlan rather than as a constant.
-
-    A constant array of up to 100 elements in an OR (here: the neighbours' ids OR the words)
-    is unfolded by PostgreSQL's planner, element by element, while it proves which partial
-    indexes the query may use: with the summary sample's indexes (``in_sample``) that costs
-    4-5 ms of planning for 100 ids (0.3 ms for 101). The InitPlan's array is not a constant,
-    so nothing is unfolded; the ids are still found through the primary key's index."""
-
-    lookup_name = "any_of_ids"
-    prepare_rhs = False
-
-    def as_sql(self, compiler, connection):
-        lhs, params = self.process_lhs(compiler, connection)
-        return f"{lhs} = {summary.ANY_OF_IDS}", [*params, summary.id_array(self.rhs)]
-
-
 def matches_of(filtered: QuerySet, keyword_condition: Q | None, neighbour_ids: list[int]):
     """The papers of ``filtered`` a search finds: keyword matches, semantic neighbours, or
     both (either condition may be absent)."""
-    condition = Q(AnyOfIds(F("pk"), neighbour_ids)) if neighbour_ids else None
+    condition = summary.of_ids(neighbour_ids) if neighbour_ids else None
     if keyword_condition is not None:
         condition = keyword_condition if condition is None else condition | keyword_condition
     return filtered.filter(condition) if condition is not None else filtered.none()

@@ -464,7 +464,7 @@ def test_topic_facets_of_ids_written_as_sql_are_the_orms(corpus):
         for p in papers[:2]
     )
     for ids in ([p.pk for p in papers[:60]], [p.pk for p in papers[::7]], [papers[0].pk], []):
-        links = PaperTopic.objects.filter(paper_id__in=summary.among_ids(ids or [0]))
+        links = PaperTopic.objects.filter(summary.of_ids(ids or [0], "paper_id"))
         assert summary._topics_of(ids) == summary._topics(links), ids
     first = summary._topics_of([p.pk for p in papers])
     assert len(first) == summary.FACET_TOPICS and first[0]["slug"] == "models"
