@@ -226,7 +226,8 @@ def _truncation_note(summary, reachable: int, paper_filter: PaperFilter) -> str:
 def _topic_facets(summary, paper_filter: PaperFilter) -> list[dict]:
     """Topics of the matches with counts; each links to the search narrowed to it."""
     pairs = paper_filter.canonical_params()
-    return [{**t, "href": _href(pairs, topic=t["slug"], add=True)} for t in summary.topics]
+    href = _hrefs(pairs, add=True)
+    return [{**t, "href": href(topic=t["slug"])} for t in summary.topics]
 
 
 def _year_facets(per_month: dict, paper_filter: PaperFilter) -> list[dict]:
@@ -235,17 +236,25 @@ def _year_facets(per_month: dict, paper_filter: PaperFilter) -> list[dict]:
     for month, n in per_month.items():
         per_year[month.year] = per_year.get(month.year, 0) + n
     pairs = [(k, v) for k, v in paper_filter.canonical_params() if k != "period"]
+    href = _hrefs(pairs, changed=("since", "until"))
     return [
-        {"year": year, "n": n, "href": _href(pairs, since=f"{year}-01-01", until=f"{year}-12-31")}
+        {"year": year, "n": n, "href": href(since=f"{year}-01-01", until=f"{year}-12-31")}
         for year, n in sorted(per_year.items(), reverse=True)
     ]
 
 
-def _href(pairs: list[tuple[str, str]], add: bool = False, **changes: str) -> str:
-    """A list URL: ``pairs`` with ``changes`` set (or, with ``add``, appended)."""
-    kept = pairs if add else [(k, v) for k, v in pairs if k not in changes]
-    new = [(k, v) for k, v in changes.items() if (k, v) not in kept]
-    return "?" + urlencode(kept + new)
+def _hrefs(pairs: list[tuple[str, str]], changed: tuple[str, ...] = (), add: bool = False):
+    """A maker of list URLs: ``pairs`` with the parameters ``changed`` set to what each call
+    gives (or, with ``add``, its pairs appended). What every URL keeps is encoded once: a
+    facet column's twenty years or twelve topics each encoded the whole search (~25 µs)."""
+    kept = pairs if add else [(k, v) for k, v in pairs if k not in changed]
+    encoded_kept = urlencode(kept)
+
+    def href(**changes: str) -> str:
+        new = urlencode([(k, v) for k, v in changes.items() if (k, v) not in kept])
+        return "?" + "&".join(part for part in (encoded_kept, new) if part)
+
+    return href
 
 
 # --- the paper page ----------------------------------------------------------------------

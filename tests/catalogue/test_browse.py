@@ -3,11 +3,12 @@
 import datetime as dt
 import re
 from collections import Counter
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from django.urls import reverse
 
+from catalogue import views
 from catalogue.models import Paper, PaperTopic, PopularitySnapshot, Sighting, Topic
 
 pytestmark = pytest.mark.django_db
@@ -160,6 +161,33 @@ def test_year_facets_link_to_that_year(client, papers):
         "since": "2020-01-01",
         "until": "2020-12-31",
     }
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [],
+        [("q", "linear attention"), ("since", "2019-03-01"), ("topic", "rl")],
+        [("q", '"a&b" = c?'), ("until", "2020-01-01"), ("topic", "diffusion"), ("sort", "upvotes")],
+    ],
+)
+def test_facet_links_keep_the_search_and_change_only_their_own_parameters(pairs):
+    """The facets' links, made with the search's part encoded once, are the search's pairs
+    with their own changed (years: the date range; topics: one more, unless chosen)."""
+    years = views._hrefs(pairs, changed=("since", "until"))
+    for year in (2019, 2020):
+        kept = [(k, v) for k, v in pairs if k not in ("since", "until")]
+        changes = [("since", f"{year}-01-01"), ("until", f"{year}-12-31")]
+        assert years(since=f"{year}-01-01", until=f"{year}-12-31") == "?" + urlencode(
+            kept + changes
+        )
+    topics = views._hrefs(pairs, add=True)
+    assert topics(topic="linear-attention") == "?" + urlencode(
+        [*pairs, ("topic", "linear-attention")]
+    )
+    assert topics(topic="diffusion") == "?" + urlencode(
+        pairs if ("topic", "diffusion") in pairs else [*pairs, ("topic", "diffusion")]
+    )
 
 
 def test_day_week_and_month_pages_rank_by_upvotes_with_neighbours(client, papers):
