@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper
 from catalogue.pagecache import cached_for_anonymous_readers
+from catalogue.paths import absolute_urls
 from catalogue.security import web_url
 from catalogue.summary import KnownCountPaginator, summarise
 from catalogue.summary import reachable as reachable_count
@@ -56,18 +57,26 @@ def papers(request):
     if paginator.past_the_end(number):
         return _bad_request({"page": [paginator.past_the_end_message()]})
     page = paginator.page(number)
+    url_of = paper_urls(request)
     return JsonResponse(
         {
             "count": summary.count,
             "count_is_estimate": not summary.exact,
             "pages": paginator.num_pages,
             **_neighbour_links(request, paper_filter.canonical_params(), page, size),
-            "results": [paper_json(request, paper) for paper in page.object_list],
+            "results": [paper_json(paper, url_of(paper)) for paper in page.object_list],
         }
     )
 
 
-def paper_json(request, paper: Paper) -> dict:
+def paper_urls(request):
+    """A function of a paper to its page's absolute URL, for a page of many papers."""
+    path_of, absolute = Paper.paths(), absolute_urls(request)
+    return lambda paper: absolute(path_of(paper.slug))
+
+
+def paper_json(paper: Paper, url: str) -> dict:
+    """A paper as the API gives it; ``url``: its page's absolute URL (``paper_urls``)."""
     return {
         "id": paper.pk,
         "arxiv_id": paper.arxiv_id,
@@ -80,7 +89,7 @@ def paper_json(request, paper: Paper) -> dict:
         # Only web links: a client would link them, and a stored "javascript:" must stay inert.
         "code_url": web_url(paper.code_url) or None,
         "project_url": web_url(paper.project_url) or None,
-        "url": request.build_absolute_uri(paper.get_absolute_url()),
+        "url": url,
         "topics": [topic["slug"] for topic in paper.topic_list],
         # Why a relevance-ranked result matched: "words", "meaning" or both.
         "matched": list(getattr(paper, "match_reasons", ())),

@@ -25,7 +25,7 @@ from django.utils import html
 from django.utils.http import http_date
 from django.views.decorators.http import conditional_page, require_safe
 
-from catalogue.api import with_topics
+from catalogue.api import paper_urls, with_topics
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper
 from catalogue.pagecache import cached_for_anonymous_readers
@@ -61,7 +61,8 @@ def paper_feed(request):
             f"Invalid feed parameters.\n{problems}\n", content_type="text/plain; charset=utf-8"
         )
     search = Search(paper_filter, paper_filter.canonical_params())
-    entries = [_entry(request, paper) for paper in _papers(search)]
+    url_of = paper_urls(request)
+    entries = [_entry(paper, url_of(paper)) for paper in _papers(search)]
     updated = _latest(entries)
     response = HttpResponse(_document(_head(request, search, updated), entries), CONTENT_TYPE)
     # The newest entry's date: what a reader's next If-Modified-Since sends back.
@@ -96,13 +97,13 @@ def _head(request, search: Search, updated: dt.datetime) -> dict:
     }
 
 
-def _entry(request, paper: Paper) -> dict:
+def _entry(paper: Paper, link: str) -> dict:
     published = _midnight(paper.published_on or paper.listed_on) or paper.created_at
     terms = [paper.primary_category, *paper.categories]
     terms += [topic["slug"] for topic in paper.topic_list]
     return {
         "title": paper.title,  # Atom titles are text: escaped as text
-        "link": request.build_absolute_uri(paper.get_absolute_url()),
+        "link": link,
         "published": published,
         # Atom requires <updated>: a new arXiv version is an update, new upvotes are not.
         "updated": _midnight(paper.updated_on) or published,

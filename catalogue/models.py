@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -18,7 +19,7 @@ from pgvector.django import CosineDistance, HalfVectorField, HnswIndex
 
 from catalogue import provenance, search
 from catalogue.converters import PaperSlugConverter
-from catalogue.paths import slug_path
+from catalogue.paths import slug_path, slug_paths
 
 # Title words count more than abstract words: weights A and B in one stored vector.
 SEARCH_VECTOR = SearchVector("title", weight="A", config=search.CONFIG) + SearchVector(
@@ -438,6 +439,11 @@ class Paper(models.Model):
     def get_absolute_url(self):
         return slug_path("paper-detail", self.slug, PaperSlugConverter.regex)
 
+    @staticmethod
+    def paths() -> Callable[[str], str]:
+        """``get_absolute_url`` as a function of a paper's slug, for a page of many papers."""
+        return slug_paths("paper-detail", PaperSlugConverter.regex)
+
     @property
     def slug(self) -> str:
         """The paper's public id: its arXiv id, else its catalogue number."""
@@ -602,6 +608,11 @@ class Topic(models.Model):
 
     def get_absolute_url(self):
         return slug_path("topic-detail", self.slug, SlugConverter.regex)
+
+    @staticmethod
+    def paths() -> Callable[[str], str]:
+        """``get_absolute_url`` as a function of a topic's slug, for a page of many topics."""
+        return slug_paths("topic-detail", SlugConverter.regex)
 
 
 class PaperTopic(models.Model):

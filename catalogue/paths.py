@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from urllib.parse import quote
 
 from django.conf import settings
@@ -28,10 +29,40 @@ _PLACEHOLDER = "slugplaceholder0"
 def slug_path(url_name: str, slug: str, slug_regex: str) -> str:
     """``reverse(url_name, args=[slug])`` for a URL whose one argument is matched by
     ``slug_regex`` and converted to itself."""
-    if not _fully_matches(slug_regex, slug):
-        return reverse(url_name, args=[slug])
+    return slug_paths(url_name, slug_regex)(slug)
+
+
+def slug_paths(url_name: str, slug_regex: str) -> Callable[[str], str]:
+    """``slug_path`` of ``url_name`` as a function of the slug, for the many papers of one
+    page: what ``reverse()`` reads from thread-local state (``_where``, ~4 µs) read once."""
     before, after = _around_slug(url_name, *_where())
-    return before + quote(slug, safe=_SAFE) + after
+    fully_matches = _fully_matcher(slug_regex)
+
+    def path(slug: str) -> str:
+        if not slug or fully_matches(slug) is None:
+            return reverse(url_name, args=[slug])
+        return before + quote(slug, safe=_SAFE) + after
+
+    return path
+
+
+# A path Django's ``build_absolute_uri`` appends to the origin as it is: from the root, not
+# "//" (another host), no dot segment to resolve, only characters ``iri_to_uri`` keeps.
+_PLAIN_PATH = re.compile(r"/(?!/)[A-Za-z0-9\-._~/#%\[\]=:;$&()+,!?*@']*")
+
+
+def absolute_urls(request) -> Callable[[str], str]:
+    """``request.build_absolute_uri`` as a function of a path, for the many links of one API
+    page or feed: the origin worked out once (~10 µs a link otherwise). The paths this module
+    makes are plain (``_PLAIN_PATH``); others go through Django's own."""
+    origin = request.build_absolute_uri("/")[:-1]
+
+    def absolute(path: str) -> str:
+        if _PLAIN_PATH.fullmatch(path) is None or "/." in path:
+            return request.build_absolute_uri(path)
+        return origin + path
+
+    return absolute
 
 
 def fixed_path(url_name: str) -> str:

@@ -178,9 +178,19 @@ def _highlight(page) -> None:
 
 
 def _attach_topics(page) -> None:
-    """``paper.topic_chips`` for every card on the page, from its ``topic_list`` (``_cards``)."""
+    """``paper.url`` and ``paper.topic_chips`` (each with its ``url``) for every card on the
+    page, from its ``topic_list`` (``_cards``): the paths made for the page at once
+    (``catalogue.paths``), not reversed for each link."""
+    paper_path, topic_path = Paper.paths(), Topic.paths()
     for paper in page.object_list:
-        paper.topic_chips = [Topic(slug=t["slug"], name=t["name"]) for t in paper.topic_list]
+        paper.url = paper_path(paper.slug)
+        paper.topic_chips = [_chip(t["slug"], t["name"], topic_path) for t in paper.topic_list]
+
+
+def _chip(slug: str, name: str, topic_path) -> Topic:
+    chip = Topic(slug=slug, name=name)
+    chip.url = topic_path(slug)
+    return chip
 
 
 _FILTER_LABELS = {

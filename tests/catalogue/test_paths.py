@@ -7,7 +7,7 @@ from django.urls.converters import SlugConverter
 from catalogue import jinja
 from catalogue.converters import PaperSlugConverter
 from catalogue.models import Paper, Topic
-from catalogue.paths import fixed_path, slug_path
+from catalogue.paths import absolute_urls, fixed_path, slug_path
 
 PAPER_SLUGS = [
     "2401.01234",
@@ -90,3 +90,36 @@ def test_fixed_paths_are_reverses(prefix, script_prefix):
 def test_a_name_without_a_path_raises():
     with pytest.raises(NoReverseMatch):
         fixed_path("no-such-page")
+
+
+@pytest.mark.parametrize("secure", [False, True])
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "catalogue.example.org", "[::1]:8080"])
+def test_absolute_urls_are_djangos(rf, settings, host, secure):
+    settings.ALLOWED_HOSTS = ["*"]
+    request = rf.get("/api/papers", HTTP_HOST=host, secure=secure)
+    absolute = absolute_urls(request)
+    paper_path = Paper.paths()
+    paths = [paper_path(slug) for slug in PAPER_SLUGS]
+    paths += ["/", "//elsewhere.example/x", "relative/path", "/a/./b", "/a/../b", "/ümlaut/"]
+    for path in paths:
+        assert absolute(path) == request.build_absolute_uri(path), path
+
+
+def test_a_pages_paths_are_each_papers_and_topics_own(script_prefix):
+    script_prefix("/catalogue/")
+    paper_path, topic_path = Paper.paths(), Topic.paths()
+    for slug in PAPER_SLUGS:
+        assert paper_path(slug) == Paper(arxiv_id=slug).get_absolute_url()
+    for slug in TOPIC_SLUGS:
+        assert topic_path(slug) == Topic(slug=slug).get_absolute_url()
+    with pytest.raises(NoReverseMatch):
+        topic_path("not a slug")
+
+
+def test_plain_paths_are_joined_to_the_origin_without_django(rf, monkeypatch):
+    request = rf.get("/feed/", HTTP_HOST="testserver")
+    absolute = absolute_urls(request)
+    monkeypatch.setattr(request, "build_absolute_uri", None)  # not called again
+    paper_path = Paper.paths()
+    for slug in ["2401.01234", "hep-th/9901001", "12345"]:
+        assert absolute(paper_path(slug)) == f"http://testserver/papers/{slug}/"
