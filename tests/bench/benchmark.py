@@ -206,10 +206,42 @@ class Throughput:
     seconds: float
     completed: int
     errors: int
+    # CPU seconds the run took: the whole machine's (every core, /proc/stat) and the client's
+    # own (this process's threads); None where /proc/stat cannot be read.
+    machine_cpu: float | None = None
+    client_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.completed / self.seconds if self.seconds else 0.0
+
+    @property
+    def server_cpu_ms(self) -> float | None:
+        """CPU a request cost the server (gunicorn and PostgreSQL, and whatever else ran on
+        the machine meanwhile): the machine's busy time less the client's, per answer."""
+        if self.machine_cpu is None or not self.completed:
+            return None
+        return max(self.machine_cpu - self.client_cpu, 0.0) * 1000 / self.completed
+
+    def capacity(self, cores: int) -> float | None:
+        """Requests a second the server could answer with every core busy on it alone: what
+        the rate would be without the client sharing the machine (the client runs beside the
+        server here, and on two cores its share is no small one)."""
+        cost = self.server_cpu_ms
+        return cores * 1000 / cost if cost else None
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds every core has spent busy since boot (``/proc/stat``: all but idle and
+    waiting for I/O); None off Linux."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    busy = sum(ticks) - ticks[3] - ticks[4] - ticks[7]  # steal: another guest's, not ours
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def measure_throughput(base_url: str, urls: list[str], concurrency: int, duration: float):
@@ -231,14 +263,18 @@ def measure_throughput(base_url: str, urls: list[str], concurrency: int, duratio
                 ok = _get(client, url)
                 counts[index][0 if ok is not None else 1] += 1
 
-    started = time.monotonic()
+    started, busy, client = time.monotonic(), machine_busy_seconds(), time.process_time()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
-    return Throughput(concurrency, elapsed, sum(c[0] for c in counts), sum(c[1] for c in counts))
+    client = time.process_time() - client
+    busy_after = machine_busy_seconds()
+    machine = None if busy is None or busy_after is None else busy_after - busy
+    completed, errors = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return Throughput(concurrency, elapsed, completed, errors, machine, client)
 
 
 # --- the bench database and child processes -------------------------------------------------
@@ -642,13 +678,37 @@ def markdown_table(result: SizeResult) -> str:
             "",
             "Throughput over distinct URLs of the same mix (each requested once, caches off):",
             "",
-            "| concurrency | seconds | requests | requests/s | errors |",
-            "|---:|---:|---:|---:|---:|",
+            "| concurrency | seconds | requests | requests/s | errors "
+            "| machine CPU busy | client CPU | server CPU ms/request | server capacity req/s |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        cores = os.cpu_count() or 1
         for t in result.throughput:
             figures = f"{t.seconds:.1f} | {t.completed:,} | {t.rate:.1f} | {t.errors}"
-            lines.append(f"| {t.concurrency} | {figures} |")
+            lines.append(f"| {t.concurrency} | {figures} | {_cpu_figures(t, cores)} |")
+        lines += ["", THROUGHPUT_CPU_NOTE]
     return "\n".join(lines)
+
+
+THROUGHPUT_CPU_NOTE = (
+    "CPU columns (`/proc/stat`): the machine's busy share of all its cores during the run and"
+    " the client's (the benchmark's own threads, on the same machine); the server's CPU per"
+    " request is the machine's busy time less the client's, over the answers; its capacity"
+    " is what every core spent on the server alone would answer (cores x 1000 / that)."
+)
+
+
+def _cpu_figures(run: Throughput, cores: int) -> str:
+    """The CPU columns of a throughput row: busy shares of the machine's cores, the server's
+    milliseconds per request and what the cores would answer serving it alone."""
+    if run.machine_cpu is None or not run.seconds:
+        return "- | - | - | -"
+    whole = cores * run.seconds
+    shares = f"{run.machine_cpu / whole:.0%} | {run.client_cpu / whole:.0%}"
+    cost, capacity = run.server_cpu_ms, run.capacity(cores)
+    if not cost or not capacity:
+        return f"{shares} | - | -"
+    return f"{shares} | {cost:.1f} | {capacity:.0f}"
 
 
 def _prepare_line(prepare: dict) -> str:

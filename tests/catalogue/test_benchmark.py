@@ -3,10 +3,12 @@ reports, the floors of each kind of page and the report's section."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import os
 import re
+import time
 
 import psycopg
 import pytest
@@ -30,6 +32,26 @@ def test_percentile_is_nearest_rank():
     assert benchmark.percentile(samples, 95) == 29
     assert benchmark.percentile(samples, 99) == 30
     assert benchmark.percentile([7.0], 99) == 7
+
+
+def test_the_servers_cpu_per_request_is_the_machines_busy_time_less_the_clients():
+    run = benchmark.Throughput(
+        concurrency=8, seconds=10.0, completed=500, errors=0, machine_cpu=16.0, client_cpu=6.0
+    )
+    assert run.server_cpu_ms == pytest.approx(20.0)  # (16 - 6) s over 500 answers
+    assert run.capacity(cores=2) == pytest.approx(100.0)  # 2,000 ms of CPU a second / 20
+    assert benchmark._cpu_figures(run, cores=2) == "80% | 30% | 20.0 | 100"
+    unknown = dataclasses.replace(run, machine_cpu=None)
+    assert unknown.server_cpu_ms is None and benchmark._cpu_figures(unknown, 2) == "- | - | - | -"
+
+
+def test_the_machines_busy_time_grows_while_it_works():
+    before = benchmark.machine_busy_seconds()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    after = benchmark.machine_busy_seconds()
+    assert before is not None and after - before >= 0.25  # at least this process's 0.3 s
 
 
 def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
@@ -65,7 +87,12 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
             assert int(sql.split(",")[0]) >= 1 and errors == "0", (name, errors)
             assert url.startswith("`/"), name
     throughput = [r for r in built.splitlines() if r.startswith(("| 8 |", "| 32 |"))]
-    assert len(throughput) == 2 and all(r.rstrip().endswith("| 0 |") for r in throughput)
+    assert len(throughput) == 2
+    for row in throughput:
+        *_, errors, busy, client, server_ms, capacity = row.strip("| ").split(" | ")
+        assert errors == "0", row
+        assert 0 < int(client.rstrip("%")) <= int(busy.rstrip("%")) <= 100, row
+        assert float(server_ms) > 0 and float(capacity) > 0, row
     assert "Reused the database" not in built and f"Reused the database `{db_name}`" in reused
     # The built one embedded its papers with the model; the reused one got stand-ins.
     assert re.search(r"Embeddings \(`manage.py embed`.*: 300 papers in", built)
