@@ -1,6 +1,6 @@
 """The plans of browsing and of sorted pages (as in tests/catalogue/test_query_plans.py), on
-one catalogue of 3,000 papers built once for the module: built for each test, as the word
-fixtures of test_query_plans.py are, it cost these 50 tests 100 s (2-3 s a build)."""
+one catalogue of 3,000 papers built once for the module: built for each test, it cost these
+50 tests 100 s (2-3 s a build)."""
 
 from __future__ import annotations
 
@@ -8,45 +8,35 @@ import datetime as dt
 import re
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 
 from catalogue import models, search, summary
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper
-from tests.catalogue.test_query_plans import ABSTRACT, PAPERS, START, analysed
+from tests.catalogue.test_query_plans import ABSTRACT, PAPERS, START, analysed, built_once
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
 def catalogue(django_db_setup, django_db_blocker):
-    """3,000 papers, a few a day, some undated, with fresh statistics, in a transaction open
-    for the module's tests (each runs in a savepoint of it, rolled back after the test) and
-    rolled back after the last: as Django's ``setUpTestData``. Uncommitted, as when each test
-    built its own: the statistics of its ANALYZE go with the rollback (committed, they would
-    tell later tests that "attention" is in two titles of three), and autovacuum does not
-    come by mid-module."""
-    with django_db_blocker.unblock():
-        module_transaction = transaction.atomic()
-        module_transaction.__enter__()
-        try:
-            analysed(
-                Paper(
-                    arxiv_id=f"2401.{i:05d}",
-                    title=f"Paper {i} on {'attention' if i % 3 else 'diffusion'}",
-                    abstract=ABSTRACT,
-                    published_on=None if i % 100 == 7 else START + dt.timedelta(days=i // 3),
-                    upvotes=i % 40,
-                    code_url="https://github.com/a/b" if i % 4 == 0 else "",
-                )
-                for i in range(PAPERS)
+    """3,000 papers, a few a day, some undated, with fresh statistics, built once for the
+    module's tests (``built_once``: each runs in a savepoint of its transaction)."""
+    with built_once(django_db_blocker):
+        analysed(
+            Paper(
+                arxiv_id=f"2401.{i:05d}",
+                title=f"Paper {i} on {'attention' if i % 3 else 'diffusion'}",
+                abstract=ABSTRACT,
+                published_on=None if i % 100 == 7 else START + dt.timedelta(days=i // 3),
+                upvotes=i % 40,
+                code_url="https://github.com/a/b" if i % 4 == 0 else "",
             )
-            yield
-        finally:
-            transaction.set_rollback(True)
-            module_transaction.__exit__(None, None, None)
+            for i in range(PAPERS)
+        )
+        yield
 
 
 SORT = re.compile(r"^(\s*->)?\s*Sort  \(", re.MULTILINE)  # a Sort node, not an Incremental Sort

@@ -6,6 +6,7 @@ for all of them: test_page_plans.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import re
@@ -13,7 +14,7 @@ from urllib.parse import urlencode
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 
@@ -50,6 +51,32 @@ def analysed(papers) -> None:
     Paper.objects.bulk_create(papers)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE catalogue_paper")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_word_statistics(monkeypatch):
+    """Each test reads the word statistics of its own catalogue: the process keeps them for
+    minutes (``search._lexeme_stats``), and an earlier test's catalogue, where "language" is
+    in every paper, would decide how a later one is read."""
+    monkeypatch.setattr(search, "_stats", {})
+
+
+@contextlib.contextmanager
+def built_once(django_db_blocker):
+    """A catalogue built once for several tests (a class's or a module's), in a transaction
+    each test runs in a savepoint of (Django's ``setUpTestData`` pattern), rolled back after
+    the last: uncommitted as when each test built its own, so its ANALYZE's statistics go with
+    the rollback, autovacuum does not come by meanwhile, and the next catalogue's version
+    (``summary.catalogue_state``: its papers' ``updated_at``, the transaction's time) is
+    another. Built for each test, the 3,000-paper catalogues cost ~2 s each."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            yield
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -90,10 +117,12 @@ def _language_in_every_abstract(in_titles_every: int) -> None:
     )
 
 
-@pytest.fixture
-def word_in_every_abstract_and_few_titles():
-    """Six titles with the word, one in five hundred."""
-    _language_in_every_abstract(500)
+@pytest.fixture(scope="class")
+def word_in_every_abstract_and_few_titles(django_db_setup, django_db_blocker):
+    """Six titles with the word, one in five hundred (built once for the class)."""
+    with built_once(django_db_blocker):
+        _language_in_every_abstract(500)
+        yield
 
 
 def _walked_pools(settings, candidates: int = 100):
@@ -105,23 +134,50 @@ def _walked_pools(settings, candidates: int = 100):
     return search._keyword_ranked(PAPERS)
 
 
-def test_a_walked_ranking_reads_only_its_newest_matches_by_walking_the_date_index(
-    word_in_every_abstract_and_few_titles, settings
-):
-    """The title pool is read from the title index: under the walk's planner settings (no
-    bitmap scans, and a GIN index is read by nothing else) it walked the date index too,
-    testing papers until enough titles matched (96 ms instead of 3 at 100,000 papers)."""
-    _, pools = _walked_pools(settings)
-    newest, titles = _explained_walk(pools)
-    assert "Index Scan using paper_published_idx" in newest, newest
-    assert "paper_title_gin" in titles and "paper_published_idx" not in titles, titles
+class TestAWordInEveryAbstractAndFewTitles:
+    """ "language" in every abstract and one title in 500 (one catalogue for the class)."""
+
+    def test_a_walked_ranking_reads_only_its_newest_matches_by_walking_the_date_index(
+        self, word_in_every_abstract_and_few_titles, settings
+    ):
+        """The title pool is read from the title index: under the walk's planner settings (no
+        bitmap scans, and a GIN index is read by nothing else) it walked the date index too,
+        testing papers until enough titles matched (96 ms instead of 3 at 100,000 papers)."""
+        _, pools = _walked_pools(settings)
+        newest, titles = _explained_walk(pools)
+        assert "Index Scan using paper_published_idx" in newest, newest
+        assert "paper_title_gin" in titles and "paper_published_idx" not in titles, titles
+
+    def test_a_title_pool_of_few_matches_is_read_from_the_title_index(
+        self, word_in_every_abstract_and_few_titles, settings
+    ):
+        _, pools = _walked_pools(settings)
+        assert summary.estimated_rows(pools[1]) < 20
+        (*_, titles_off) = summary.walk_statements(*pools)[1]
+        assert titles_off == _READ_SETTINGS
+
+    def test_a_walked_ranking_read_in_parts_is_the_ranking_of_their_union(
+        self, word_in_every_abstract_and_few_titles, settings
+    ):
+        ranked, pools = _walked_pools(settings)
+        union = list(ranked.values_list("pk", "rank"))
+        walked = summary.cached_ranking(ranked, PAPERS, lambda rows: rows, pools=pools)
+        assert [pk for pk, _ in walked] == [pk for pk, _ in union]
+        assert [rank for _, rank in walked] == pytest.approx([rank for _, rank in union])
+        # The six older papers named after the query are in it, through the title pool.
+        newest = set(pools[0].values_list("pk", flat=True))
+        titled = Paper.objects.filter(title__contains="language").values_list("pk", flat=True)
+        assert len(newest) == 100 and set(titled) - newest == set(titled)
+        assert {pk for pk, _ in walked} == newest | set(titled)
 
 
-@pytest.fixture
-def word_in_every_abstract_and_many_titles():
+@pytest.fixture(scope="class")
+def word_in_every_abstract_and_many_titles(django_db_setup, django_db_blocker):
     """300 titles with the word, one in ten (PostgreSQL would rather read them all from the
-    title index)."""
-    _language_in_every_abstract(10)
+    title index); built once for the class."""
+    with built_once(django_db_blocker):
+        _language_in_every_abstract(10)
+        yield
 
 
 def _explained_walk(pools) -> list[str]:
@@ -136,59 +192,123 @@ def _explained(statements) -> list[str]:
     ]
 
 
-def test_a_title_pool_of_many_matches_walks_the_date_index_too(
-    word_in_every_abstract_and_many_titles, settings
-):
-    """300 titles with the word: their 100 newest come from walking the date index (~1,000
-    papers read), under the walk's settings, not from reading every title match to sort them
-    by date ("task" in 18,000 titles of a million: 150 ms, walking 15). (At this size
-    PostgreSQL walks of its own accord; at a million it did not.)"""
-    ranked, pools = _walked_pools(settings, candidates=1000)
-    assert summary.estimated_rows(pools[1]) > 173  # walking pays: 173² x 10 > 100 x 3,000
-    (*_, newest_off), (*_, titles_off) = summary.walk_statements(*pools)
-    assert titles_off == newest_off == ("enable_bitmapscan", "enable_seqscan")
-    assert "Index Scan using paper_published_idx" in _explained_walk(pools)[1]
-    union = list(ranked.values_list("pk", "rank"))
-    walked = summary.cached_ranking(ranked, PAPERS, lambda rows: rows, pools=pools)
-    assert [pk for pk, _ in walked] == [pk for pk, _ in union]
+class TestAWordInEveryAbstractAndManyTitles:
+    """ "language" in every abstract and one title in ten (one catalogue for the class)."""
 
+    def test_a_title_pool_of_many_matches_walks_the_date_index_too(
+        self, word_in_every_abstract_and_many_titles, settings
+    ):
+        """300 titles with the word: their 100 newest come from walking the date index (~1,000
+        papers read), under the walk's settings, not from reading every title match to sort them
+        by date ("task" in 18,000 titles of a million: 150 ms, walking 15). (At this size
+        PostgreSQL walks of its own accord; at a million it did not.)"""
+        ranked, pools = _walked_pools(settings, candidates=1000)
+        assert summary.estimated_rows(pools[1]) > 173  # walking pays: 173² x 10 > 100 x 3,000
+        (*_, newest_off), (*_, titles_off) = summary.walk_statements(*pools)
+        assert titles_off == newest_off == ("enable_bitmapscan", "enable_seqscan")
+        assert "Index Scan using paper_published_idx" in _explained_walk(pools)[1]
+        union = list(ranked.values_list("pk", "rank"))
+        walked = summary.cached_ranking(ranked, PAPERS, lambda rows: rows, pools=pools)
+        assert [pk for pk, _ in walked] == [pk for pk, _ in union]
 
-def test_a_walked_title_pool_tests_title_words_by_weight_and_finds_the_same_papers(
-    word_in_every_abstract_and_many_titles, settings
-):
-    """Walked, a title pool tests each paper's title words by their weight in the whole
-    vector ('languag':A): ts_filter made a copy of every walked paper's title words first
-    (35-55 % of a walk's time at 100,000 papers, the same papers found)."""
-    _, pools = _walked_pools(settings, candidates=1000)
-    _, (_, titles_sql, titles_params, _) = summary.walk_statements(*pools)
-    assert "ts_filter" not in titles_sql and "(('languag':A))" in titles_params
-    walked = summary._read_apart([summary._statement(pools[1].walked(), summary._WALK)])[0]
-    indexed = summary._read_apart([summary._statement(pools[1], summary._BITMAPS)])[0]
-    assert len(walked) == 100 and walked == indexed
+    def test_a_walked_title_pool_tests_title_words_by_weight_and_finds_the_same_papers(
+        self, word_in_every_abstract_and_many_titles, settings
+    ):
+        """Walked, a title pool tests each paper's title words by their weight in the whole
+        vector ('languag':A): ts_filter made a copy of every walked paper's title words first
+        (35-55 % of a walk's time at 100,000 papers, the same papers found)."""
+        _, pools = _walked_pools(settings, candidates=1000)
+        _, (_, titles_sql, titles_params, _) = summary.walk_statements(*pools)
+        assert "ts_filter" not in titles_sql and "(('languag':A))" in titles_params
+        walked = summary._read_apart([summary._statement(pools[1].walked(), summary._WALK)])[0]
+        indexed = summary._read_apart([summary._statement(pools[1], summary._BITMAPS)])[0]
+        assert len(walked) == 100 and walked == indexed
 
+    def test_the_title_pool_of_plain_words_tests_only_the_title(
+        self, word_in_every_abstract_and_many_titles, settings
+    ):
+        """A title with "language" is a match: the pool does not test the whole vector too, which
+        made PostgreSQL intersect the word's whole index entry with the title's, and estimate
+        the pool as the title's share times the word's (3,000 for 9,400 titles in a date range
+        at a million papers, so it was not walked). Its rows are the same."""
+        settings.SEARCH_RANK_CANDIDATES = 100
+        params = {"q": "language", "mode": "keyword", "since": "2015-06-01"}
+        sql = _title_pool_sql(params)
+        assert sql.count("@@") == 1 and "ts_filter" in sql, sql
+        paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+        ranked, pools = paper_filter._keyword_ranked(PAPERS)
+        with_words = paper_filter._searched.alias(title_vector=search.TITLE_VECTOR).filter(
+            title_vector=search.RawTsQuery("'languag'")
+        )
+        expected = list(with_words.newest_first().values_list("pk", flat=True)[:10])
+        assert [row["pk"] for row in pools[1]] == expected and len(expected) == 10
+        walked = summary.cached_ranking(ranked, PAPERS, lambda rows: rows, pools=pools)
+        union = list(ranked.values_list("pk", "rank"))
+        assert [pk for pk, _ in walked] == [pk for pk, _ in union]
 
-def test_a_title_pool_of_few_matches_is_read_from_the_title_index(
-    word_in_every_abstract_and_few_titles, settings
-):
-    _, pools = _walked_pools(settings)
-    assert summary.estimated_rows(pools[1]) < 20
-    (*_, titles_off) = summary.walk_statements(*pools)[1]
-    assert titles_off == _READ_SETTINGS
+    def test_the_title_pool_of_an_exclusion_keeps_the_whole_condition(
+        self,
+        word_in_every_abstract_and_many_titles,
+    ):
+        sql = _title_pool_sql({"q": "language -zebra", "mode": "keyword"})
+        assert sql.count("@@") == 3, sql  # the word, the excluded word, the title
 
+    def test_a_title_pool_of_recent_matches_still_walks(
+        self, word_in_every_abstract_and_many_titles, settings
+    ):
+        """The walk for the 10 newest of 300 titles with the word passes ~100 papers, less
+        than reading the 300 title matches."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SEARCH_RANK_CANDIDATES = 100
+        settings.SAMPLE_CACHE_SECONDS = 60
+        assert _title_pool_settings({"q": "language", "mode": "keyword"}) == _WALK_SETTINGS
 
-def test_a_walked_ranking_read_in_parts_is_the_ranking_of_their_union(
-    word_in_every_abstract_and_few_titles, settings
-):
-    ranked, pools = _walked_pools(settings)
-    union = list(ranked.values_list("pk", "rank"))
-    walked = summary.cached_ranking(ranked, PAPERS, lambda rows: rows, pools=pools)
-    assert [pk for pk, _ in walked] == [pk for pk, _ in union]
-    assert [rank for _, rank in walked] == pytest.approx([rank for _, rank in union])
-    # The six older papers named after the query are in it, through the title pool.
-    newest = set(pools[0].values_list("pk", flat=True))
-    titled = Paper.objects.filter(title__contains="language").values_list("pk", flat=True)
-    assert len(newest) == 100 and set(titled) - newest == set(titled)
-    assert {pk for pk, _ in walked} == newest | set(titled)
+    @pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+    def test_a_common_word_in_a_few_months_is_tested_on_their_papers_not_found_from_its_index(
+        self, word_in_every_abstract_and_many_titles, settings, mode
+    ):
+        """ "language" is in every paper (3,000 index entries); a month holds ~90 papers: testing
+        each costs less than reading the word's whole entry and intersecting it with the month's
+        (PostgreSQL prices the entry as nearly free). The figures and the ranking are those of
+        the index's way."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        params = {"q": "language", "mode": mode, "since": "2016-03-01", "until": "2016-03-31"}
+        paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+        assert paper_filter._tested_in_date_range
+        found = summary.summarise(paper_filter.matches)
+        with CaptureQueriesContext(connection) as statements:
+            ranking = paper_filter.ranking(found.count, found.match_ids, paper_filter._reach(found))
+        (ranked,) = [s["sql"] for s in statements.captured_queries if "ts_rank_cd" in s["sql"]]
+        assert "coalesce(" in ranked.lower()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + re.sub(r"^(SET LOCAL [^;]*;\s*)+", "", ranked))
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "paper_search_gin" not in plan, plan
+
+        indexed = PaperFilter(params, queryset=Paper.objects.visible())
+        indexed._tested_in_date_range = False  # the index's way, for comparison
+        assert summary.summarise(indexed.matches) == found and found.count == 93
+        assert indexed.ranking(found.count).ids == ranking.ids
+
+    def test_a_common_word_over_most_of_the_catalogue_keeps_its_index(
+        self, word_in_every_abstract_and_many_titles
+    ):
+        params = {"q": "language", "since": "2015-02-01"}
+        assert not PaperFilter(params, queryset=Paper.objects.visible())._tested_in_date_range
+        assert not PaperFilter({"q": "language"}, Paper.objects.visible())._tested_in_date_range
+
+    def test_a_month_page_s_search_knows_the_month(
+        self, word_in_every_abstract_and_many_titles, settings, client
+    ):
+        """The month's page limits its papers itself, not by since/until: its search is told the
+        range, so a common word is tested on the month's papers there too."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        response = client.get("/papers/month/2016-03/", {"q": "language", "mode": "keyword"})
+        assert response.status_code == 200
+        paper_filter = response.context["filter"]
+        assert paper_filter._published_range() == (dt.date(2016, 3, 1), dt.date(2016, 3, 31))
+        assert paper_filter._tested_in_date_range
+        assert response.context["summary"].count == 93
 
 
 def test_matches_by_date_keep_the_undated_last_both_ways():
@@ -223,41 +343,10 @@ def _title_pool_sql(params: dict) -> str:
     return str(pools[1].query)
 
 
-def test_the_title_pool_of_plain_words_tests_only_the_title(
-    word_in_every_abstract_and_many_titles, settings
-):
-    """A title with "language" is a match: the pool does not test the whole vector too, which
-    made PostgreSQL intersect the word's whole index entry with the title's, and estimate
-    the pool as the title's share times the word's (3,000 for 9,400 titles in a date range
-    at a million papers, so it was not walked). Its rows are the same."""
-    settings.SEARCH_RANK_CANDIDATES = 100
-    params = {"q": "language", "mode": "keyword", "since": "2015-06-01"}
-    sql = _title_pool_sql(params)
-    assert sql.count("@@") == 1 and "ts_filter" in sql, sql
-    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
-    ranked, pools = paper_filter._keyword_ranked(PAPERS)
-    with_words = paper_filter._searched.alias(title_vector=search.TITLE_VECTOR).filter(
-        title_vector=search.RawTsQuery("'languag'")
-    )
-    expected = list(with_words.newest_first().values_list("pk", flat=True)[:10])
-    assert [row["pk"] for row in pools[1]] == expected and len(expected) == 10
-    walked = summary.cached_ranking(ranked, PAPERS, lambda rows: rows, pools=pools)
-    union = list(ranked.values_list("pk", "rank"))
-    assert [pk for pk, _ in walked] == [pk for pk, _ in union]
-
-
-def test_the_title_pool_of_an_exclusion_keeps_the_whole_condition(
-    word_in_every_abstract_and_many_titles,
-):
-    sql = _title_pool_sql({"q": "language -zebra", "mode": "keyword"})
-    assert sql.count("@@") == 3, sql  # the word, the excluded word, the title
-
-
-def _language_where(monkeypatch, in_abstract, in_title=lambda i: False) -> None:
+def _language_where(in_abstract, in_title=lambda i: False) -> None:
     """3,000 papers, three a day, the ``i``-th (oldest first) with "language" in its abstract
-    where ``in_abstract(i)`` and in its title where ``in_title(i)``; fresh statistics, and a
-    sample of every paper (exact figures from it)."""
-    monkeypatch.setattr(summary, "sample_every", 1)
+    where ``in_abstract(i)`` and in its title where ``in_title(i)``; fresh statistics. Their
+    tests read a sample of every paper (``every_paper_sampled``: exact figures from it)."""
     analysed(
         Paper(
             arxiv_id=f"2401.{i:05d}",
@@ -270,47 +359,59 @@ def _language_where(monkeypatch, in_abstract, in_title=lambda i: False) -> None:
 
 
 @pytest.fixture
-def word_in_the_oldest_abstracts(monkeypatch):
+def every_paper_sampled(monkeypatch):
+    monkeypatch.setattr(summary, "sample_every", 1)
+
+
+@pytest.fixture(scope="class")
+def word_in_the_oldest_abstracts(django_db_setup, django_db_blocker):
     """ "language" in the abstracts of the 200 oldest papers only."""
-    _language_where(monkeypatch, lambda i: i < 200)
+    with built_once(django_db_blocker):
+        _language_where(lambda i: i < 200)
+        yield
 
 
-def test_the_walk_counts_the_papers_newer_than_the_newest_matches(
-    word_in_the_oldest_abstracts, settings
-):
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SAMPLE_CACHE_SECONDS = 60
-    found = summary.summarise(PaperFilter({"q": "language"}, Paper.objects.visible()).matches)
-    assert found.count == 200
-    # The 100 newest matches (papers 100-199: days 33-66) reach back to February 2015: the
-    # walk reads every paper from then to the newest, in whole months.
-    months = summary.catalogue_months()
-    assert summary.catalogue_months() is months  # kept, not read again
-    assert found.reach(100).walk == sum(n for m, n in months.items() if m >= dt.date(2015, 2, 1))
-    assert found.reach(100).walk > 2_800
-    assert found.reach(100, newest=dt.date(2015, 3, 15)).walk == sum(
-        n for m, n in months.items() if dt.date(2015, 2, 1) <= m <= dt.date(2015, 3, 1)
-    )
-    assert found.reach(201) is None  # fewer matches than that
+@pytest.mark.usefixtures("every_paper_sampled")
+class TestAWordInTheOldestAbstracts:
+    """ "language" in the 200 oldest abstracts (one catalogue for the class)."""
 
+    def test_the_walk_counts_the_papers_newer_than_the_newest_matches(
+        self, word_in_the_oldest_abstracts, settings
+    ):
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SAMPLE_CACHE_SECONDS = 60
+        found = summary.summarise(PaperFilter({"q": "language"}, Paper.objects.visible()).matches)
+        assert found.count == 200
+        # The 100 newest matches (papers 100-199: days 33-66) reach back to February 2015: the
+        # walk reads every paper from then to the newest, in whole months.
+        months = summary.catalogue_months()
+        assert summary.catalogue_months() is months  # kept, not read again
+        assert found.reach(100).walk == sum(
+            n for m, n in months.items() if m >= dt.date(2015, 2, 1)
+        )
+        assert found.reach(100).walk > 2_800
+        assert found.reach(100, newest=dt.date(2015, 3, 15)).walk == sum(
+            n for m, n in months.items() if dt.date(2015, 2, 1) <= m <= dt.date(2015, 3, 1)
+        )
+        assert found.reach(201) is None  # fewer matches than that
 
-def test_a_ranking_of_old_matches_does_not_walk_the_date_index(
-    word_in_the_oldest_abstracts, settings
-):
-    """Spread evenly, 200 matches of 3,000 would be met every 15 papers, and the walk for the
-    newest 100 would read ~1,500; they are the oldest, and it would read 2,900, more than
-    reading each of the 200 would cost (the rule's factor 3)."""
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SEARCH_RANK_CANDIDATES = 100
-    settings.SAMPLE_CACHE_SECONDS = 60
-    assert summary.walks_date_index(200)  # the even spread's verdict
-    paper_filter = PaperFilter({"q": "language", "mode": "keyword"}, Paper.objects.visible())
-    found = summary.summarise(paper_filter.matches)
-    with CaptureQueriesContext(connection) as statements:
-        ranked = paper_filter.results(summary=found)
-    assert not [s for s in statements.captured_queries if "enable_bitmapscan" in s["sql"]]
-    expected = PaperFilter({"q": "language", "mode": "keyword"}, Paper.objects.visible()).qs
-    assert [p.pk for p in ranked[:100]] == [p.pk for p in expected[:100]]
+    def test_a_ranking_of_old_matches_does_not_walk_the_date_index(
+        self, word_in_the_oldest_abstracts, settings
+    ):
+        """Spread evenly, 200 matches of 3,000 would be met every 15 papers, and the walk for the
+        newest 100 would read ~1,500; they are the oldest, and it would read 2,900, more than
+        reading each of the 200 would cost (the rule's factor 3)."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SEARCH_RANK_CANDIDATES = 100
+        settings.SAMPLE_CACHE_SECONDS = 60
+        assert summary.walks_date_index(200)  # the even spread's verdict
+        paper_filter = PaperFilter({"q": "language", "mode": "keyword"}, Paper.objects.visible())
+        found = summary.summarise(paper_filter.matches)
+        with CaptureQueriesContext(connection) as statements:
+            ranked = paper_filter.results(summary=found)
+        assert not [s for s in statements.captured_queries if "enable_bitmapscan" in s["sql"]]
+        expected = PaperFilter({"q": "language", "mode": "keyword"}, Paper.objects.visible()).qs
+        assert [p.pk for p in ranked[:100]] == [p.pk for p in expected[:100]]
 
 
 def test_the_walk_rule_weighs_the_papers_read_when_known():
@@ -319,10 +420,12 @@ def test_the_walk_rule_weighs_the_papers_read_when_known():
     assert not summary.walks_date_index(10, reads=1)  # fewer matches than candidates
 
 
-@pytest.fixture
-def word_in_every_tenth_abstract(monkeypatch):
+@pytest.fixture(scope="class")
+def word_in_every_tenth_abstract(django_db_setup, django_db_blocker):
     """ "language" in every tenth abstract (300 matches, spread evenly), in no title."""
-    _language_where(monkeypatch, lambda i: i % 10 == 0)
+    with built_once(django_db_blocker):
+        _language_where(lambda i: i % 10 == 0)
+        yield
 
 
 def _ranked_with_statements(params: dict) -> tuple[list[int], list[str]]:
@@ -337,66 +440,85 @@ def _since_statements(sql: list[str]) -> list[str]:
     return [s for s in sql if "enable_indexscan = off" in s and 'published_on" >= ' in s]
 
 
-@pytest.mark.parametrize("params", [{}, {"until": "2017-06-30"}])
-def test_a_ranking_reads_its_newest_candidates_since_the_month_they_reach_back_to(
-    word_in_every_tenth_abstract, settings, params
-):
-    """The 100 newest of 300 matches spread over 3,000 papers: a walk of the date index would
-    read ~1,000 papers, reading every match 300; the matches published since the month the
-    newest 100 reach back to (with the estimate's margin) cost less than either. The ranking
-    is the one every match would give."""
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SEARCH_RANK_CANDIDATES = 100
-    settings.SAMPLE_CACHE_SECONDS = 60
-    params = {"q": "language", "mode": "keyword", **params}
-    ids, sql = _ranked_with_statements(params)
-    (since,) = _since_statements(sql)
-    assert "enable_seqscan = off" in since and "enable_bitmapscan" not in since
-    expected = PaperFilter(params, queryset=Paper.objects.visible()).qs
-    assert ids == [p.pk for p in expected] and len(ids) == 100
+@pytest.mark.usefixtures("every_paper_sampled")
+class TestAWordInEveryTenthAbstract:
+    """ "language" in every tenth abstract (one catalogue for the class)."""
 
+    @pytest.mark.parametrize("params", [{}, {"until": "2017-06-30"}])
+    def test_a_ranking_reads_its_newest_candidates_since_the_month_they_reach_back_to(
+        self, word_in_every_tenth_abstract, settings, params
+    ):
+        """The 100 newest of 300 matches spread over 3,000 papers: a walk of the date index would
+        read ~1,000 papers, reading every match 300; the matches published since the month the
+        newest 100 reach back to (with the estimate's margin) cost less than either. The ranking
+        is the one every match would give."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SEARCH_RANK_CANDIDATES = 100
+        settings.SAMPLE_CACHE_SECONDS = 60
+        params = {"q": "language", "mode": "keyword", **params}
+        ids, sql = _ranked_with_statements(params)
+        (since,) = _since_statements(sql)
+        assert "enable_seqscan = off" in since and "enable_bitmapscan" not in since
+        expected = PaperFilter(params, queryset=Paper.objects.visible()).qs
+        assert ids == [p.pk for p in expected] and len(ids) == 100
 
-def test_a_ranking_whose_estimate_overshot_finds_its_candidates_another_way(
-    word_in_every_tenth_abstract, settings, monkeypatch
-):
-    """Where fewer matches than the candidates were published since the estimated month,
-    the rows read are not the ranking: the candidates are found again (here from every match)."""
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SEARCH_RANK_CANDIDATES = 100
-    settings.SAMPLE_CACHE_SECONDS = 60
-    monkeypatch.setattr(summary, "SINCE_MARGIN", 0.5)  # an estimate twice too high
-    params = {"q": "language", "mode": "keyword"}
-    found = summary.summarise(PaperFilter(params, Paper.objects.visible()).matches)
-    assert not found.exact
-    assert summary.reads_since_pays(found.count, found.reach(100))
-    ids, sql = _ranked_with_statements(params)
-    first, then = [s for s in sql if "ts_rank_cd" in s and not s.startswith("EXPLAIN")]
-    assert _since_statements([first]) and not _since_statements([then])
-    expected = PaperFilter(params, queryset=Paper.objects.visible()).qs
-    assert ids == [p.pk for p in expected] and len(ids) == 100
+    def test_a_ranking_whose_estimate_overshot_finds_its_candidates_another_way(
+        self, word_in_every_tenth_abstract, settings, monkeypatch
+    ):
+        """Where fewer matches than the candidates were published since the estimated month,
+        the rows read are not the ranking: the candidates are found again (here from every
+        match)."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SEARCH_RANK_CANDIDATES = 100
+        settings.SAMPLE_CACHE_SECONDS = 60
+        monkeypatch.setattr(summary, "SINCE_MARGIN", 0.5)  # an estimate twice too high
+        params = {"q": "language", "mode": "keyword"}
+        found = summary.summarise(PaperFilter(params, Paper.objects.visible()).matches)
+        assert not found.exact
+        assert summary.reads_since_pays(found.count, found.reach(100))
+        ids, sql = _ranked_with_statements(params)
+        first, then = [s for s in sql if "ts_rank_cd" in s and not s.startswith("EXPLAIN")]
+        assert _since_statements([first]) and not _since_statements([then])
+        expected = PaperFilter(params, queryset=Paper.objects.visible()).qs
+        assert ids == [p.pk for p in expected] and len(ids) == 100
 
+    def test_a_hybrid_rankings_read_since_a_month_counts_the_matches_by_meaning_on_top(
+        self, word_in_every_tenth_abstract, settings, monkeypatch
+    ):
+        """Exact figures count the papers found by meaning alone among the matches: the month the
+        newest candidates reach back to is reached with them on top, so the words' matches read
+        since then are enough, and are not found again by walking the date index."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SUMMARY_MIN_SAMPLE_HITS = 1_000  # the 300 matches read exactly
+        settings.SEARCH_RANK_CANDIDATES = 100
+        settings.SAMPLE_CACHE_SECONDS = 60
+        without_the_word = Paper.objects.exclude(abstract__contains="language").order_by("-id")
+        by_meaning = [(pk, 0.9) for pk in without_the_word.values_list("pk", flat=True)[:9]]
+        monkeypatch.setattr(PaperFilter, "_nearest", property(lambda self: by_meaning))
+        params = {"q": "language", "mode": "hybrid"}
+        found = summary.summarise(PaperFilter(params, Paper.objects.visible()).matches)
+        assert found.exact and found.count == 309
+        ids, sql = _ranked_with_statements(params)
+        ranked = [s for s in sql if "ts_rank_cd" in s and not s.startswith("EXPLAIN")]
+        assert len(ranked) == 1 and _since_statements(ranked)
+        expected = PaperFilter(params, queryset=Paper.objects.visible()).ranking().ids
+        assert ids == expected
 
-def test_a_hybrid_rankings_read_since_a_month_counts_the_matches_by_meaning_on_top(
-    word_in_every_tenth_abstract, settings, monkeypatch
-):
-    """Exact figures count the papers found by meaning alone among the matches: the month the
-    newest candidates reach back to is reached with them on top, so the words' matches read
-    since then are enough, and are not found again by walking the date index."""
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SUMMARY_MIN_SAMPLE_HITS = 1_000  # the 300 matches read exactly
-    settings.SEARCH_RANK_CANDIDATES = 100
-    settings.SAMPLE_CACHE_SECONDS = 60
-    without_the_word = Paper.objects.exclude(abstract__contains="language").order_by("-id")
-    by_meaning = [(pk, 0.9) for pk in without_the_word.values_list("pk", flat=True)[:9]]
-    monkeypatch.setattr(PaperFilter, "_nearest", property(lambda self: by_meaning))
-    params = {"q": "language", "mode": "hybrid"}
-    found = summary.summarise(PaperFilter(params, Paper.objects.visible()).matches)
-    assert found.exact and found.count == 309
-    ids, sql = _ranked_with_statements(params)
-    ranked = [s for s in sql if "ts_rank_cd" in s and not s.startswith("EXPLAIN")]
-    assert len(ranked) == 1 and _since_statements(ranked)
-    expected = PaperFilter(params, queryset=Paper.objects.visible()).ranking().ids
-    assert ids == expected
+    def test_a_searchs_reach_counts_the_entries_of_its_words_index(
+        self, word_in_every_tenth_abstract, settings, monkeypatch
+    ):
+        monkeypatch.setattr(search, "_stats", {})  # this catalogue's, not an earlier test's
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SEARCH_RANK_CANDIDATES = 100
+        settings.SAMPLE_CACHE_SECONDS = 60
+        paper_filter = PaperFilter(
+            {"q": "language", "mode": "keyword", "until": "2016-06-30"},
+            queryset=Paper.objects.visible(),
+        )
+        found = summary.summarise(paper_filter.matches)
+        reach = paper_filter._reach(found)
+        assert not paper_filter._tested_in_date_range
+        assert reach.entries == int(search.index_entries(paper_filter._parsed)) > found.count
 
 
 def test_the_reach_counts_the_matches_without_the_words_on_top():
@@ -449,27 +571,12 @@ def test_reading_since_a_month_counts_every_paper_the_words_index_holds(settings
     assert not summary.reads_since_pays(11_000, dataclasses.replace(reach, entries=238_230))
 
 
-def test_a_searchs_reach_counts_the_entries_of_its_words_index(
-    word_in_every_tenth_abstract, settings, monkeypatch
-):
-    monkeypatch.setattr(search, "_stats", {})  # this catalogue's, not an earlier test's
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SEARCH_RANK_CANDIDATES = 100
-    settings.SAMPLE_CACHE_SECONDS = 60
-    paper_filter = PaperFilter(
-        {"q": "language", "mode": "keyword", "until": "2016-06-30"},
-        queryset=Paper.objects.visible(),
-    )
-    found = summary.summarise(paper_filter.matches)
-    reach = paper_filter._reach(found)
-    assert not paper_filter._tested_in_date_range
-    assert reach.entries == int(search.index_entries(paper_filter._parsed)) > found.count
-
-
-@pytest.fixture
-def word_in_the_oldest_titles(monkeypatch):
+@pytest.fixture(scope="class")
+def word_in_the_oldest_titles(django_db_setup, django_db_blocker):
     """ "language" in the titles and abstracts of the 600 oldest papers only."""
-    _language_where(monkeypatch, lambda i: i < 600, in_title=lambda i: i < 600)
+    with built_once(django_db_blocker):
+        _language_where(lambda i: i < 600, in_title=lambda i: i < 600)
+        yield
 
 
 def _title_pool_settings(params: dict) -> tuple:
@@ -489,87 +596,42 @@ def _title_pool_statement(params: dict) -> tuple:
     return titles
 
 
-def test_a_title_pool_whose_matches_are_old_is_not_walked_for(word_in_the_oldest_titles, settings):
-    """600 titles with the word of 3,000 papers: spread evenly, the 10 newest would be met
-    within ~50 papers of a walk, and the title pool walks; the months of the matches say the
-    walk would pass ~2,400 newer papers first ("spins" at a million papers: 132,000 papers
-    walked, 236 ms, against 28 ms from the title index)."""
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SEARCH_RANK_CANDIDATES = 100
-    settings.SAMPLE_CACHE_SECONDS = 60
-    assert summary._walk_pays(600, 10)  # the even spread's verdict
-    params = {"q": "language", "mode": "keyword"}
-    assert _title_pool_settings(params) == _READ_SETTINGS
-    ids, _ = _ranked_with_statements(params)
-    assert ids == [p.pk for p in PaperFilter(params, queryset=Paper.objects.visible()).qs]
+@pytest.mark.usefixtures("every_paper_sampled")
+class TestAWordInTheOldestTitles:
+    """ "language" in the 600 oldest titles and abstracts (one catalogue for the class)."""
 
+    def test_a_title_pool_whose_matches_are_old_is_not_walked_for(
+        self, word_in_the_oldest_titles, settings
+    ):
+        """600 titles with the word of 3,000 papers: spread evenly, the 10 newest would be met
+        within ~50 papers of a walk, and the title pool walks; the months of the matches say the
+        walk would pass ~2,400 newer papers first ("spins" at a million papers: 132,000 papers
+        walked, 236 ms, against 28 ms from the title index)."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SEARCH_RANK_CANDIDATES = 100
+        settings.SAMPLE_CACHE_SECONDS = 60
+        assert summary._walk_pays(600, 10)  # the even spread's verdict
+        params = {"q": "language", "mode": "keyword"}
+        assert _title_pool_settings(params) == _READ_SETTINGS
+        ids, _ = _ranked_with_statements(params)
+        assert ids == [p.pk for p in PaperFilter(params, queryset=Paper.objects.visible()).qs]
 
-def test_a_title_pool_read_whole_is_read_from_the_title_index(word_in_the_oldest_titles, settings):
-    """Where the rule reads a title pool's every match, PostgreSQL does not walk the date index
-    anyway: it prices each paper's title test as free, and here walked for the 10 newest of
-    600 titles. At a million papers, "non" since December 2016: the rule read the range's
-    4,962 title matches (~20 ms), PostgreSQL walked 46,660 papers for them (102 ms)."""
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SEARCH_RANK_CANDIDATES = 100
-    settings.SAMPLE_CACHE_SECONDS = 60
-    (plan,) = _explained([_title_pool_statement({"q": "language", "mode": "keyword"})])
-    assert "paper_title_gin" in plan and "paper_published_idx" not in plan, plan
-
-
-def test_a_title_pool_of_recent_matches_still_walks(settings):
-    """ "language" in every abstract and one title in ten: the walk for the 10 newest titles
-    passes ~100 papers, less than reading the 300 title matches."""
-    _language_in_every_abstract(10)
-    settings.SUMMARY_EXACT_BELOW = 1
-    settings.SEARCH_RANK_CANDIDATES = 100
-    settings.SAMPLE_CACHE_SECONDS = 60
-    assert _title_pool_settings({"q": "language", "mode": "keyword"}) == _WALK_SETTINGS
+    def test_a_title_pool_read_whole_is_read_from_the_title_index(
+        self, word_in_the_oldest_titles, settings
+    ):
+        """Where the rule reads a title pool's every match, PostgreSQL does not walk the date index
+        anyway: it prices each paper's title test as free, and here walked for the 10 newest of
+        600 titles. At a million papers, "non" since December 2016: the rule read the range's
+        4,962 title matches (~20 ms), PostgreSQL walked 46,660 papers for them (102 ms)."""
+        settings.SUMMARY_EXACT_BELOW = 1
+        settings.SEARCH_RANK_CANDIDATES = 100
+        settings.SAMPLE_CACHE_SECONDS = 60
+        (plan,) = _explained([_title_pool_statement({"q": "language", "mode": "keyword"})])
+        assert "paper_title_gin" in plan and "paper_published_idx" not in plan, plan
 
 
 _WALK_SETTINGS = ("enable_bitmapscan", "enable_seqscan")
 _READ_SETTINGS = ("enable_indexscan", "enable_seqscan")
-
-
-@pytest.fixture
-def fresh_word_statistics(monkeypatch):
-    """The search vector's word statistics read afresh (after the fixture's ANALYZE)."""
-    monkeypatch.setattr(search, "_stats", {})
-
-
-@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
-def test_a_common_word_in_a_few_months_is_tested_on_their_papers_not_found_from_its_index(
-    word_in_every_abstract_and_many_titles, fresh_word_statistics, settings, mode
-):
-    """ "language" is in every paper (3,000 index entries); a month holds ~90 papers: testing
-    each costs less than reading the word's whole entry and intersecting it with the month's
-    (PostgreSQL prices the entry as nearly free). The figures and the ranking are those of
-    the index's way."""
-    settings.SUMMARY_EXACT_BELOW = 1
-    params = {"q": "language", "mode": mode, "since": "2016-03-01", "until": "2016-03-31"}
-    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
-    assert paper_filter._tested_in_date_range
-    found = summary.summarise(paper_filter.matches)
-    with CaptureQueriesContext(connection) as statements:
-        ranking = paper_filter.ranking(found.count, found.match_ids, paper_filter._reach(found))
-    (ranked,) = [s["sql"] for s in statements.captured_queries if "ts_rank_cd" in s["sql"]]
-    assert "coalesce(" in ranked.lower()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + re.sub(r"^(SET LOCAL [^;]*;\s*)+", "", ranked))
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "paper_search_gin" not in plan, plan
-
-    indexed = PaperFilter(params, queryset=Paper.objects.visible())
-    indexed._tested_in_date_range = False  # the index's way, for comparison
-    assert summary.summarise(indexed.matches) == found and found.count == 93
-    assert indexed.ranking(found.count).ids == ranking.ids
-
-
-def test_a_common_word_over_most_of_the_catalogue_keeps_its_index(
-    word_in_every_abstract_and_many_titles, fresh_word_statistics
-):
-    params = {"q": "language", "since": "2015-02-01"}
-    assert not PaperFilter(params, queryset=Paper.objects.visible())._tested_in_date_range
-    assert not PaperFilter({"q": "language"}, Paper.objects.visible())._tested_in_date_range
 
 
 def test_the_index_entries_a_query_reads(monkeypatch):
@@ -587,20 +649,6 @@ def test_the_index_entries_a_query_reads(monkeypatch):
     assert entries("language -vision") == pytest.approx(5_000)  # an exclusion reads none
     assert entries("zebra") == pytest.approx(10)  # a word the statistics lack: rare
     assert entries("language author:smith") == 0  # another index: kept
-
-
-def test_a_month_page_s_search_knows_the_month(
-    word_in_every_abstract_and_many_titles, fresh_word_statistics, settings, client
-):
-    """The month's page limits its papers itself, not by since/until: its search is told the
-    range, so a common word is tested on the month's papers there too."""
-    settings.SUMMARY_EXACT_BELOW = 1
-    response = client.get("/papers/month/2016-03/", {"q": "language", "mode": "keyword"})
-    assert response.status_code == 200
-    paper_filter = response.context["filter"]
-    assert paper_filter._published_range() == (dt.date(2016, 3, 1), dt.date(2016, 3, 31))
-    assert paper_filter._tested_in_date_range
-    assert response.context["summary"].count == 93
 
 
 @pytest.mark.parametrize(
