@@ -360,7 +360,8 @@ def kinds() -> list[Kind]:
         Kind("paper_alias", PaperAlias, {"paper": PAPER}),
         Kind("sighting", Sighting, {"paper": PAPER}),
         Kind("popularity_snapshot", PopularitySnapshot, {"paper": PAPER}),
-        Kind("paper_topic", PaperTopic, {"paper": PAPER, "topic": TOPIC}),
+        # A link's date is its paper's, copied by the database (``PaperTopic.published_on``).
+        Kind("paper_topic", PaperTopic, {"paper": PAPER, "topic": TOPIC}, skip=("published_on",)),
         Kind("saved_search", SavedSearch, {"user": USER}),
         Kind("alert_delivery", AlertDelivery, {"saved_search": SAVED_SEARCH, "paper": PAPER}),
         Kind("paper_embedding", PaperEmbedding, {"paper": PAPER}, optional=True),

@@ -173,12 +173,17 @@ class PaperFilter(django_filters.FilterSet):
         fields = PUBLIC_PARAMS
         form = PaperFilterForm
 
-    def __init__(self, data=None, *args, today: dt.date | None = None, published=None, **kwargs):
+    def __init__(
+        self, data=None, *args, today: dt.date | None = None, published=None, topic=None, **kwargs
+    ):
         """``published``: (first, last) day the queryset is already limited to (a day, week
-        or month page's), where the search should know it (``_tested_in_date_range``)."""
+        or month page's), where the search should know it (``_tested_in_date_range``).
+        ``topic``: the page's own topic (a topic's page), whose papers the filter keeps as it
+        keeps a ``topic`` parameter's, of the date range asked for (``filter_topics``)."""
         super().__init__(data, *args, **kwargs)
         self.today = today or timezone.localdate()
         self.published = published
+        self.topic = topic
 
     _form_class = None
 
@@ -279,7 +284,7 @@ class PaperFilter(django_filters.FilterSet):
 
     def filter_topics(self, queryset, name, topics):
         for topic in _chosen(topics):
-            queryset = queryset.in_topic(topic)
+            queryset = queryset.in_topic(topic, published=self._published_range())
         return queryset
 
     def filter_period(self, queryset, name, value):
@@ -297,7 +302,10 @@ class PaperFilter(django_filters.FilterSet):
     @cached_property
     def _filtered(self):
         """Every filter but the search itself."""
-        return super().qs
+        papers = super().qs
+        if self.topic is not None:
+            papers = papers.in_topic(self.topic, published=self._published_range())
+        return papers
 
     @cached_property
     def _keyword_condition(self):

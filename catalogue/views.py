@@ -38,8 +38,8 @@ def topic_list(request):
 @cached_for_anonymous_readers
 def topic_detail(request, slug: str):
     topic = get_object_or_404(Topic, slug=slug)
-    papers = Paper.objects.visible().in_topic(topic)
-    return _listing(request, papers, {"heading": topic.name, "topic": topic})
+    context = {"heading": topic.name, "topic": topic}
+    return _listing(request, Paper.objects.visible(), context, topic=topic)
 
 
 # --- day, week and month pages, like Hugging Face's --------------------------------------
@@ -103,10 +103,11 @@ def _window(request, start: dt.date, end: dt.date, heading: str, nav: dict):
 # --- the shared list rendering -----------------------------------------------------------
 
 
-def _listing(request, papers, context: dict, data=None, published=None):
-    """``published``: (first, last) day ``papers`` are limited to (``PaperFilter``)."""
+def _listing(request, papers, context: dict, data=None, published=None, topic=None):
+    """``published``: (first, last) day ``papers`` are limited to; ``topic``: the page's own
+    topic, whose papers the filter keeps (``PaperFilter``)."""
     paper_filter = PaperFilter(
-        request.GET if data is None else data, queryset=papers, published=published
+        request.GET if data is None else data, queryset=papers, published=published, topic=topic
     )
     if not paper_filter.is_valid():
         context = {**context, "filter": paper_filter, "page": None}
