@@ -86,6 +86,28 @@ def retag_papers(papers: QuerySet) -> TagCounts:
     return total
 
 
+def redate_links(papers: QuerySet) -> int:
+    """Give the links of ``papers`` their paper's date again where they lack it; how many.
+
+    Triggers keep each link's copy of its paper's date (``PaperTopic.published_on``), but
+    under READ COMMITTED a link written while another transaction changes its paper's date
+    keeps the old one: each trigger read the other's row before it committed. Run after
+    the papers an ingest changed are tagged, when both have committed, it mends those."""
+    sql, params = papers.values("pk").query.sql_with_params()
+    links, table = PaperTopic._meta.db_table, Paper._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {links} AS link SET published_on = paper.published_on
+            FROM {table} AS paper
+            WHERE paper.id = link.paper_id AND link.paper_id IN ({sql})
+            AND link.published_on IS DISTINCT FROM paper.published_on
+            """,
+            params,
+        )
+        return cursor.rowcount
+
+
 def papers_changed_since(since: dt.datetime) -> QuerySet:
     """Papers the upsert created or changed since ``since`` (it sets ``updated_at``)."""
     return Paper.objects.filter(updated_at__gte=since)

@@ -40,9 +40,11 @@ def tag_papers(paper_ids: list[int]) -> dict:
 
 @shared_task(acks_late=True)
 def tag_recent_papers(since: str) -> dict:
-    """Evaluate every topic for the papers created or changed since ``since`` (ISO 8601)."""
+    """Evaluate every topic for the papers created or changed since ``since`` (ISO 8601), and
+    mend their links' dates (``tagging.redate_links``)."""
     changed = tagging.papers_changed_since(dt.datetime.fromisoformat(since))
-    return vars(tagging.retag_papers(changed))
+    counts = tagging.retag_papers(changed)
+    return {**vars(counts), "redated": tagging.redate_links(changed)}
 
 
 # --- word pairs for phrases ---------------------------------------------------------------------

@@ -135,7 +135,7 @@ def test_papers_an_ingest_run_brings_are_tagged_after_it(django_capture_on_commi
 def test_unchanged_papers_are_not_retagged_by_the_recent_papers_task(seeded):
     topic = Topic.objects.create(**LINEAR_ATTENTION)
     future = "2999-01-01T00:00:00+00:00"
-    assert tag_recent_papers(future) == {"added": 0, "removed": 0}
+    assert tag_recent_papers(future) == {"added": 0, "removed": 0, "redated": 0}
     assert not rule_tagged(topic)
 
 

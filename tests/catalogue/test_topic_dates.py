@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from catalogue import merging, summary, tagging
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperTopic, Topic
+from catalogue.tasks import tag_recent_papers
 from tests.catalogue.test_query_plans import analysed
 
 pytestmark = pytest.mark.django_db
@@ -152,3 +153,30 @@ def test_a_topics_own_page_of_a_date_range_reads_the_links_dates(topic, client):
     assert shown <= expected
     sql = " ".join(s["sql"] for s in statements.captured_queries)
     assert '"catalogue_papertopic"."published_on" >= ' in sql
+
+
+def _dated_behind_the_triggers_back(link: PaperTopic, day: dt.date | None) -> None:
+    """A link left with another date than its paper's, as two transactions racing leave it
+    (each trigger read the other's row before it committed)."""
+    table = PaperTopic._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no foreign-key checks pending
+        cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER papertopic_dated")
+        cursor.execute(f"UPDATE {table} SET published_on = %s WHERE id = %s", [day, link.pk])
+        cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER papertopic_dated")
+
+
+def test_the_recent_papers_task_mends_their_links_dates(topic):
+    recent = Paper.objects.create(arxiv_id="2401.00001", title="Linear one", published_on=JAN)
+    old = Paper.objects.create(arxiv_id="2401.00002", title="Linear two", published_on=MAR)
+    tagging.retag(topic)
+    since = dt.datetime.now(dt.UTC)
+    Paper.objects.filter(pk=recent.pk).update(title="Linear one, again", updated_at=since)
+    for paper in (recent, old):
+        _dated_behind_the_triggers_back(PaperTopic.objects.get(paper=paper), MAY)
+    assert _link_dates(topic) == {recent.pk: MAY, old.pk: MAY}
+    assert tag_recent_papers(since.isoformat()) == {"added": 0, "removed": 0, "redated": 1}
+    # Only the papers changed since then: the other link waits for its paper's next change.
+    assert _link_dates(topic) == {recent.pk: JAN, old.pk: MAY}
+    assert tagging.redate_links(Paper.objects.all()) == 1
+    assert _link_dates(topic) == {recent.pk: JAN, old.pk: MAR}
