@@ -637,7 +637,7 @@ class PaperTopic(models.Model):
     # The paper's publication date, kept equal to it by the database (triggers of migration
     # 0023, whatever writes a link or a paper's date): a topic's papers of a date range are
     # then read from the topic's own date index (``PaperQuerySet.in_topic``), not found by
-    # joining every link of the topic with every paper of the range (37-44 ms at a million
+    # joining every link of the topic with every paper of the range (37-67 ms at a million
     # papers). Whatever is written here is replaced by the paper's date.
     published_on = models.DateField(null=True, editable=False)
 

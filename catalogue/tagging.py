@@ -87,7 +87,7 @@ def retag_papers(papers: QuerySet) -> TagCounts:
 
 
 def redate_links(papers: QuerySet) -> int:
-    """Give the links of ``papers`` their paper's date again where they lack it; how many.
+    """Give the links of ``papers`` their paper's date again where theirs differs; how many.
 
     Triggers keep each link's copy of its paper's date (``PaperTopic.published_on``), but
     under READ COMMITTED a link written while another transaction changes its paper's date
