@@ -117,6 +117,16 @@ def test_password_reset_by_email(client, ada):
     assert client.get(link).context["validlink"] is False  # a link works once
 
 
+def test_the_password_reset_mail_is_plain_text_with_the_username_as_it_is(client):
+    """Its template turns autoescaping off: a plain-text body, where "&amp;" would be wrong.
+    Nothing of it may reach HTML: there is no HTML part (and usernames cannot hold markup)."""
+    User.objects.create_user("o'neil+ml@x", "oneil@example.org", "a long passphrase here")
+    client.post(reverse("password_reset"), {"email": "oneil@example.org"})
+    (email,) = mail.outbox
+    assert email.body.startswith("Hello o'neil+ml@x,\n")
+    assert getattr(email, "alternatives", []) == [] and email.content_subtype == "plain"
+
+
 def test_password_reset_for_an_unknown_address_says_nothing_and_sends_nothing(client, ada):
     response = client.post(reverse("password_reset"), {"email": "nobody@example.org"})
     assert response.url == reverse("password_reset_done")
