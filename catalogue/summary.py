@@ -38,7 +38,7 @@ from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Count, F, Func, Lookup, Q, QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Func, Lookup, Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.db.models.functions import TruncMonth
 
@@ -776,27 +776,72 @@ def _read_since(reach: Reach, matches: int, newest: QuerySet, *titled: QuerySet)
     3,000 matches since 13 months back, from the bitmaps of the word's 32,500 index entries
     and the range's 120,000 papers, 32 ms."""
     newest_since = _published_since(newest, reach.since)
-    titles = _title_statements(titled, matches, reach)
-    parts = _read_apart([_statement(newest_since, _BITMAPS), *titles])
-    if len(parts[0]) < newest.query.high_mark - newest.query.low_mark:
-        return None
-    return _most_relevant_first(parts)
+    enough = newest.query.high_mark - newest.query.low_mark
+    parts = _newest_then_titles(newest_since, _BITMAPS, titled, matches, reach, enough=enough)
+    return None if parts is None else _most_relevant_first(parts)
 
 
 def _published_since(pool: QuerySet, since: dt.date) -> QuerySet:
     """``pool`` (a sliced queryset) among the papers published on or after ``since``."""
+    return _unsliced(pool, lambda papers: papers.filter(published_on__gte=since))
+
+
+def _unsliced(pool: QuerySet, change) -> QuerySet:
+    """``change(pool)`` applied to ``pool`` (a sliced queryset) without its slice, sliced again."""
     unsliced = pool.all()
     low, high = unsliced.query.low_mark, unsliced.query.high_mark
     unsliced.query.clear_limits()
-    return unsliced.filter(published_on__gte=since)[low:high]
+    return change(unsliced)[low:high]
 
 
 def _walked_pools(newest: QuerySet, *titled: QuerySet, matches=None, reach=None) -> list[tuple]:
     """(pk, rank) rows of the newest matches, walked from the date index, and of the title
-    pools, most relevant first: ``by_relevance``'s UNION, its parts read apart in one round
-    trip (``walk_statements``)."""
-    statements = walk_statements(newest, *titled, matches=matches, reach=reach)
-    return _most_relevant_first(_read_apart(statements))
+    pools, most relevant first: ``by_relevance``'s UNION, its parts read apart
+    (``_newest_then_titles``)."""
+    return _most_relevant_first(_newest_then_titles(newest, _WALK, titled, matches, reach))
+
+
+def _newest_then_titles(
+    newest: QuerySet, planner_settings, titled=(), matches=None, reach=None, *, enough=0
+) -> list[list[tuple]] | None:
+    """The rows of the newest pool, read under ``planner_settings``, then those of the title
+    pools it does not hold already (``_title_statements``), each pool's rows as
+    ``_read_apart`` gives them; None, the title pools unread, where the newest pool has fewer
+    than ``enough`` rows.
+
+    A title pool (the newest matches with the query in their title) adds nothing where the
+    newest pool holds at least as many title matches: a title match is a match, and the
+    newest pool holds every match from its oldest row on, so the title pool's rows are its
+    first title matches. Each newest row says whether it is one: the title pool's condition
+    (``in_title``, the title words by weight) tested on the row in hand, which costs nothing
+    measurable beside the row's rank. Topical words have it so: "distillation" in 2015-2021
+    at a million papers, 510 title matches among its 2,000 newest, whose title pool cost
+    59 ms read apart (13 ms walked). Where the title matches are fewer, the title pools are
+    read in a second round trip (~0.2 ms)."""
+    flags = [f"_in_title_{index}" for index, _ in enumerate(titled)]
+    flagged = _unsliced(
+        newest,
+        lambda pool: pool.annotate(
+            **{
+                flag: ExpressionWrapper(part.in_title, output_field=BooleanField())
+                for flag, part in zip(flags, titled, strict=True)
+            }
+        ),
+    )
+    (rows,) = _read_apart([_statement(flagged, planner_settings)])
+    if len(rows) < enough:
+        return None
+    width = len(rows[0]) - len(flags) if rows else 0
+    in_titles = [sum(1 for row in rows if row[width + index]) for index in range(len(flags))]
+    unheld = [
+        part
+        for part, held in zip(titled, in_titles, strict=True)
+        if part.query.high_mark - part.query.low_mark > held
+    ]
+    parts = [[row[:width] for row in rows]]
+    if unheld:
+        parts += _read_apart(_title_statements(unheld, matches, reach))
+    return parts
 
 
 def _most_relevant_first(parts: list[list[tuple]]) -> list[tuple]:
