@@ -24,7 +24,12 @@ def database_from_url(url: str) -> dict:
         "HOST": query.pop("host", None) or parts.hostname or "",
         "PORT": str(query.pop("port", None) or parts.port or ""),
         # Persistent connections: a page costs a few sub-millisecond queries, a connect ~2 ms.
-        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
+        # Kept ten minutes, not one: a new server process (backend) pays again for its catalog
+        # caches and for its first touch of each shared buffer it reads (a page fault each).
+        # At a million papers a page on a new connection took 1.4-2.6x as long as on the same
+        # connection again (paper page 18.6 against 7.3 ms), and 60 pages on a new backend
+        # 23 % longer than after 200 other pages (docs/benchmarks.md, twenty-first pass).
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": query,
         "TEST": {"NAME": f"test_{name}"},
