@@ -43,6 +43,7 @@ from catalogue.summary import (
     cached_ranking,
     catalogue_size,
     is_large,
+    known_ids_pay,
     of_ids,
     papers_published_between,
     ranked_among,
@@ -457,13 +458,29 @@ class PaperFilter(django_filters.FilterSet):
     def _cached_ranking(self, matches: int | None, build, extra=None, match_ids=None, reach=None):
         ranked, pools = self._keyword_ranked(matches, reach)
         known = None
-        if match_ids is not None and (not match_ids or self._tested_by_pattern):
-            # The summary read every match: rank among them rather than test a phrase again
-            # (and nothing at all when nothing matched).
+        if match_ids is not None and (
+            not match_ids or self._tested_by_pattern or self._known_ids_pay(match_ids)
+        ):
+            # The summary read every match: rank among them rather than test a phrase again,
+            # or read a common word's whole index entry again (and nothing at all when nothing
+            # matched).
             known = functools.partial(self._ranked_among, match_ids)
         return cached_ranking(
             ranked, matches, build, extra=extra, pools=pools, known=known, reach=reach
         )
+
+    def _known_ids_pay(self, match_ids: list[int]) -> bool:
+        """Whether the ranking's candidates cost less read by their ids, as the summary read
+        them (``_ranked_among``), than found again from the words' index, whose every entry is
+        read into a bitmap (``summary.known_ids_pay``): where the index holds many more papers
+        with the words than the filters keep, a common word in a few months. Not where the
+        words are tested on the date range's papers (``_tested_in_date_range``): no index entry
+        is read then."""
+        if self._tested_in_date_range:
+            return False
+        window = settings.SEARCH_RANK_CANDIDATES + len(self._neighbours)
+        phrased = bool(self._parsed.phrase_query)
+        return known_ids_pay(len(match_ids), self._index_entries, window, phrased=phrased)
 
     @property
     def _tested_by_pattern(self) -> bool:

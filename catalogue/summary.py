@@ -1010,6 +1010,33 @@ def tests_range_pays(papers: int, entries: float) -> bool:
     return papers * _RANGE_PAPER_TESTED_US < entries * _INDEX_ENTRY_READ_US
 
 
+# Ranking the candidates by their ids (``ranked_among``), µs, fitted at a million papers on
+# eleven searches (one word and two): ~3,000 for its statements, 12 a candidate read and
+# ranked (22 with the bonus of several words as a phrase), 3 a known match the title pool
+# looks among. Found again from the words' index: ``_INDEX_ENTRY_READ_US`` an entry of its
+# bitmap and ~6 a match's row read and ranked.
+_KNOWN_IDS_US, _KNOWN_ID_US, _KNOWN_ID_PHRASED_US, _KNOWN_MATCH_US = 3_000.0, 12.0, 22.0, 3.0
+_MATCH_READ_US = 6.0
+
+
+def known_ids_pay(matches: int, entries: float, window: int, *, phrased: bool = False) -> bool:
+    """Whether a ranking whose ``matches`` the summary read by id costs less ranking the first
+    ``window`` of them (``ranked_among``) than finding them again through the ``entries`` of
+    the words' index (``search.index_entries``; 0: not known, as for an author or a prefix);
+    ``phrased``: the query's words also earn a phrase bonus.
+
+    "baselines" in 17 months of a million papers: 2,633 matches of its index's 126,629
+    entries; ranked from the index 51 ms, by id 29. "diagonally", 5,555 matches and about as
+    many entries: from the index 28 ms, by id 49. "randomly text" (3,898 of the rarer word's
+    40,288): from the index 37 ms, by id 49."""
+    if not matches or not entries:
+        return False
+    per_candidate = _KNOWN_ID_PHRASED_US if phrased else _KNOWN_ID_US
+    by_id = _KNOWN_IDS_US + min(matches, window) * per_candidate + matches * _KNOWN_MATCH_US
+    again = max(entries, matches) * _INDEX_ENTRY_READ_US + matches * _MATCH_READ_US
+    return by_id < again
+
+
 def reads_since_pays(matches: int | None, reach: Reach | None) -> bool:
     """Whether reading the matches published since ``reach.since`` (``_read_since``) costs
     less than walking the date index and than reading every match: where the matches are

@@ -12,10 +12,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalogue import hybrid
+from catalogue import hybrid, search
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperEmbedding
-from catalogue.summary import summarise
+from catalogue.summary import known_ids_pay, summarise
 
 pytestmark = pytest.mark.django_db
 
@@ -163,3 +163,43 @@ def test_the_title_pool_looks_among_the_known_matches_without_testing_the_phrase
     known = "= ANY((SELECT '{" + ",".join(map(str, summary.match_ids)) + "}'"
     assert known in title_pool, title_pool
     assert "~*" not in title_pool and "~*" not in newest_pool, title_pool
+
+
+@pytest.mark.parametrize(
+    ("matches", "entries", "window", "phrased", "pays"),
+    [
+        (2_633, 126_629, 2_000, False, True),  # "baselines" in 17 months of a million papers
+        (2_103, 124_163, 2_000, False, True),  # "critical" in six months: 48 ms again, 25 by id
+        (5_555, 5_555, 2_000, False, False),  # "diagonally" everywhere: 28 ms again, 49 by id
+        (3_898, 40_288, 2_000, True, False),  # "randomly text": 37 ms again, 49 by id
+        (100, 10_000, 2_100, False, False),  # a rare word: its few rows, by id or not
+        (2_633, 0, 2_000, False, False),  # entries unknown (an author, a prefix)
+        (0, 126_629, 2_000, False, False),  # nothing matched
+    ],
+)
+def test_ranking_by_the_known_ids_pays_where_the_words_index_holds_many_more(
+    matches, entries, window, phrased, pays
+):
+    assert known_ids_pay(matches, entries, window, phrased=phrased) is pays
+
+
+@pytest.mark.parametrize(("titles", "by_id"), [(100_000, True), (30, False)])
+def test_a_word_whose_index_holds_many_more_papers_is_ranked_by_the_known_ids(
+    catalogue, monkeypatch, titles, by_id
+):
+    """The summary read the matches of "transformers"; where the word's index holds many more
+    papers than those (the statistics say 90 % of 100,000, as for a common word among a few
+    months' papers), the ranking reads its candidates by id instead of every index entry
+    again. The same ranking either way."""
+    stats = search.TitleStats({"transform": 0.9}, rare=0.001, titles=titles)
+    monkeypatch.setattr(search, "vector_frequencies", lambda: stats)
+    params = {"q": "transformers", "mode": "keyword"}
+    summary = summarise(searched(params).matches)
+    assert summary.match_ids is not None and summary.count > 5
+    assert not searched(params)._tested_in_date_range
+    with CaptureQueriesContext(connection) as statements:
+        ranking = searched(params).ranking(summary.count, summary.match_ids)
+    reads = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
+    newest_pool = reads[0].split("; ")[0]
+    assert ("= ANY((SELECT '{" in newest_pool and "@@" not in newest_pool) is by_id, newest_pool
+    assert ranking.ids == searched(params).ranking(summary.count).ids
