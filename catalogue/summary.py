@@ -818,21 +818,11 @@ def _newest_then_titles(
     at a million papers, 510 title matches among its 2,000 newest, whose title pool cost
     59 ms read apart (13 ms walked). Where the title matches are fewer, the title pools are
     read in a second round trip (~0.2 ms)."""
-    flags = [f"_in_title_{index}" for index, _ in enumerate(titled)]
-    flagged = _unsliced(
-        newest,
-        lambda pool: pool.annotate(
-            **{
-                flag: ExpressionWrapper(part.in_title, output_field=BooleanField())
-                for flag, part in zip(flags, titled, strict=True)
-            }
-        ),
-    )
-    (rows,) = _read_apart([_statement(flagged, planner_settings)])
+    (rows,) = _read_apart([_statement(_flagged(newest, titled), planner_settings)])
     if len(rows) < enough:
         return None
-    width = len(rows[0]) - len(flags) if rows else 0
-    in_titles = [sum(1 for row in rows if row[width + index]) for index in range(len(flags))]
+    width = len(rows[0]) - len(titled) if rows else 0
+    in_titles = [sum(1 for row in rows if row[width + index]) for index in range(len(titled))]
     unheld = [
         part
         for part, held in zip(titled, in_titles, strict=True)
@@ -842,6 +832,16 @@ def _newest_then_titles(
     if unheld:
         parts += _read_apart(_title_statements(unheld, matches, reach))
     return parts
+
+
+def _flagged(newest: QuerySet, titled: Sequence[QuerySet]) -> QuerySet:
+    """``newest`` (a sliced pool) with a column per title pool after its own: whether the row
+    is one of that pool's title matches (its ``in_title`` condition)."""
+    flags = {
+        f"_in_title_{index}": ExpressionWrapper(part.in_title, output_field=BooleanField())
+        for index, part in enumerate(titled)
+    }
+    return _unsliced(newest, lambda pool: pool.annotate(**flags)) if flags else newest
 
 
 def _most_relevant_first(parts: list[list[tuple]]) -> list[tuple]:
@@ -884,8 +884,10 @@ def walk_statements(newest: QuerySet, *titled: QuerySet, matches=None, reach=Non
     walk's settings a title pool of few matches walked it too, testing papers until enough
     titles matched (96 ms for a word in 8 % of 100,000 papers, against 3 ms from the title
     index); from the title index, a pool of many read each match to sort them by date
-    ("task" in 18,000 titles of a million: 150 ms, walking 15)."""
-    return [_statement(newest, _WALK), *_title_statements(titled, matches, reach)]
+    ("task" in 18,000 titles of a million: 150 ms, walking 15). The title pools are read
+    only where the newest matches do not hold them (``_newest_then_titles``)."""
+    newest_statement = _statement(_flagged(newest, titled), _WALK)
+    return [newest_statement, *_title_statements(titled, matches, reach)]
 
 
 def _title_statements(titled: Sequence[QuerySet], matches=None, reach=None) -> list[tuple]:
