@@ -469,6 +469,15 @@ class PaperFilter(django_filters.FilterSet):
             ranked, matches, build, extra=extra, pools=pools, known=known, reach=reach
         )
 
+    @staticmethod
+    def _title_pool_adds(match_ids: list[int]) -> bool:
+        """Whether a ranking among the known matches needs its title pool (the newest title
+        matches), which may hold a paper its newest pool does not: not where the matches are
+        no more than the candidates, so the newest pool holds them all (a title match is a
+        match). A phrase in a few hundred papers at a million: the title pool's statement
+        cost 1-5 ms, a word's among a thousand known matches 5 ms, for nothing."""
+        return len(match_ids) > settings.SEARCH_RANK_CANDIDATES
+
     def _known_ids_pay(self, match_ids: list[int]) -> bool:
         """Whether the ranking's candidates cost less read by their ids, as the summary read
         them (``_ranked_among``), than found again from the words' index, whose every entry is
@@ -516,12 +525,16 @@ class PaperFilter(django_filters.FilterSet):
         # the summary read every one. Looking for the phrase again tested every candidate the
         # words' index gave ("trained times" at a million papers: 7,208 papers with "train
         # time", none with the phrase, 132 ms), where the matches cost ~5 µs each to read.
-        titled = searched.relevance_pools(
-            candidates,
-            self._parsed.title_query,
-            rank_in_scan=True,
-            titles_among=keyword_matches(match_ids),
-        )[1:]
+        titled = (
+            searched.relevance_pools(
+                candidates,
+                self._parsed.title_query,
+                rank_in_scan=True,
+                titles_among=keyword_matches(match_ids),
+            )[1:]
+            if self._title_pool_adds(match_ids)
+            else []
+        )
         return ranked_among(found, window, candidates, *titled)
 
     def ranking(self, matches: int | None = None, match_ids=None, reach=None) -> hybrid.Ranking:

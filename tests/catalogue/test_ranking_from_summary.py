@@ -203,3 +203,20 @@ def test_a_word_whose_index_holds_many_more_papers_is_ranked_by_the_known_ids(
     newest_pool = reads[0].split("; ")[0]
     assert ("= ANY((SELECT '{" in newest_pool and "@@" not in newest_pool) is by_id, newest_pool
     assert ranking.ids == searched(params).ranking(summary.count).ids
+
+
+def test_no_title_pool_is_read_where_the_candidates_hold_every_known_match(catalogue, settings):
+    """With no more matches than candidates, the newest pool holds every match, title
+    matches included: the title pool would add nothing and is not read (1-5 ms a phrase at a
+    million papers). The ranking is the one matching again gives."""
+    settings.SEARCH_RANK_CANDIDATES = 1_000
+    params = SEARCHES[1]
+    summary = summarise(searched(params).matches)
+    assert summary.count <= settings.SEARCH_RANK_CANDIDATES
+    with CaptureQueriesContext(connection) as statements:
+        known = searched(params).ranking(summary.count, summary.match_ids)
+    (ranking,) = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
+    assert "; " not in ranking and "ts_filter" not in ranking, ranking  # the newest pool alone
+    assert known.ids == searched(params).ranking(summary.count).ids
+    titled = Paper.objects.filter(title__startswith="Linear attention", abstract__contains="scale")
+    assert set(titled.values_list("pk", flat=True)) <= set(known.ids)
