@@ -285,8 +285,12 @@ class PaperFilter(django_filters.FilterSet):
 
     def filter_topics(self, queryset, name, topics):
         for topic in _chosen(topics):
-            queryset = queryset.in_topic(topic, published=self._published_range())
+            queryset = self._in_topic(queryset, topic)
         return queryset
+
+    def _in_topic(self, papers, topic):
+        """``papers`` of ``topic``, its links read for the date range asked for (``in_topic``)."""
+        return papers.in_topic(topic, published=self._published_range())
 
     def filter_period(self, queryset, name, value):
         days = PERIOD_DAYS[value]
@@ -305,7 +309,7 @@ class PaperFilter(django_filters.FilterSet):
         """Every filter but the search itself."""
         papers = super().qs
         if self.topic is not None:
-            papers = papers.in_topic(self.topic, published=self._published_range())
+            papers = self._in_topic(papers, self.topic)
         return papers
 
     @cached_property
