@@ -364,7 +364,13 @@ def kinds() -> list[Kind]:
         Kind("paper_topic", PaperTopic, {"paper": PAPER, "topic": TOPIC}, skip=("published_on",)),
         Kind("saved_search", SavedSearch, {"user": USER}),
         Kind("alert_delivery", AlertDelivery, {"saved_search": SAVED_SEARCH, "paper": PAPER}),
-        Kind("paper_embedding", PaperEmbedding, {"paper": PAPER}, optional=True),
+        Kind(
+            "paper_embedding",
+            PaperEmbedding,
+            {"paper": PAPER},
+            skip=("published_on",),  # the paper's, copied by the database
+            optional=True,
+        ),
     ]
 
 

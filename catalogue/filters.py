@@ -355,7 +355,8 @@ class PaperFilter(django_filters.FilterSet):
             vector = self._vector
             if vector is None:
                 return []
-            return hybrid.neighbours(papers, vector, limit, exact=self._measures_each(limit))
+            exact, published = self._measures_each(limit), self._published_range()
+            return hybrid.neighbours(papers, vector, limit, exact=exact, published=published)
 
         return cached_neighbours(papers, f"{self._meaning}\x00{limit}", scan)
 

@@ -99,12 +99,13 @@ def paper_vector(paper: Paper):
         return None
 
 
-def neighbours(papers: QuerySet, vector, limit: int, exact: bool = False):
+def neighbours(papers: QuerySet, vector, limit: int, exact: bool = False, published=None):
     """(id, similarity) of the ``limit`` papers of ``papers`` nearest ``vector``, nearest
     first. Connections scan HNSW iteratively (``catalogue.semantic``): filters do not
     starve the result. ``exact``: every paper of ``papers`` measured, no index
-    (``exact_scan_pays``)."""
-    nearest = papers.order_by().nearest_to(vector, limit, exact=exact)
+    (``exact_scan_pays``). ``published``: the date range ``papers`` are limited to, if any
+    (``PaperQuerySet.nearest_to``)."""
+    nearest = papers.order_by().nearest_to(vector, limit, exact=exact, published=published)
     rows = list(nearest.values_list("pk", "distance"))
     return sorted(((pk, 1.0 - distance) for pk, distance in rows), key=lambda r: -r[1])
 

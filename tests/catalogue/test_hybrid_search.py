@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 from pathlib import Path
@@ -418,6 +419,49 @@ def test_a_large_catalogues_few_months_are_measured_each(
     assert order.endswith(" + 0.0) ASC LIMIT 100") is measured, order[-200:]
     if measured:
         assert "embedding_hnsw" not in plan, plan
+
+
+def _index_scan(statement: str) -> str:
+    """The HNSW index scan's node of ``statement``'s plan, its filter included (the index
+    forced: a test catalogue is small enough to sort whole)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("EXPLAIN " + statement)
+        plan = [row[0] for row in cursor.fetchall()]
+        cursor.execute("RESET enable_seqscan; RESET enable_sort")
+    (start,) = [i for i, line in enumerate(plan) if "Index Scan using embedding_hnsw" in line]
+    node = [plan[start]]
+    node += itertools.takewhile(lambda line: "->" not in line, plan[start + 1 :])
+    return "\n".join(node)
+
+
+@pytest.mark.parametrize(
+    ("narrowing", "dated"),
+    [
+        ({"since": "2025-01-01"}, True),
+        ({"since": "2021-01-01", "until": "2025-12-31"}, True),
+        ({"min_upvotes": "1"}, False),
+    ],
+    ids=["since", "since-until", "no-date-range"],
+)
+@pytest.mark.parametrize("mode", ["semantic", "hybrid"])
+def test_a_date_ranged_scan_tests_the_date_on_the_entries_it_is_handed(
+    client, decoys_and_targets, narrowing, dated, mode
+):
+    """The HNSW scan of a date range drops the entries of other dates on the embedding's copy
+    of the date (``PaperEmbedding.published_on``), before looking up their papers: the
+    decoys, nearer and out of range, are never joined. Other filters stay the papers'."""
+    with CaptureQueriesContext(connection) as queries:
+        answer = api(client, q=QUERY, mode=mode, **narrowing)
+    assert titles(answer) == TARGETS
+    statements = [q["sql"] for q in queries.captured_queries]
+    (nearest,) = [sql for sql in statements if "<=>" in sql and " ORDER BY " in sql]
+    scan = _index_scan(nearest)
+    assert ("published_on >= '2025-01-01'" in scan or "published_on >= '2021-01-01'" in scan) is (
+        dated
+    ), scan
+    assert ("published_on <= '2025-12-31'" in scan) is ("until" in narrowing), scan
 
 
 def test_similarities_written_as_sql_are_the_orms(query_vector):

@@ -1,0 +1,60 @@
+"""Each embedding carries its paper's publication date (``PaperEmbedding.published_on``),
+kept by triggers as the topic links' (migration 0023): an embedding takes its paper's date
+when it is written, and a paper's new date reaches its embedding. A nearest-neighbour scan of
+a date range then tests the date on the row the HNSW index hands back.
+
+The backfill writes a new version of every embedding row. Row by row, each would be a new
+HNSW index entry (a million papers: hours), so the index is dropped first and built once
+after, as it was (a million papers: about five minutes on two cores).
+"""
+
+from django.db import migrations, models
+
+SQL = r"""
+CREATE FUNCTION catalogue_embedding_dated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.published_on := (SELECT published_on FROM catalogue_paper WHERE id = NEW.paper_id);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER paperembedding_dated BEFORE INSERT OR UPDATE ON catalogue_paperembedding
+    FOR EACH ROW EXECUTE FUNCTION catalogue_embedding_dated();
+
+CREATE OR REPLACE FUNCTION catalogue_paper_redated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE catalogue_papertopic SET published_on = NEW.published_on WHERE paper_id = NEW.id;
+    UPDATE catalogue_paperembedding SET published_on = NEW.published_on WHERE paper_id = NEW.id;
+    RETURN NULL;
+END $$;
+
+DROP INDEX embedding_hnsw;
+UPDATE catalogue_paperembedding AS embedding SET published_on = paper.published_on
+    FROM catalogue_paper AS paper WHERE paper.id = embedding.paper_id;
+SET LOCAL maintenance_work_mem = '1GB';
+CREATE INDEX embedding_hnsw ON catalogue_paperembedding
+    USING hnsw (vector halfvec_cosine_ops) WITH (m = 16, ef_construction = 64);
+"""
+
+REVERSE_SQL = """
+DROP TRIGGER paperembedding_dated ON catalogue_paperembedding;
+DROP FUNCTION catalogue_embedding_dated();
+CREATE OR REPLACE FUNCTION catalogue_paper_redated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE catalogue_papertopic SET published_on = NEW.published_on WHERE paper_id = NEW.id;
+    RETURN NULL;
+END $$;
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("catalogue", "0023_topic_links_dated"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="paperembedding",
+            name="published_on",
+            field=models.DateField(editable=False, null=True),
+        ),
+        migrations.RunSQL(SQL, reverse_sql=REVERSE_SQL),
+    ]
