@@ -822,7 +822,12 @@ def _newest_then_titles(
     if len(rows) < enough:
         return None
     width = len(rows[0]) - len(titled) if rows else 0
-    unheld = _unheld(titled, rows, width)
+    in_titles = [sum(1 for row in rows if row[width + index]) for index in range(len(titled))]
+    unheld = [
+        part
+        for part, held in zip(titled, in_titles, strict=True)
+        if part.query.high_mark - part.query.low_mark > held
+    ]
     parts = [[row[:width] for row in rows]]
     if unheld:
         parts += _read_apart(_title_statements(unheld, matches, reach))
@@ -837,18 +842,6 @@ def _flagged(newest: QuerySet, titled: Sequence[QuerySet]) -> QuerySet:
         for index, part in enumerate(titled)
     }
     return _unsliced(newest, lambda pool: pool.annotate(**flags)) if flags else newest
-
-
-def _unheld(titled: Sequence[QuerySet], newest: list[tuple], width: int) -> list[QuerySet]:
-    """The title pools that may hold a paper the ``newest`` rows (``_flagged``: their first
-    ``width`` columns, then a flag per pool) do not: those with fewer title matches among
-    them than the pool's size."""
-    return [
-        part
-        for index, part in enumerate(titled)
-        if part.query.high_mark - part.query.low_mark
-        > sum(1 for row in newest if row[width + index])
-    ]
 
 
 def _most_relevant_first(parts: list[list[tuple]]) -> list[tuple]:
@@ -876,20 +869,12 @@ def ranked_among(found: QuerySet, newest_first: Sequence[int], limit: int, *titl
     from the title index as they are in every ranking. A phrase is then tested against its
     matches once a search, in the summary, not again here (the ranking's GIN pass re-tested
     each: 45 ms of a 125 ms phrase search at 100,000 papers); a common word's candidates are
-    2,000 reads by id instead of a walk past every paper without it.
-
-    As in a walked ranking (``_newest_then_titles``), a title pool is read, in a second round
-    trip, only where the newest pool holds fewer title matches than it would give: each found
-    row says whether it is one."""
-    (rows,) = _read_apart([_statement(_flagged(found, titled))])
+    2,000 reads by id instead of a walk past every paper without it."""
+    rows = _read_apart([_statement(part) for part in (found, *titled)])
     position = {pk: index for index, pk in enumerate(newest_first)}
-    newest = sorted(rows, key=lambda row: position[row[0]])[:limit]
-    width = len(rows[0]) - len(titled) if rows else 0
-    unheld = _unheld(titled, newest, width)
-    parts = [[row[:width] for row in newest]]
-    if unheld:
-        parts += _read_apart([_statement(part) for part in unheld])
-    return _most_relevant_first(parts)
+    newest = sorted(rows[0], key=lambda row: position[row[0]])[:limit]
+    union = set(newest).union(*rows[1:])
+    return sorted(union, key=lambda row: (-row[1], -row[0]))
 
 
 def walk_statements(newest: QuerySet, *titled: QuerySet, matches=None, reach=None) -> list:
