@@ -507,7 +507,9 @@ class PaperEmbedding(models.Model):
     # 0024, as ``PaperTopic.published_on``): a nearest-neighbour scan limited to a date range
     # tests it on the embedding row the HNSW index hands back, and looks up only the papers
     # in range (``PaperQuerySet.nearest_to``), not the paper of every entry it passes over.
-    # Whatever is written here is replaced by the paper's date.
+    # Whatever is written here is replaced by the paper's date. Unlike a link's, it cannot be
+    # left behind by a racing redate: the embeddings' writer locks their papers first
+    # (``embedding._save``).
     published_on = models.DateField(null=True, editable=False)
 
     class Meta:

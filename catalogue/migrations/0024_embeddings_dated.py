@@ -33,6 +33,7 @@ CREATE FUNCTION pg_temp.paper_published_on(paper bigint) RETURNS date LANGUAGE s
     AS 'SELECT published_on FROM catalogue_paper WHERE id = paper';
 ALTER TABLE catalogue_paperembedding
     ALTER COLUMN published_on TYPE date USING pg_temp.paper_published_on(paper_id);
+DROP FUNCTION pg_temp.paper_published_on(bigint);
 SET LOCAL maintenance_work_mem = '1GB';
 CREATE INDEX embedding_hnsw ON catalogue_paperembedding
     USING hnsw (vector halfvec_cosine_ops) WITH (m = 16, ef_construction = 64);

@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from catalogue import embedding, merging
 from catalogue.models import Paper, PaperEmbedding
@@ -57,3 +59,31 @@ def test_a_merged_papers_embedding_takes_the_survivors_date():
     embedding._save([_embedded(survivor), _embedded(duplicate)])
     merging.merge(survivor, [duplicate])  # the earlier date is kept; the duplicate's row goes
     assert _embedding_dates() == {survivor.pk: JAN}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_existing_embeddings_their_papers_dates_in_one_rewrite():
+    """Migration 0024 on a catalogue embedded before it: every embedding gets its paper's date
+    (one rewrite of the table: no row left behind in an old version), and the HNSW index is
+    there again, as the model declares it."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("catalogue", "0023_topic_links_dated")])
+    dated, undated = _paper("2401.1", JAN), _paper("2405.2")
+    vector = "[" + ",".join(["1"] + ["0"] * 383) + "]"
+    with connection.cursor() as cursor:
+        for paper in (dated, undated):
+            cursor.execute(
+                "INSERT INTO catalogue_paperembedding (paper_id, vector, model, text_hash,"
+                " computed_at) VALUES (%s, %s, 'test', 'x', now())",
+                [paper.pk, vector],
+            )
+    executor = MigrationExecutor(connection)  # the graph as it stands now
+    executor.migrate(executor.loader.graph.leaf_nodes("catalogue"))
+    assert _embedding_dates() == {dated.pk: JAN, undated.pk: None}
+    with connection.cursor() as cursor:
+        # Rewritten, each row is where it was; updated, its new version would follow the old.
+        cursor.execute("SELECT ctid::text FROM catalogue_paperembedding ORDER BY paper_id")
+        assert [ctid for (ctid,) in cursor.fetchall()] == ["(0,1)", "(0,2)"]
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'embedding_hnsw'")
+        (definition,) = cursor.fetchone()
+    assert "hnsw (vector halfvec_cosine_ops)" in definition
