@@ -107,7 +107,9 @@ def neighbours(papers: QuerySet, vector, limit: int, exact: bool = False, publis
     (``PaperQuerySet.nearest_to``)."""
     nearest = papers.order_by().nearest_to(vector, limit, exact=exact, published=published)
     rows = list(nearest.values_list("pk", "distance"))
-    return sorted(((pk, 1.0 - distance) for pk, distance in rows), key=lambda r: -r[1])
+    # Ties (the same text listed twice) newest id first, as ``fuse`` orders them, whatever
+    # order the plan (the HNSW scan, or each paper measured) handed them back in.
+    return sorted(((pk, 1.0 - distance) for pk, distance in rows), key=lambda r: (-r[1], -r[0]))
 
 
 # What finding a filter's nearest papers costs, measured at 100,000 and 1,000,000 papers:

@@ -124,6 +124,18 @@ def test_search_by_meaning_honours_every_filter(client, decoys_and_targets, narr
     assert all(paper["matched"] == [MEANING] for paper in answer["results"])
 
 
+@pytest.mark.parametrize("exact", [False, True], ids=["hnsw", "measured-each"])
+def test_papers_equally_near_come_newest_id_first_whatever_the_plan(query_vector, exact):
+    """The same abstract listed twice (or any tie in distance): one order, as ``fuse``'s,
+    whichever way the nearest papers were found."""
+    rng = np.random.default_rng(5)
+    same = at_cosine(query_vector, 0.8, rng)
+    twins = [make_paper(f"2502.{i:05d}", f"Twin {i}", same) for i in range(4)]
+    make_paper("2502.00009", "Nearer", at_cosine(query_vector, 0.9, rng))
+    found = hybrid.neighbours(Paper.objects.all(), query_vector.tolist(), 10, exact=exact)
+    assert [pk for pk, _ in found[1:]] == sorted((p.pk for p in twins), reverse=True)
+
+
 def test_hidden_papers_are_never_found_by_meaning(client, decoys_and_targets):
     answer = api(client, q=QUERY, mode="semantic")
     found = set(titles(answer))
