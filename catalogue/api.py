@@ -22,7 +22,7 @@ from catalogue.models import Paper
 from catalogue.pagecache import cached_for_anonymous_readers
 from catalogue.paths import absolute_urls
 from catalogue.security import web_url
-from catalogue.summary import KnownCountPaginator, summarise
+from catalogue.summary import KnownCountPaginator
 from catalogue.summary import reachable as reachable_count
 
 DEFAULT_PAGE_SIZE = 25
@@ -49,8 +49,7 @@ def papers(request):
     if errors:
         return _bad_request(errors)
     size = paging.cleaned_data["page_size"] or DEFAULT_PAGE_SIZE
-    summary = summarise(paper_filter.matches, topics=False)
-    results = paper_filter.results(prepare=with_topics, summary=summary)
+    summary, results = paper_filter.summary_and_results(with_topics, topics=False)
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, size, count=reachable)
     number = paging.cleaned_data["page"] or 1

@@ -28,10 +28,10 @@ from urllib.parse import urlencode
 import django_filters
 from django import forms
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from catalogue import hybrid, jinja, search
+from catalogue import alongside, hybrid, jinja, search
 from catalogue.hybrid import Mode
 from catalogue.models import Paper, Topic
 from catalogue.summary import (
@@ -42,12 +42,15 @@ from catalogue.summary import (
     cached_neighbours,
     cached_ranking,
     catalogue_size,
+    facets_of,
     is_large,
     known_ids_pay,
+    neighbours_key,
     of_ids,
     papers_published_between,
     ranked_among,
     ranks_in_scan,
+    summarise,
     tests_range_pays,
 )
 
@@ -343,22 +346,44 @@ class PaperFilter(django_filters.FilterSet):
     def _nearest(self) -> list[tuple[int, float]]:
         """(id, similarity) of the papers nearest the searched meaning, nearest first; cached
         like summaries (``cached_neighbours``), so a search's next page or other order
-        neither embeds the query nor scans the HNSW index again."""
+        neither embeds the query nor scans the HNSW index again. Found beside the keyword
+        matches where ``_finding_meaning`` was started first, else here and now."""
         if self._meaning is None:
             return []
+        if "_finding_meaning" not in self.__dict__:
+            return self._meaning_search()()
+        return self._finding_meaning.result()
+
+    @cached_property
+    def _finding_meaning(self):
+        """The search for ``_nearest``, started on another connection (``alongside``) while
+        this one goes on; ``.result()`` waits for it."""
+        return alongside.start(self._filtered.db, self._meaning_search())
+
+    def _meaning_search(self):
+        """A function finding ``_nearest``. What it needs of the request is decided here,
+        on the request's thread (the catalogue's state is read once per request there, and
+        the date range's size); the query's embedding and the scan are left to it."""
         papers = self._filtered
         if self.like_paper:
             papers = papers.exclude(pk=self.like_paper.pk)
         limit = settings.SEMANTIC_NEIGHBOURS
+        key = neighbours_key(papers, self._meaning_key)
+        exact, published = self._measures_each(limit), self._published_range()
 
         def scan():
             vector = self._vector
             if vector is None:
                 return []
-            exact, published = self._measures_each(limit), self._published_range()
             return hybrid.neighbours(papers, vector, limit, exact=exact, published=published)
 
-        return cached_neighbours(papers, f"{self._meaning}\x00{limit}", scan)
+        return functools.partial(cached_neighbours, key, scan)
+
+    @property
+    def _meaning_key(self) -> str:
+        """What the nearest papers depend on beside the filters: what is searched for by
+        meaning and how many are found."""
+        return f"{self._meaning}\x00{settings.SEMANTIC_NEIGHBOURS}"
 
     def _measures_each(self, limit: int) -> bool:
         """Whether the nearest papers are found by measuring each paper of the date filters'
@@ -388,6 +413,35 @@ class PaperFilter(django_filters.FilterSet):
             return filtered  # only stop words: nothing narrows the search
         ids = [pk for pk, _ in self._neighbours]
         return hybrid.matches_of(filtered, self._keyword_condition, ids)
+
+    @property
+    def _keyword_matches(self):
+        """Every paper with the words (every filter applied), unordered."""
+        return hybrid.matches_of(self._filtered.order_by(), self._keyword_condition, [])
+
+    @property
+    def _fuses_meaning(self) -> bool:
+        """Whether the relevance ranking fuses keyword candidates and nearest papers by
+        meaning (``ranking``)."""
+        keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
+        return self.search_mode == Mode.HYBRID and keyword and self._meaning is not None
+
+    def summary_and_results(self, prepare=lambda papers: papers, *, topics: bool = True):
+        """(the matches' ``Summary``: count, timeline, facets with ``topics``; what pages
+        slice, ``results``). A hybrid search in relevance order has two retrievals that need
+        each other only when fused: its nearest papers by meaning are found on another
+        connection (``alongside``) while this one summarises and ranks its keyword matches;
+        the papers found by meaning alone are then added to the summary (``Summary.plus``).
+        Every other search summarises its matches, then slices them."""
+        if not (self.sort_order == Sort.RELEVANCE and self._fuses_meaning):
+            summary = summarise(self.matches, topics=topics)
+            return summary, self.results(prepare, summary=summary)
+        self._finding_meaning  # noqa: B018 (started, not awaited)
+        keyword = summarise(self._keyword_matches, topics=topics)
+        results = self.results(prepare, summary=keyword)
+        alone = hybrid.without_words([pk for pk, _ in self._neighbours], self._keyword_condition)
+        facets = facets_of([pk for pk, _ in alone], limit=None) if topics and alone else []
+        return keyword.plus(alone, facets), results
 
     @cached_property
     def _searched(self):
@@ -443,11 +497,7 @@ class PaperFilter(django_filters.FilterSet):
         rule for walking the date index (``summary._walk_pays``)."""
         if self._parsed is None or self._tested_by_pattern:
             return None
-        reach = summary.reach(
-            settings.SEARCH_RANK_CANDIDATES,
-            self.cleaned.get("until"),
-            others=len(self._neighbours),  # matches by meaning alone, counted too
-        )
+        reach = summary.reach(settings.SEARCH_RANK_CANDIDATES, self.cleaned.get("until"))
         if reach is None or self._tested_in_date_range:
             return reach  # (tested on each paper of the range: the words' index is not read)
         return dataclasses.replace(reach, entries=int(self._index_entries))
@@ -492,7 +542,7 @@ class PaperFilter(django_filters.FilterSet):
         is read then."""
         if self._tested_in_date_range:
             return False
-        window = settings.SEARCH_RANK_CANDIDATES + len(self._neighbours)
+        window = settings.SEARCH_RANK_CANDIDATES
         phrased = bool(self._parsed.phrase_query)
         return known_ids_pay(len(match_ids), self._index_entries, window, phrased=phrased)
 
@@ -505,24 +555,21 @@ class PaperFilter(django_filters.FilterSet):
         return any(matcher.pattern for matcher in self._parsed.matchers.values())
 
     def _ranked_among(self, match_ids: list[int]) -> list[tuple]:
-        """The keyword ranking's rows from the matches' ids, newest first (``ranked_among``).
-        They are the hybrid matches: words or meaning. The newest ``SEARCH_RANK_CANDIDATES``
-        keyword matches are among the first that many plus the neighbours by meaning, and a
-        neighbour is a keyword candidate only if it has the words (tested for it alone)."""
+        """The keyword ranking's rows from the keyword matches' ids, newest first
+        (``ranked_among``): the newest ``SEARCH_RANK_CANDIDATES`` are the candidates. (A
+        hybrid search summarises its keyword matches apart from those by meaning,
+        ``summary_and_results``.)"""
         candidates = settings.SEARCH_RANK_CANDIDATES
-        neighbours = [pk for pk, _ in self._neighbours]
-        window = match_ids[: candidates + len(neighbours)]
+        window = match_ids[:candidates]
         if not window:
             return []  # nothing matched: nothing to rank (title matches are matches too)
         searched = self._searched
 
         def keyword_matches(ids: list[int]):
-            """The papers of ``ids`` with the words (the neighbours tested for them), ranked.
-            One array, not as many parameters as ids: 2,000 parameters cost the ORM's
-            compiling and PostgreSQL's parsing and planning ~10 % of such a search."""
+            """The papers of ``ids``, ranked. One array, not as many parameters as ids: 2,000
+            parameters cost the ORM's compiling and PostgreSQL's parsing and planning ~10 %
+            of such a search."""
             papers = Paper.objects.filter(of_ids(ids))
-            if neighbours:
-                papers = papers.filter(~Q(pk__in=neighbours) | self._keyword_condition)
             return papers.annotate(rank=searched.query.annotations["rank"])
 
         found = keyword_matches(window).values_list("pk", "rank")
@@ -551,7 +598,7 @@ class PaperFilter(django_filters.FilterSet):
             return self._cached_ranking(
                 matches, hybrid.keyword_ranking, match_ids=match_ids, reach=reach
             )
-        if not keyword:
+        if not self._fuses_meaning:
             return hybrid.semantic_ranking(self._neighbours)
 
         def fuse(rows):
@@ -562,8 +609,10 @@ class PaperFilter(django_filters.FilterSet):
             similarity = hybrid.similarities(best, self._vector) if best else {}
             return hybrid.fuse(rows, self._neighbours, similarity)
 
+        # Keyed by what the neighbours depend on, not by them: the keyword candidates are read
+        # while the neighbours are found (``summary_and_results``), awaited only to fuse.
         return self._cached_ranking(
-            matches, fuse, extra=self._neighbours, match_ids=match_ids, reach=reach
+            matches, fuse, extra=self._meaning_key, match_ids=match_ids, reach=reach
         )
 
     def results(self, prepare=lambda papers: papers, *, summary: Summary | None = None):

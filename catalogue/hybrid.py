@@ -20,6 +20,7 @@ Every result says why it matched (``reasons``): ``words``, ``meaning`` or both.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from pgvector import Vector
 
 from catalogue import embedder, search, semantic, summary
@@ -183,6 +184,21 @@ def matches_of(filtered: QuerySet, keyword_condition: Q | None, neighbour_ids: l
     if keyword_condition is not None:
         condition = keyword_condition if condition is None else condition | keyword_condition
     return filtered.filter(condition) if condition is not None else filtered.none()
+
+
+def without_words(ids: list[int], words: Q) -> list[tuple[int, dt.date | None]]:
+    """(id, published_on) of the papers ``ids`` (a hybrid search's neighbours by meaning)
+    that do not meet ``words`` (its keyword condition): its matches by meaning alone, which
+    the summary of its keyword matches does not count, in one statement."""
+    if not ids:
+        return []
+    has_words = ExpressionWrapper(words, output_field=BooleanField())
+    rows = Paper.objects.filter(summary.of_ids(ids)).annotate(has_words=has_words)
+    return [
+        (pk, published)
+        for pk, published, has in rows.values_list("pk", "published_on", "has_words")
+        if not has
+    ]
 
 
 def query_text_for_meaning(parsed: search.ParsedQuery) -> str:

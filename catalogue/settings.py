@@ -133,6 +133,9 @@ SEARCH_RANK_CANDIDATES = env_int("SEARCH_RANK_CANDIDATES", 2_000)
 # list would go on through the whole catalogue, ever less related).
 SEMANTIC_NEIGHBOURS = env_int("SEMANTIC_NEIGHBOURS", 100)
 LIST_MAX_RESULTS = env_int("LIST_MAX_RESULTS", 10_000)
+# A hybrid search finds its nearest papers by meaning on another connection while it reads
+# the keyword matches (catalogue.alongside); False: one after the other.
+SEARCH_ALONGSIDE = env_bool("SEARCH_ALONGSIDE", True)
 
 # Paper embeddings (catalogue.embedder): the model's files, which `make` fetches with
 # `python -m catalogue.model_files`; a worker embeds new papers EMBEDDING_TASK_CHUNK at a time.

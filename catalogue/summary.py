@@ -112,15 +112,14 @@ class Summary:
     def __getstate__(self):
         return {**self.__dict__, "match_ids": None}
 
-    def reach(self, needed: int, newest: dt.date | None = None, others: int = 0) -> Reach | None:
+    def reach(self, needed: int, newest: dt.date | None = None) -> Reach | None:
         """How far back from ``newest`` (the last day a filter allows, else the newest paper)
         the ``needed`` newest matches lie, in whole months, and what each way of finding them
-        reads (``Reach``); None where the dated matches are fewer. ``others``: how many of the
-        matches counted may lack the words (papers found by meaning alone): the month from
-        which the words' matches are read is reached with them on top, or an exact count
-        (no margin) fell short by them and the candidates were found again by a walk
-        ("understanding" in 2016-2022 at 100,000 papers: 1,998 of 2,000 read, 21 ms, then
-        walked, 32).
+        reads (``Reach``); None where the dated matches are fewer. A ranking asks it of the
+        summary of its keyword matches alone (``PaperFilter.summary_and_results``): counted
+        with the papers found by meaning alone, an exact count could fall short by them and
+        the candidates be found again by a walk ("understanding" in 2016-2022 at 100,000
+        papers: 1,998 of 2,000 read, 21 ms, then walked, 32).
 
         PostgreSQL's and the even-spread estimate (``_walk_pays``) miss words whose matches
         are mostly old: "fractions" in 15,500 of a million papers, its 2,000 newest reached
@@ -131,7 +130,7 @@ class Summary:
         if walked_to is None:
             return None
         margin = 1 if self.exact else SINCE_MARGIN
-        since, found = _month_reaching(months, (needed + others) * margin)
+        since, found = _month_reaching(months, needed * margin)
         return Reach(
             _papers_between(walked_to, top),
             since=since,
@@ -139,6 +138,27 @@ class Summary:
             found=found,
             months=months,
             top=top,
+        )
+
+    def plus(self, papers: Sequence[tuple[int, dt.date | None]], topics: list[dict]) -> Summary:
+        """This summary with ``papers`` ((id, published_on) of papers it does not count) and
+        their topic facets ``topics`` (``facets_of``) added: a hybrid search's keyword
+        matches and the papers found by meaning alone (``PaperFilter.summary_and_results``).
+        They are counted exactly; an estimate's sums keep two significant digits. Topic
+        counts shown stay right: a topic outside this summary's ``FACET_TOPICS`` (when it has
+        that many) is not added, as its count here is unknown. No ids: ``match_ids`` no longer
+        holds every match."""
+        if not papers:
+            return self
+        rounded = (lambda n: n) if self.exact else _about
+        per_month = dict(self.per_month)
+        for month, n in Counter(_month_of(published) for _, published in papers).items():
+            per_month[month] = rounded(per_month.get(month, 0) + n)
+        return Summary(
+            count=rounded(self.count + len(papers)),
+            exact=self.exact,
+            per_month=per_month,
+            topics=_merged_facets(self.topics, topics, rounded),
         )
 
     def ids_by_date(self, newest: bool) -> list[int] | None:
@@ -153,6 +173,24 @@ class Summary:
         return self.match_ids[:dated][::-1] + self.match_ids[dated:][::-1]
 
 
+def _month_of(published: dt.date | None) -> dt.date | None:
+    return published.replace(day=1) if published else None
+
+
+def _merged_facets(facets: list[dict], added: list[dict], rounded) -> list[dict]:
+    """``facets`` with ``added``'s counts (``Summary.plus``), most first; topics only in
+    ``added`` join only where ``facets`` is not full (then it holds every topic it counts)."""
+    counts = {facet["slug"]: dict(facet) for facet in facets}
+    complete = len(facets) < FACET_TOPICS
+    for facet in added:
+        if facet["slug"] in counts:
+            counts[facet["slug"]]["n"] = rounded(counts[facet["slug"]]["n"] + facet["n"])
+        elif complete:
+            counts[facet["slug"]] = dict(facet)
+    merged = sorted(counts.values(), key=lambda facet: (-facet["n"], facet["name"]))
+    return merged[:FACET_TOPICS]
+
+
 def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
     """The (cached) summary of an unordered queryset of papers; ``topics``: with facets."""
     matches = matches.order_by()
@@ -162,13 +200,22 @@ def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
     return _cached(key, lambda: _summary(matches, topics))
 
 
-def cached_neighbours(papers: QuerySet, meaning: str, scan) -> list[tuple[int, float]]:
-    """The nearest papers by meaning among ``papers`` (``scan()``: (id, similarity), nearest
-    first), cached like summaries by ``papers``' SQL, ``meaning`` (what is searched for and
-    how many) and the catalogue's version, which a backfill's new embeddings change too."""
+def neighbours_key(papers: QuerySet, meaning: str) -> str | None:
+    """The cache key of the nearest papers by meaning among ``papers``: their SQL,
+    ``meaning`` (what is searched for and how many) and the catalogue's version, which a
+    backfill's new embeddings change too. None where caching is off (not even the key: a
+    feed reads no catalogue state otherwise). Made in the request's thread, which has read
+    the catalogue's state (``catalogue_state``), not in the one that scans
+    (``catalogue.alongside``)."""
     if settings.SUMMARY_CACHE_SECONDS <= 0:
-        return scan()  # (not even the key: a feed reads no catalogue state otherwise)
-    return _cached(_cache_key("nearest", papers, meaning), scan)
+        return None
+    return _cache_key("nearest", papers, meaning)
+
+
+def cached_neighbours(key: str | None, scan) -> list[tuple[int, float]]:
+    """The nearest papers by meaning (``scan()``: (id, similarity), nearest first), cached
+    under ``key`` (``neighbours_key``) like summaries."""
+    return scan() if key is None else _cached(key, scan)
 
 
 def _cached(key: str, compute):
@@ -300,7 +347,7 @@ def _exact_from_ids(months: dict[dt.date | None, list[int]], topics: bool) -> Su
         count=sum(per_month.values()),
         exact=True,
         per_month=per_month,
-        topics=_topics_of(match_ids) if topics else [],
+        topics=facets_of(match_ids) if topics else [],
         match_ids=match_ids,
     )
 
@@ -543,10 +590,10 @@ def _topics(links: QuerySet) -> list[dict]:
     return [{"slug": r["topic__slug"], "name": r["topic__name"], "n": r["n"]} for r in rows]
 
 
-def _topics_of(ids: Sequence[int]) -> list[dict]:
-    """``_topics`` of the papers ``ids``, written as SQL: the ORM took ~0.5 ms of every
-    search of few matches to build and compile the same statement (tests/catalogue/
-    test_summary.py compares).
+def facets_of(ids: Sequence[int], limit: int | None = FACET_TOPICS) -> list[dict]:
+    """``_topics`` of the papers ``ids`` (``limit``: the most; None: every one), written as
+    SQL: the ORM took ~0.5 ms of every search of few matches to build and compile the same
+    statement (tests/catalogue/test_summary.py compares).
 
     The ids reach the planner from an InitPlan (``ANY_OF_IDS``): as a constant array, 2.7 ms
     of planning for a word's 3,834 matches at 100,000 papers (executing took 3.6); so, 0.8."""
@@ -560,7 +607,7 @@ def _topics_of(ids: Sequence[int]) -> list[dict]:
         " GROUP BY t.slug, t.name ORDER BY n DESC, t.name LIMIT %s"
     )
     with connections[PaperTopic.objects.all().db].cursor() as cursor:
-        cursor.execute(sql, [id_array(ids), SHOWN_REASON_VALUES, FACET_TOPICS])
+        cursor.execute(sql, [id_array(ids), SHOWN_REASON_VALUES, limit])  # NULL: no limit
         return [{"slug": slug, "name": name, "n": n} for slug, name, n in cursor.fetchall()]
 
 

@@ -16,7 +16,7 @@ from catalogue.converters import iso_week, month_text
 from catalogue.filters import TRENDING_EXPLAINED, PaperFilter, Sort
 from catalogue.models import SHOWN_REASONS, Paper, Topic
 from catalogue.pagecache import cached_for_anonymous_readers
-from catalogue.summary import KnownCountPaginator, summarise
+from catalogue.summary import KnownCountPaginator
 from catalogue.summary import reachable as reachable_count
 
 PAGE_SIZE = 25
@@ -113,9 +113,8 @@ def _listing(request, papers, context: dict, data=None, published=None, topic=No
         context = {**context, "filter": paper_filter, "page": None}
         return render(request, "catalogue/paper_list.html", context, status=400)
     # Count, timeline and facets: one summary of the matches (estimated for huge sets).
-    summary = summarise(paper_filter.matches)
     query = paper_filter.query_text
-    results = paper_filter.results(lambda papers: _cards(papers, query), summary=summary)
+    summary, results = paper_filter.summary_and_results(lambda papers: _cards(papers, query))
     reachable = reachable_count(results, summary.count, paper_filter.reachable)
     paginator = KnownCountPaginator(results, PAGE_SIZE, count=reachable)
     if paginator.past_the_end(request.GET.get("page")):

@@ -18,6 +18,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from catalogue import alongside
 from catalogue.dburl import url_from_settings
 from tests.jinja_support import record_jinja2_renders
 
@@ -233,6 +234,14 @@ def _cache_of_its_own():
     caches["default"]["KEY_PREFIX"] = f"catalogue-test-{uuid.uuid4().hex[:12]}"
     with override_settings(CACHES=caches):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _alongside_connections_closed():
+    """A hybrid search's threads (catalogue.alongside) keep their connections, as a server's
+    would; a test leaves none open behind it (the test database is dropped at the end)."""
+    yield
+    alongside.close()
 
 
 @pytest.fixture(autouse=True)

@@ -557,14 +557,6 @@ class TestAWordInEveryTenthAbstract:
         assert reach.entries == int(search.index_entries(paper_filter._parsed)) > found.count
 
 
-def test_the_reach_counts_the_matches_without_the_words_on_top():
-    months = {dt.date(2024, m, 1): 50 for m in range(1, 13)}
-    exact = summary.Summary(count=600, exact=True, per_month=months)
-    # 100 needed and 10 found by meaning alone: 110, three months.
-    assert exact.reach(100, others=10).since == dt.date(2024, 10, 1)
-    assert exact.reach(100, others=10).walk == exact.reach(100).walk  # the walk's own needs
-
-
 def test_the_reach_of_an_estimate_keeps_a_margin_and_of_exact_figures_none():
     months = {dt.date(2024, m, 1): 50 for m in range(1, 13)}
     estimated = summary.Summary(count=600, exact=False, per_month=months)

@@ -444,7 +444,7 @@ def test_the_date_index_is_walked_where_the_matches_are_dense_enough(corpus, set
 
 
 def test_topic_facets_of_ids_written_as_sql_are_the_orms(corpus):
-    """``summary._topics_of`` against ``_topics`` of the same ids: counts, the shown reasons
+    """``summary.facets_of`` against ``_topics`` of the same ids: counts, the shown reasons
     only, most papers first, then by name, at most FACET_TOPICS."""
     many = Topic.objects.create(name="Models", slug="models", query="models")
     tie = Topic.objects.create(name="Aardvarks", slug="aardvarks", query="aardvarks")
@@ -465,8 +465,8 @@ def test_topic_facets_of_ids_written_as_sql_are_the_orms(corpus):
     )
     for ids in ([p.pk for p in papers[:60]], [p.pk for p in papers[::7]], [papers[0].pk], []):
         links = PaperTopic.objects.filter(summary.of_ids(ids or [0], "paper_id"))
-        assert summary._topics_of(ids) == summary._topics(links), ids
-    first = summary._topics_of([p.pk for p in papers])
+        assert summary.facets_of(ids) == summary._topics(links), ids
+    first = summary.facets_of([p.pk for p in papers])
     assert len(first) == summary.FACET_TOPICS and first[0]["slug"] == "models"
     assert "hidden" not in {t["slug"] for t in first}
 
@@ -477,7 +477,7 @@ def test_topic_facets_hand_the_ids_to_the_planner_as_an_array_it_does_not_unfold
     the links are still found through an index."""
     ids = list(Paper.objects.values_list("pk", flat=True))
     with CaptureQueriesContext(connection) as queries:
-        summary._topics_of(ids)
+        summary.facets_of(ids)
     (statement,) = [q["sql"] for q in queries if "catalogue_papertopic" in q["sql"]]
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # (a tiny table: use the indexes)

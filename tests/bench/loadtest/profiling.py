@@ -26,7 +26,7 @@ from tests.bench.benchmark import percentile
 
 # Steps of the list view timed on their own (inclusive of their SQL): label -> (module, name).
 STEPS = {
-    "summary": ("catalogue.views", "summarise"),  # count, timeline and facets of the matches
+    "summary": ("catalogue.filters", "summarise"),  # count, timeline and facets of the matches
     "highlight": ("catalogue.views", "_highlight"),  # the page's rows read, words <mark>ed
     "topics": ("catalogue.views", "_attach_topics"),  # the cards' topic chips
 }
@@ -200,10 +200,12 @@ def _row(kind: str, rows: list[Sample]) -> str:
 LEGEND = """\
 Each URL requested once, in-process (Django test client), page and summary caches off. p50/p95:
 nearest-rank percentiles of the wall time; the other columns are medians per request. SQL: the
-sum of every statement's execute time (queries: how many; slowest query: the longest one, close
-to the page's main query, the benchmark's "floor"). render: template rendering (Jinja2 pages,
-Django form widgets) without the SQL it ran. rest: wall - SQL - render (middleware, view,
-filter, form, paginator, client).
+sum of every statement's execute time on the request's connection (queries: how many; slowest
+query: the longest one, close to the page's main query, the benchmark's "floor"); a hybrid
+search's neighbours by meaning, found on another thread and connection meanwhile
+(catalogue.alongside), are not in it. render: template rendering (Jinja2 pages, Django form
+widgets) without the SQL it ran. rest: wall - SQL - render (middleware, view, filter, form,
+paginator, client, the wait for the neighbours).
 summary/highlight/topics: the list view's steps, wall time including their own SQL; the page's
 rows are a lazy queryset, so the first step that reads them (highlight on a search, else topics)
 also pays the page's main query."""
