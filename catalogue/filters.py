@@ -347,23 +347,29 @@ class PaperFilter(django_filters.FilterSet):
         """(id, similarity) of the papers nearest the searched meaning, nearest first; cached
         like summaries (``cached_neighbours``), so a search's next page or other order
         neither embeds the query nor scans the HNSW index again. Found beside the keyword
-        matches where ``_finding_meaning`` was started first, else here and now."""
+        matches where ``_start_meaning`` started the search, else here and now."""
         if self._meaning is None:
             return []
-        if "_finding_meaning" not in self.__dict__:
-            return self._meaning_search()()
-        return self._finding_meaning.result()
+        if self._finding_meaning is None:
+            return self._meaning_search()()[0]
+        return self._finding_meaning.result()[0]
 
-    @cached_property
-    def _finding_meaning(self):
-        """The search for ``_nearest``, started on another connection (``alongside``) while
-        this one goes on; ``.result()`` waits for it."""
-        return alongside.start(self._filtered.db, self._meaning_search())
+    _finding_meaning = None  # the search for ``_nearest``, once ``_start_meaning`` started it
 
-    def _meaning_search(self):
-        """A function finding ``_nearest``. What it needs of the request is decided here,
-        on the request's thread (the catalogue's state is read once per request there, and
-        the date range's size); the query's embedding and the scan are left to it."""
+    def _start_meaning(self, *, alone_of=None, facets: bool = False) -> None:
+        """Starts the search for ``_nearest`` on another connection (``alongside``) while
+        this one goes on. ``alone_of``: the words' condition, to find there too which of the
+        neighbours lack the words, with their topic facets if ``facets``
+        (``summary_and_results``)."""
+        search = self._meaning_search(alone_of, facets)
+        self._finding_meaning = alongside.start(self._filtered.db, search)
+
+    def _meaning_search(self, alone_of=None, facets: bool = False):
+        """A function giving (``_nearest``; (id, published_on) of the hybrid neighbours
+        without the words ``alone_of``; their topic facets). What it needs of the request is
+        decided here, on the request's thread (the catalogue's state is read once per request
+        there, and the date range's size); the query's embedding and the statements are left
+        to it."""
         papers = self._filtered
         if self.like_paper:
             papers = papers.exclude(pk=self.like_paper.pk)
@@ -377,7 +383,15 @@ class PaperFilter(django_filters.FilterSet):
                 return []
             return hybrid.neighbours(papers, vector, limit, exact=exact, published=published)
 
-        return functools.partial(cached_neighbours, key, scan)
+        def search():
+            nearest = cached_neighbours(key, scan)
+            if alone_of is None:
+                return nearest, [], []
+            alone = hybrid.without_words([pk for pk, _ in hybrid.near_enough(nearest)], alone_of)
+            shown = facets_of([pk for pk, _ in alone], limit=None) if facets and alone else []
+            return nearest, alone, shown
+
+        return search
 
     @property
     def _meaning_key(self) -> str:
@@ -400,7 +414,7 @@ class PaperFilter(django_filters.FilterSet):
         """The nearest papers that count as matches: in hybrid mode, beside the words, only
         papers near enough in meaning."""
         if self.search_mode == Mode.HYBRID:
-            return [(pk, sim) for pk, sim in self._nearest if sim >= hybrid.MEANING_FLOOR]
+            return hybrid.near_enough(self._nearest)
         return self._nearest
 
     @property
@@ -436,11 +450,10 @@ class PaperFilter(django_filters.FilterSet):
         if not (self.sort_order == Sort.RELEVANCE and self._fuses_meaning):
             summary = summarise(self.matches, topics=topics)
             return summary, self.results(prepare, summary=summary)
-        self._finding_meaning  # noqa: B018 (started, not awaited)
+        self._start_meaning(alone_of=self._keyword_condition, facets=topics)
         keyword = summarise(self._keyword_matches, topics=topics)
         results = self.results(prepare, summary=keyword)
-        alone = hybrid.without_words([pk for pk, _ in self._neighbours], self._keyword_condition)
-        facets = facets_of([pk for pk, _ in alone], limit=None) if topics and alone else []
+        _, alone, facets = self._finding_meaning.result()
         return keyword.plus(alone, facets), results
 
     @cached_property

@@ -186,6 +186,11 @@ def matches_of(filtered: QuerySet, keyword_condition: Q | None, neighbour_ids: l
     return filtered.filter(condition) if condition is not None else filtered.none()
 
 
+def near_enough(nearest: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The nearest papers that count as hybrid matches beside the words: ``MEANING_FLOOR``."""
+    return [(pk, similarity) for pk, similarity in nearest if similarity >= MEANING_FLOOR]
+
+
 def without_words(ids: list[int], words: Q) -> list[tuple[int, dt.date | None]]:
     """(id, published_on) of the papers ``ids`` (a hybrid search's neighbours by meaning)
     that do not meet ``words`` (its keyword condition): its matches by meaning alone, which

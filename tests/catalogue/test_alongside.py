@@ -170,7 +170,14 @@ def request_pid() -> int:
 def test_the_neighbours_are_found_on_another_connection_with_the_same_answer(
     catalogue, client, settings, scans
 ):
-    beside = api_answer(client)
+    request_statements = []
+
+    def record(execute, sql, params, many, context):
+        request_statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        beside = api_answer(client)
     page = client.get(reverse("paper-list"), {"q": QUERY})
     settings.SEARCH_ALONGSIDE = False
     after = api_answer(client)
@@ -179,6 +186,9 @@ def test_the_neighbours_are_found_on_another_connection_with_the_same_answer(
     assert [name for name, _ in scans] == ["alongside", "alongside", "MainThread"]
     assert scans[0][1] != request_pid()  # the thread's own connection, kept for the next
     assert scans[1][1] == scans[0][1]
+    # Which neighbours lack the words is asked there too, after the scan.
+    assert not any("has_words" in sql for sql in request_statements)
+    assert any("ts_rank_cd" in sql for sql in request_statements)
     assert page.status_code == 200
     assert page.context["summary"] == summarise(searched().matches)
 
