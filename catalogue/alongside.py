@@ -17,7 +17,11 @@ What keeps it the same search:
   runs inline, at once, on the caller's connection;
 - the thread's connections are kept like a request's (``CONN_MAX_AGE``): closed when broken
   or too old, checked before and after each piece of work;
-- an exception in the work is raised again where its result is asked for.
+- an exception in the work is raised again where its result is asked for;
+- where every core has work already (more threads runnable at this instant than the cores
+  this process may use, the caller included), a second connection has no core to run on: the
+  work runs inline, and a saturated server pays no hand-offs or second backend for nothing
+  (measured on two cores without this rule: ~7 % fewer requests a second at concurrency 32).
 
 ``SEARCH_ALONGSIDE = False`` (environment) runs everything inline.
 """
@@ -52,11 +56,33 @@ class Inline:
 def start(alias: str, fn, *args) -> Future | Inline:
     """``fn(*args)`` on another thread and connection, or inline where it must see what the
     connection ``alias`` sees uncommitted; ``.result()`` waits for it."""
-    if not settings.SEARCH_ALONGSIDE or connections[alias].in_atomic_block:
+    if not settings.SEARCH_ALONGSIDE or connections[alias].in_atomic_block or cores_busy():
         return Inline(fn, *args)
     future = Future()
     _idle_worker().jobs.put((future, contextvars.copy_context(), fn, args))
     return future
+
+
+def cores_busy() -> bool:
+    """Whether more threads are runnable now than this process's cores (the caller is one).
+    Linux counts them in /proc/loadavg (a read of microseconds); elsewhere the one-minute load
+    average stands in. In a container the count is the host's: busier, so inline more often,
+    which is the one-connection way, never worse than it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    runnable = _runnable()
+    if runnable is None:
+        return os.getloadavg()[0] >= (cores or 1)
+    return runnable > (cores or 1)
+
+
+def _runnable() -> int | None:
+    """Threads runnable on the host at this instant: /proc/loadavg's fourth field,
+    "runnable/total" (None where there is no such file)."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as loadavg:
+            return int(loadavg.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def close() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import os
 import threading
 import time
 from urllib.parse import urlencode
@@ -23,6 +24,15 @@ from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperTopic, Topic
 from catalogue.summary import FACET_TOPICS, Summary, summarise
 from tests.catalogue.test_hybrid_search import QUERY, at_cosine, make_paper
+
+CORES_BUSY = alongside.cores_busy
+
+
+@pytest.fixture(autouse=True)
+def _idle_cores(monkeypatch):
+    """A quiet host, whatever else the test run keeps busy (``alongside.cores_busy``)."""
+    monkeypatch.setattr(alongside, "cores_busy", lambda: False)
+
 
 # --- Summary.plus ----------------------------------------------------------------------------
 
@@ -226,9 +236,36 @@ def test_inside_a_transaction_the_neighbours_are_found_on_its_connection(catalog
     assert scans == [("MainThread", request_pid())]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_with_every_core_busy_the_neighbours_are_found_on_the_request_s_connection(
+    catalogue, client, scans, monkeypatch
+):
+    """A second connection would have no core to run on: no hand-off, the same answer."""
+    beside = api_answer(client)
+    monkeypatch.setattr(alongside, "_runnable", lambda: 1 + len(os.sched_getaffinity(0)))
+    monkeypatch.setattr(alongside, "cores_busy", CORES_BUSY)
+    assert api_answer(client) == beside
+    assert [name for name, _ in scans] == ["alongside", "MainThread"]
+    assert scans[1][1] == request_pid()
+
+
 # --- alongside itself ------------------------------------------------------------------------
 
 _reads = contextvars.ContextVar("reads", default="primary")
+
+
+@pytest.mark.parametrize(
+    "runnable, busy", [(1, False), (2, False), (3, True), (40, True)], ids=lambda v: str(v)
+)
+def test_cores_are_busy_when_more_threads_are_runnable_than_cores(monkeypatch, runnable, busy):
+    """Two cores, the caller runnable itself: one more thread still leaves it a core."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(alongside, "_runnable", lambda: runnable)
+    assert CORES_BUSY() is busy
+
+
+def test_the_runnable_threads_are_read_from_the_host_and_count_the_reader():
+    assert alongside._runnable() >= 1
 
 
 def test_the_work_runs_in_the_caller_s_context_and_its_error_is_raised_to_it(settings):
