@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 import django_filters
 from django import forms
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
 from django.utils import timezone
 
 from catalogue import alongside, hybrid, jinja, search
@@ -37,6 +37,7 @@ from catalogue.models import Paper, Topic
 from catalogue.summary import (
     CachedRanking,
     PagedByIds,
+    RankColumns,
     Reach,
     Summary,
     cached_neighbours,
@@ -49,7 +50,9 @@ from catalogue.summary import (
     of_ids,
     papers_published_between,
     ranked_among,
+    ranked_from_summary,
     ranks_in_scan,
+    ranks_in_summary_pay,
     summarise,
     tests_range_pays,
 )
@@ -447,14 +450,45 @@ class PaperFilter(django_filters.FilterSet):
         connection (``alongside``) while this one summarises and ranks its keyword matches;
         the papers found by meaning alone are then added to the summary (``Summary.plus``).
         Every other search summarises its matches, then slices them."""
+        ranks = self._rank_columns if self.sort_order == Sort.RELEVANCE else None
         if not (self.sort_order == Sort.RELEVANCE and self._fuses_meaning):
-            summary = summarise(self.matches, topics=topics)
+            summary = summarise(self.matches, topics=topics, ranks=ranks)
             return summary, self.results(prepare, summary=summary)
         self._start_meaning(alone_of=self._keyword_condition, facets=topics)
-        keyword = summarise(self._keyword_matches, topics=topics)
+        keyword = summarise(self._keyword_matches, topics=topics, ranks=ranks)
         results = self.results(prepare, summary=keyword)
         _, alone, facets = self._finding_meaning.result()
         return keyword.plus(alone, facets), results
+
+    @property
+    def _ranks_words(self) -> bool:
+        """Whether the relevance ranking ranks keyword matches (alone or fused with the
+        nearest papers by meaning), rather than papers by meaning alone."""
+        keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
+        return keyword and self.search_mode in (Mode.KEYWORD, Mode.HYBRID)
+
+    @property
+    def _rank_columns(self) -> RankColumns | None:
+        """What the summary's pass over every match reads for the keyword ranking
+        (``summarise``, ``ranked_from_summary``); None where nothing is ranked by words."""
+        if not (self._ranks_words and ranks_in_summary_pay(self._expected_matches)):
+            return None
+        title_query = self._parsed.title_query
+        titled = search.in_title(title_query) if title_query else Value(False)
+        return RankColumns(rank=self._searched.query.annotations["rank"], titled=titled)
+
+    @property
+    def _expected_matches(self) -> float | None:
+        """About how many papers have the words (None: not known, ``search.index_entries``),
+        in the date filters' range where there is one (as if the words were spread evenly
+        over time); other filters are not counted, so this is an upper bound of sorts."""
+        entries = self._index_entries
+        if not entries:
+            return None
+        published = self._published_range()
+        if published is None or not catalogue_size():
+            return entries
+        return entries * min(papers_published_between(*published) / catalogue_size(), 1.0)
 
     @cached_property
     def _searched(self):
@@ -523,10 +557,21 @@ class PaperFilter(django_filters.FilterSet):
             return None
         return self._filtered.annotate(rank=self._searched.query.annotations["rank"])
 
-    def _cached_ranking(self, matches: int | None, build, extra=None, match_ids=None, reach=None):
+    def _cached_ranking(
+        self, matches: int | None, build, extra=None, match_ids=None, reach=None, match_ranks=None
+    ):
         ranked, pools = self._keyword_ranked(matches, reach)
         known = None
-        if match_ids is not None and (
+        if match_ids is not None and match_ranks is not None:
+            # The summary ranked every match as it read them: nothing is left to read.
+            known = functools.partial(
+                ranked_from_summary,
+                match_ids,
+                match_ranks,
+                settings.SEARCH_RANK_CANDIDATES,
+                titles=bool(self._parsed.title_query),
+            )
+        elif match_ids is not None and (
             not match_ids or self._tested_by_pattern or self._known_ids_pay(match_ids)
         ):
             # The summary read every match: rank among them rather than test a phrase again,
@@ -602,14 +647,20 @@ class PaperFilter(django_filters.FilterSet):
         )
         return ranked_among(found, window, candidates, *titled)
 
-    def ranking(self, matches: int | None = None, match_ids=None, reach=None) -> hybrid.Ranking:
+    def ranking(
+        self, matches: int | None = None, match_ids=None, reach=None, match_ranks=None
+    ) -> hybrid.Ranking:
         """The relevance ranking's ids and each one's reasons (cached, see summary).
         ``match_ids``: every match's id, newest first, when the summary read them; ``reach``:
         where the newest candidates lie in the date index (``Summary.reach``)."""
         keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
         if self.search_mode == Mode.KEYWORD or (keyword and self._meaning is None):
             return self._cached_ranking(
-                matches, hybrid.keyword_ranking, match_ids=match_ids, reach=reach
+                matches,
+                hybrid.keyword_ranking,
+                match_ids=match_ids,
+                reach=reach,
+                match_ranks=match_ranks,
             )
         if not self._fuses_meaning:
             return hybrid.semantic_ranking(self._neighbours)
@@ -625,7 +676,12 @@ class PaperFilter(django_filters.FilterSet):
         # Keyed by what the neighbours depend on, not by them: the keyword candidates are read
         # while the neighbours are found (``summary_and_results``), awaited only to fuse.
         return self._cached_ranking(
-            matches, fuse, extra=self._meaning_key, match_ids=match_ids, reach=reach
+            matches,
+            fuse,
+            extra=self._meaning_key,
+            match_ids=match_ids,
+            reach=reach,
+            match_ranks=match_ranks,
         )
 
     def results(self, prepare=lambda papers: papers, *, summary: Summary | None = None):
@@ -637,7 +693,9 @@ class PaperFilter(django_filters.FilterSet):
             if summary is None:
                 ranking = self.ranking()
             else:
-                ranking = self.ranking(summary.count, summary.match_ids, self._reach(summary))
+                ranking = self.ranking(
+                    summary.count, summary.match_ids, self._reach(summary), summary.match_ranks
+                )
             return CachedRanking(ranking, prepare(Paper.objects.all()))
         if summary is None:
             return PagedByIds(self.qs, prepare(Paper.objects.all()))

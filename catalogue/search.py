@@ -430,6 +430,14 @@ TITLE_VECTOR = Func(
     F("search_vector"), Value("{a}"), function="ts_filter", output_field=SearchVectorField()
 )
 TITLE_INDEX = "paper_title_gin"
+
+
+def in_title(title_query: str) -> SearchVectorExact:
+    """Whether a paper's title holds ``title_query`` (without weights: the title vector has
+    only title words), as an expression: the title pool's test (``relevance_pools``)."""
+    return SearchVectorExact(TITLE_VECTOR, RawTsQuery(unweighted(title_query)))
+
+
 PAPERS_TABLE = "catalogue_paper"
 
 

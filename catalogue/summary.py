@@ -31,7 +31,8 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
@@ -108,9 +109,13 @@ class Summary:
     # the relevance ranking then takes its candidates from them instead of matching again
     # (``ranked_among``). Only for the request that computed it: not cached.
     match_ids: list[int] | None = field(default=None, compare=False, repr=False)
+    # Beside ``match_ids``, where the summary was asked for them (``RankColumns``): each
+    # match's (relevance rank, whether its title holds the words), so the ranking needs no
+    # statement of its own (``ranked_from_summary``). Not cached either.
+    match_ranks: list[tuple[float, bool]] | None = field(default=None, compare=False, repr=False)
 
     def __getstate__(self):
-        return {**self.__dict__, "match_ids": None}
+        return {**self.__dict__, "match_ids": None, "match_ranks": None}
 
     def reach(self, needed: int, newest: dt.date | None = None) -> Reach | None:
         """How far back from ``newest`` (the last day a filter allows, else the newest paper)
@@ -191,13 +196,29 @@ def _merged_facets(facets: list[dict], added: list[dict], rounded) -> list[dict]
     return merged[:FACET_TOPICS]
 
 
-def summarise(matches: QuerySet, *, topics: bool = True) -> Summary:
-    """The (cached) summary of an unordered queryset of papers; ``topics``: with facets."""
+@dataclass(frozen=True)
+class RankColumns:
+    """What a relevance ranking needs of each match beyond its id and date: its ``rank`` and
+    whether its title holds the words (``titled``, the title pool's test), as expressions.
+    A summary that reads every match computes them in the same pass (``summarise``)."""
+
+    rank: object
+    titled: object
+
+
+def summarise(matches: QuerySet, *, topics: bool = True, ranks: RankColumns | None = None):
+    """The (cached) summary of an unordered queryset of papers; ``topics``: with facets;
+    ``ranks``: where the summary reads every match, each one's rank too (``match_ranks``).
+
+    A word in a few thousand papers: the summary's pass read them all, then the ranking's
+    read them again to rank them (16 ms of a 70 ms page at 100,000 papers); ranking them in
+    the summary's pass costs 1-2 ms more. A cached summary has no ids or ranks (they stay
+    with the request), so the key is the same with or without them."""
     matches = matches.order_by()
     if matches.query.is_empty():  # e.g. a search by meaning before any paper has an embedding
         return Summary(count=0, exact=True)
     key = _cache_key("summary" if topics else "count", matches)
-    return _cached(key, lambda: _summary(matches, topics))
+    return _cached(key, lambda: _summary(matches, topics, ranks))
 
 
 def neighbours_key(papers: QuerySet, meaning: str) -> str | None:
@@ -304,20 +325,21 @@ def is_large() -> bool:
     return catalogue_size() >= max(settings.SUMMARY_EXACT_BELOW, 1)
 
 
-def _summary(matches: QuerySet, topics: bool) -> Summary:
+def _summary(matches: QuerySet, topics: bool, ranks: RankColumns | None = None) -> Summary:
     if not is_large():
         return _exact(matches, topics)  # a small catalogue: counting everything is cheap
     every = sample_every
-    months, every_match = _sampled_ids_by_month(matches, every)
+    months, every_match = _sampled_ids_by_month(matches, every, ranks)
     if every_match is not None:
         # Few matches (~5,000 at most): exact figures, the matches read once for all of them.
         return _exact_from_ids(every_match, topics)
-    hits = sum(len(ids) for ids in months.values())
-    facets = _sample_facets(chain.from_iterable(months.values()), every) if topics else []
+    hits = sum(len(matched.ids) for matched in months.values())
+    sampled_ids = chain.from_iterable(matched.ids for matched in months.values())
+    facets = _sample_facets(sampled_ids, every) if topics else []
     return Summary(
         count=_about(hits * every),
         exact=False,
-        per_month={month: _about(len(ids) * every) for month, ids in months.items()},
+        per_month={month: _about(len(matched.ids) * every) for month, matched in months.items()},
         topics=[{**t, "n": _about(t["n"] * every)} for t in facets],
     )
 
@@ -333,22 +355,30 @@ def _exact(matches: QuerySet, topics: bool) -> Summary:
     )
 
 
-def _exact_from_ids(months: dict[dt.date | None, list[int]], topics: bool) -> Summary:
-    """Exact figures from the matches' ids: the query's conditions (for a phrase, a pattern
-    over every candidate's abstract, ~100 ms at a million papers) are not evaluated again
-    for the topic facets."""
-    per_month = {month: len(ids) for month, ids in months.items()}
+def _exact_from_ids(months: dict[dt.date | None, MonthMatches], topics: bool) -> Summary:
+    """Exact figures from the matches' ids (and ranks, where read): the query's conditions
+    (for a phrase, a pattern over every candidate's abstract, ~100 ms at a million papers)
+    are not evaluated again for the topic facets."""
+    per_month = {month: len(matched.ids) for month, matched in months.items()}
     # Each month's ids are newest first (``_IDS_BY_MONTH``); so are the months, the
     # undated last, as ``newest_first`` orders papers.
     order = sorted((month for month in months if month is not None), reverse=True)
     order += [None] if None in months else []
-    match_ids = [pk for month in order for pk in months[month]]
+    match_ids = [pk for month in order for pk in months[month].ids]
+    ranked = all(months[month].ranks is not None for month in order)
     return Summary(
         count=sum(per_month.values()),
         exact=True,
         per_month=per_month,
         topics=facets_of(match_ids) if topics else [],
         match_ids=match_ids,
+        match_ranks=[
+            (rank, bool(titled))
+            for month in order
+            for rank, titled in zip(months[month].ranks, months[month].titled, strict=True)
+        ]
+        if ranked
+        else None,
     )
 
 
@@ -388,9 +418,21 @@ def id_array(ids: Sequence[int]) -> str:
     return "{" + ",".join(map(str, ids)) + "}"
 
 
-def _sampled_ids_by_month(matches: QuerySet, every: int) -> tuple[dict, dict | None]:
+class MonthMatches(NamedTuple):
+    """One month's matches as a summary's pass reads them (``_sampled_ids_by_month``): their
+    ids, newest first, and where asked (``RankColumns``) each one's rank and title flag."""
+
+    ids: list[int]
+    ranks: list[float] | None = None
+    titled: list[bool] | None = None
+
+
+def _sampled_ids_by_month(
+    matches: QuerySet, every: int, ranks: RankColumns | None = None
+) -> tuple[dict, dict | None]:
     """The sample's matches' ids by month and, if the sample finds fewer than
-    ``SUMMARY_MIN_SAMPLE_HITS``, every match's ids by month (else None): one statement.
+    ``SUMMARY_MIN_SAMPLE_HITS``, every match's ids by month (else None), as ``MonthMatches``
+    (with ``ranks``, the pass over every match ranks them too): one statement.
 
     The pass over every match runs only then: its condition, a sum over the sample's rows,
     is evaluated once before it, and PostgreSQL skips a branch whose one-time filter is false.
@@ -398,38 +440,61 @@ def _sampled_ids_by_month(matches: QuerySet, every: int) -> tuple[dict, dict | N
     The matches are compiled once, and both passes written around them: PostgreSQL pulls the
     plain subquery up, so the sample's condition stands beside the matches' own and its
     partial indexes serve (two statements built and compiled by the ORM took ~1.2-1.8 ms).
+    The sample's pass does not compute the rank columns, which it does not select.
     """
+    columns = ["pk", "published_on"]
+    if ranks is not None:
+        matches = matches.annotate(rank=ranks.rank, titled=ranks.titled)
+        columns += ["rank", "titled"]
     try:
-        compiled = matches.values_list("pk", "published_on").query.sql_with_params()
+        compiled = matches.values_list(*columns).query.sql_with_params()
     except EmptyResultSet:  # nothing can match
         return {}, {}
     matches_sql, matches_params = compiled
+    names = "m(id, published_on, rank, titled)" if ranks else "m(id, published_on)"
+    ranked = _RANKS_BY_MONTH if ranks else ""
     # The sample's condition as the partial indexes' own (``in_sample``): MOD(id, every) = 0.
-    sample = _IDS_BY_MONTH.format(matches=matches_sql, where="WHERE MOD(m.id, %s) = 0", order="")
-    every_match = _IDS_BY_MONTH.format(matches=matches_sql, where="", order=_NEWEST_FIRST)
+    sample = _IDS_BY_MONTH.format(
+        matches=matches_sql, names=names, where="WHERE MOD(m.id, %s) = 0", order="", ranked=""
+    )
+    # Ranked, the matches are a subquery of their own (OFFSET 0): pulled up, each match's
+    # whole search vector (~1.6 KB) was carried through the sort by month and ranked after it
+    # (a word in 3,000 papers at 100,000: 21 ms against 13 unranked; apart, 15).
+    every_match = _IDS_BY_MONTH.format(
+        matches=f"{matches_sql} OFFSET 0" if ranks else matches_sql,
+        names=names,
+        where="",
+        order=_NEWEST_FIRST,
+        ranked=ranked,
+    )
+    unranked = ", NULL, NULL" if ranks else ""
     sql = (
         f"WITH sample AS MATERIALIZED ({sample}) "
-        "SELECT true AS sampled, * FROM sample UNION ALL "
+        f"SELECT true AS sampled, *{unranked} FROM sample UNION ALL "
         f"SELECT false, * FROM ({every_match}) AS every_match "
         "WHERE (SELECT coalesce(sum(cardinality(ids)), 0) FROM sample) < %s"
     )
     params = (*matches_params, every, *matches_params, settings.SUMMARY_MIN_SAMPLE_HITS)
     rows = _fetch(matches.db, sql, params, _without_index_scans(sql))
-    months = {month: ids for sampled, month, ids in rows if sampled}
-    if sum(len(ids) for ids in months.values()) >= settings.SUMMARY_MIN_SAMPLE_HITS:
+    months = {month: MonthMatches(ids) for sampled, month, ids, *_ in rows if sampled}
+    if sum(len(matched.ids) for matched in months.values()) >= settings.SUMMARY_MIN_SAMPLE_HITS:
         return months, None  # the pass over every match did not run
-    return months, {month: ids for sampled, month, ids in rows if not sampled}
+    return months, {month: MonthMatches(*found) for sampled, month, *found in rows if not sampled}
 
 
-# One pass over the matches (their SQL, selecting id and published_on): their ids by month
-# (the sample's: 20,000 ids at most), grouped and aggregated into arrays by PostgreSQL: the
-# ORM would spend ~50 ms making 20,000 rows into Python tuples. ``order``: each month's ids
-# in ``newest_first`` order (``Summary.match_ids``).
+# One pass over the matches (their SQL, selecting id and published_on, and with ``ranked``
+# their rank and title flag, as ``names``): their ids by month (the sample's: 20,000 ids at
+# most), grouped and aggregated into arrays by PostgreSQL: the ORM would spend ~50 ms making
+# 20,000 rows into Python tuples. ``order``: each month's ids in ``newest_first`` order
+# (``Summary.match_ids``), and their ranks in the same order.
 _IDS_BY_MONTH = (
     "SELECT date_trunc('month', m.published_on)::date AS month, array_agg(m.id{order}) AS ids"
-    " FROM ({matches}) AS m(id, published_on) {where} GROUP BY 1"
+    "{ranked} FROM ({matches}) AS {names} {where} GROUP BY 1"
 )
 _NEWEST_FIRST = " ORDER BY m.published_on DESC NULLS LAST, m.id DESC"
+_RANKS_BY_MONTH = (
+    f", array_agg(m.rank{_NEWEST_FIRST}) AS ranks, array_agg(m.titled{_NEWEST_FIRST}) AS titled"
+)
 
 
 def _without_index_scans(sql: str) -> tuple[str, ...]:
@@ -922,6 +987,37 @@ def ranked_among(found: QuerySet, newest_first: Sequence[int], limit: int, *titl
     newest = sorted(rows[0], key=lambda row: position[row[0]])[:limit]
     union = set(newest).union(*rows[1:])
     return sorted(union, key=lambda row: (-row[1], -row[0]))
+
+
+# A summary that reads every match ranks them in the same pass (``RankColumns``) where they
+# are expected to be no more than this many times the ranking's candidates: each costs ~3 µs
+# there (its vector decompressed and ranked), where the ranking's own statements cost ~15 ms
+# for its 2,000 newest. At 100,000 papers: "system" in 3,074 papers of a date range, the
+# summary 15 -> 21 ms and no ranking (was 21 ms); "introduces" in 4,339, 20 -> 32 ms, the
+# ranking 15 ms: even.
+RANKED_IN_SUMMARY_UP_TO = 2
+
+
+def ranks_in_summary_pay(matches: float | None) -> bool:
+    """Whether a summary expected to read about ``matches`` (None: not known) should rank
+    them as it reads them (``RANKED_IN_SUMMARY_UP_TO``)."""
+    limit = settings.SEARCH_RANK_CANDIDATES * RANKED_IN_SUMMARY_UP_TO
+    return matches is not None and matches <= limit
+
+
+def ranked_from_summary(
+    match_ids: Sequence[int], match_ranks: Sequence[tuple[float, bool]], limit: int, *, titles
+) -> list[tuple]:
+    """``ranked_among``'s rows with no statement, from a summary that ranked every match
+    (``Summary.match_ids`` newest first, ``match_ranks``): the newest pool is the first
+    ``limit`` matches; with ``titles`` (the query has title words), the title pool is the
+    newest ``limit / 10`` of those whose title holds them."""
+    rows = [(pk, rank) for pk, (rank, _) in zip(match_ids, match_ranks, strict=True)]
+    pools = set(rows[:limit])
+    if titles:
+        titled = (row for row, (_, in_title) in zip(rows, match_ranks, strict=True) if in_title)
+        pools.update(islice(titled, max(limit // 10, 1)))
+    return sorted(pools, key=lambda row: (-row[1], -row[0]))
 
 
 def walk_statements(newest: QuerySet, *titled: QuerySet, matches=None, reach=None) -> list:

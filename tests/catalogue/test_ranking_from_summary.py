@@ -4,6 +4,7 @@ the same ranking as matching again, without testing the phrase a second time."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import pickle
 
@@ -12,10 +13,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalogue import hybrid, search
+from catalogue import filters, hybrid, search
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperEmbedding
-from catalogue.summary import known_ids_pay, summarise
+from catalogue.summary import known_ids_pay, ranked_from_summary, ranks_in_summary_pay, summarise
 
 pytestmark = pytest.mark.django_db
 
@@ -220,3 +221,113 @@ def test_no_title_pool_is_read_where_the_candidates_hold_every_known_match(catal
     assert known.ids == searched(params).ranking(summary.count).ids
     titled = Paper.objects.filter(title__startswith="Linear attention", abstract__contains="scale")
     assert set(titled.values_list("pk", flat=True)) <= set(known.ids)
+
+
+# --- ranked in the summary's own pass (``Summary.match_ranks``) ------------------------------
+
+RANKED_SEARCHES = [
+    *SEARCHES,
+    {"q": "transformers", "mode": "keyword"},
+    {"q": "linear attention"},  # title words: the title pool reaches past the newest five
+    {"q": "attention", "since": "2024-02-01", "until": "2024-03-31"},
+]
+
+
+@pytest.fixture
+def counted_words(monkeypatch):
+    """Word statistics by which every search of the catalogue is expected to match a few
+    papers (``_expected_matches``): few enough to be ranked in the summary's pass."""
+    stats = search.TitleStats({}, rare=0.2, titles=50)
+    monkeypatch.setattr(search, "vector_frequencies", lambda: stats)
+
+
+def summary_and_ranking(params):
+    """(the summary, the relevance ranking, the ranking's statements) of a list page."""
+    paper_filter = searched(params)
+    with CaptureQueriesContext(connection) as statements:
+        summary, results = paper_filter.summary_and_results()
+    ranked = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
+    return summary, results, ranked
+
+
+@pytest.mark.parametrize("params", RANKED_SEARCHES)
+def test_a_summary_that_ranks_its_matches_gives_the_ranking_of_matching_again(
+    catalogue, counted_words, params
+):
+    """Each match's rank and title flag come from the summary's pass, and the ranking is
+    built from them with no statement of its own; it is the ranking matching again gives,
+    title pool included (five candidates, older title matches)."""
+    summary, results, ranked = summary_and_ranking(params)
+    (statement,) = ranked  # the summary's: no ranking statement follows it
+    assert "WITH sample" in statement
+    again = searched(params).ranking(summary.count)
+    assert results.ids == again.ids and results.reasons == again.reasons
+
+
+def test_the_title_pool_from_the_summarys_ranks_reaches_past_the_newest():
+    """The newest ``limit`` matches, then the newest ``limit / 10`` title matches wherever
+    they are (as ``relevance_pools``): most relevant first, ties by the newer id."""
+    match_ids = list(range(100, 70, -1))  # newest first
+    ranks = [(0.1, pk in (95, 80, 75)) for pk in match_ids]
+    ranks[match_ids.index(71)] = (0.9, False)  # relevant but old, in no pool
+    rows = ranked_from_summary(match_ids, ranks, 10, titles=True)
+    assert [pk for pk, _ in rows] == [*range(100, 90, -1)]  # 95, a title match, among them
+    rows = ranked_from_summary(match_ids, ranks, 20, titles=True)
+    assert [pk for pk, _ in rows] == [*range(100, 79, -1)]  # 20 // 10: 95 and 80
+    ranks[match_ids.index(95)] = (0.1, False)
+    rows = ranked_from_summary(match_ids, ranks, 20, titles=True)
+    assert [pk for pk, _ in rows] == [*range(100, 79, -1), 75]
+    assert {pk for pk, _ in ranked_from_summary(match_ids, ranks, 20, titles=False)} == set(
+        range(100, 80, -1)
+    )
+
+
+def test_ranks_are_not_read_for_sorted_pages_or_where_the_matches_are_many(
+    catalogue, counted_words, monkeypatch
+):
+    summary, _, _ = summary_and_ranking({"q": "attention", "sort": "newest"})
+    assert summary.match_ids is not None and summary.match_ranks is None
+    many = search.TitleStats({}, rare=1.0, titles=10**6)  # a million papers expected
+    monkeypatch.setattr(search, "vector_frequencies", lambda: many)
+    summary, results, ranked = summary_and_ranking({"q": "transformers", "mode": "keyword"})
+    assert summary.match_ranks is None
+    (ranking,) = ranked  # its own statement; the summary's ranks nothing
+    assert "WITH sample" not in ranking
+
+
+def test_match_ranks_are_not_cached(catalogue, counted_words):
+    summary, _, _ = summary_and_ranking(SEARCHES[1])
+    assert summary.match_ranks
+    assert pickle.loads(pickle.dumps(summary)).match_ranks is None
+
+
+def test_the_samples_pass_does_not_rank(catalogue, counted_words):
+    """The matches are compiled once, with their rank columns, for both passes: the sample's
+    pass, over a fifth of a million papers' sample for a common word, must not compute
+    them (PostgreSQL drops the columns a pulled-up subquery's parent does not use)."""
+    _, _, (statement,) = summary_and_ranking(SEARCHES[1])
+    body = statement.split("; ", 1)[1].rsplit("; RESET", 1)[0]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (VERBOSE, FORMAT JSON) " + body)
+        plan = cursor.fetchone()[0][0]["Plan"]
+    (sample,) = [node for node in plan["Plans"] if node.get("Subplan Name") == "CTE sample"]
+    assert "ts_rank_cd" not in json.dumps(sample)
+    assert "ts_rank_cd" in json.dumps(plan)
+
+
+@pytest.mark.parametrize(
+    ("matches", "pays"), [(None, False), (0, True), (4_000, True), (4_001, False)]
+)
+def test_ranks_in_the_summary_pay_up_to_twice_the_candidates(settings, matches, pays):
+    settings.SEARCH_RANK_CANDIDATES = 2_000
+    assert ranks_in_summary_pay(matches) is pays
+
+
+def test_the_expected_matches_are_the_words_share_of_the_date_range(catalogue, monkeypatch):
+    stats = search.TitleStats({"attent": 0.5}, rare=0.001, titles=1_000)
+    monkeypatch.setattr(search, "vector_frequencies", lambda: stats)
+    assert searched({"q": "attention"})._expected_matches == 500
+    monkeypatch.setattr(filters, "papers_published_between", lambda first, last: 10)
+    monkeypatch.setattr(filters, "catalogue_size", lambda: 100)
+    ranged = searched({"q": "attention", "since": "2024-02-01"})
+    assert ranged._expected_matches == pytest.approx(50)

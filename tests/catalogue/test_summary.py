@@ -156,11 +156,11 @@ def test_a_sample_with_enough_matches_skips_the_pass_over_every_match(corpus, se
     sampled = len([p for p in matches if p.pk % 2 == 0])
     settings.SUMMARY_MIN_SAMPLE_HITS = sampled
     months, every = summary._sampled_ids_by_month(matches, 2)
-    assert every is None and sum(len(ids) for ids in months.values()) == sampled
-    assert all(pk % 2 == 0 for ids in months.values() for pk in ids)
+    assert every is None and sum(len(month.ids) for month in months.values()) == sampled
+    assert all(pk % 2 == 0 for month in months.values() for pk in month.ids)
     settings.SUMMARY_MIN_SAMPLE_HITS = sampled + 1
     months, every = summary._sampled_ids_by_month(matches, 2)
-    assert sum(len(ids) for ids in every.values()) == 40
+    assert sum(len(month.ids) for month in every.values()) == 40
 
 
 def test_a_partial_sample_scales_up(corpus, settings, sample_every):
