@@ -652,7 +652,9 @@ class PaperFilter(django_filters.FilterSet):
     ) -> hybrid.Ranking:
         """The relevance ranking's ids and each one's reasons (cached, see summary).
         ``match_ids``: every match's id, newest first, when the summary read them; ``reach``:
-        where the newest candidates lie in the date index (``Summary.reach``)."""
+        where the newest candidates lie in the date index (``Summary.reach``);
+        ``match_ranks``: each match's rank and title flag, where the summary read them too
+        (``ranked_from_summary``: no statement)."""
         keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
         if self.search_mode == Mode.KEYWORD or (keyword and self._meaning is None):
             return self._cached_ranking(

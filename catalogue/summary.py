@@ -211,9 +211,10 @@ def summarise(matches: QuerySet, *, topics: bool = True, ranks: RankColumns | No
     ``ranks``: where the summary reads every match, each one's rank too (``match_ranks``).
 
     A word in a few thousand papers: the summary's pass read them all, then the ranking's
-    read them again to rank them (16 ms of a 70 ms page at 100,000 papers); ranking them in
-    the summary's pass costs 1-2 ms more. A cached summary has no ids or ranks (they stay
-    with the request), so the key is the same with or without them."""
+    statement read them again to rank them (~20 ms of a 70 ms page at 100,000 papers);
+    ranked in the summary's pass, each costs ~2-3 µs more (``RANKED_IN_SUMMARY_UP_TO``). A
+    cached summary has no ids or ranks (they stay with the request), so the key is the same
+    with or without them."""
     matches = matches.order_by()
     if matches.query.is_empty():  # e.g. a search by meaning before any paper has an embedding
         return Summary(count=0, exact=True)
