@@ -45,14 +45,10 @@ from catalogue.summary import (
     catalogue_size,
     facets_of,
     is_large,
-    known_ids_pay,
     neighbours_key,
-    of_ids,
     papers_published_between,
-    ranked_among,
     ranked_from_summary,
     ranks_in_scan,
-    ranks_in_summary_pay,
     summarise,
     tests_range_pays,
 )
@@ -462,33 +458,26 @@ class PaperFilter(django_filters.FilterSet):
 
     @property
     def _ranks_words(self) -> bool:
-        """Whether the relevance ranking ranks keyword matches (alone or fused with the
-        nearest papers by meaning), rather than papers by meaning alone."""
-        keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
-        return keyword and self.search_mode in (Mode.KEYWORD, Mode.HYBRID)
+        """Whether the relevance ranking ranks keyword matches (``_cached_ranking``: alone,
+        or fused with the nearest papers by meaning), not papers by meaning alone."""
+        if self._keyword_condition is None:
+            return False
+        keyword = bool(self._parsed.rank_query)
+        by_words = self.search_mode == Mode.KEYWORD or (keyword and self._meaning is None)
+        return by_words or self._fuses_meaning
 
     @property
     def _rank_columns(self) -> RankColumns | None:
         """What the summary's pass over every match reads for the keyword ranking
-        (``summarise``, ``ranked_from_summary``); None where nothing is ranked by words."""
-        if not (self._ranks_words and ranks_in_summary_pay(self._expected_matches)):
+        (``summarise``, ``ranked_from_summary``); None where nothing is ranked by words.
+        Always asked for: that pass runs only where the sample finds the matches few
+        (~5,000 at most), where ranking them all costs no more than the ranking's own
+        statements."""
+        if not self._ranks_words:
             return None
         title_query = self._parsed.title_query
         titled = search.in_title(title_query) if title_query else Value(False)
         return RankColumns(rank=self._searched.query.annotations["rank"], titled=titled)
-
-    @property
-    def _expected_matches(self) -> float | None:
-        """About how many papers have the words (None: not known, ``search.index_entries``),
-        in the date filters' range where there is one (as if the words were spread evenly
-        over time); other filters are not counted, so this is an upper bound of sorts."""
-        entries = self._index_entries
-        if not entries:
-            return None
-        published = self._published_range()
-        if published is None or not catalogue_size():
-            return entries
-        return entries * min(papers_published_between(*published) / catalogue_size(), 1.0)
 
     @cached_property
     def _searched(self):
@@ -571,81 +560,17 @@ class PaperFilter(django_filters.FilterSet):
                 settings.SEARCH_RANK_CANDIDATES,
                 titles=bool(self._parsed.title_query),
             )
-        elif match_ids is not None and (
-            not match_ids or self._tested_by_pattern or self._known_ids_pay(match_ids)
-        ):
-            # The summary read every match: rank among them rather than test a phrase again,
-            # or read a common word's whole index entry again (and nothing at all when nothing
-            # matched).
-            known = functools.partial(self._ranked_among, match_ids)
+        elif match_ids == []:
+            known = list  # nothing matched: nothing to rank (title matches are matches too)
         return cached_ranking(
             ranked, matches, build, extra=extra, pools=pools, known=known, reach=reach
         )
 
-    @staticmethod
-    def _title_pool_adds(match_ids: list[int]) -> bool:
-        """Whether a ranking among the known matches needs its title pool (the newest title
-        matches), which may hold a paper its newest pool does not: not where the matches are
-        no more than the candidates, so the newest pool holds them all (a title match is a
-        match). A phrase in a few hundred papers at a million: the title pool's statement
-        cost 1-5 ms, a word's among a thousand known matches 5 ms, for nothing."""
-        return len(match_ids) > settings.SEARCH_RANK_CANDIDATES
-
-    def _known_ids_pay(self, match_ids: list[int]) -> bool:
-        """Whether the ranking's candidates cost less read by their ids, as the summary read
-        them (``_ranked_among``), than found again from the words' index, whose every entry is
-        read into a bitmap (``summary.known_ids_pay``): where the index holds many more papers
-        with the words than the filters keep, a common word in a few months. Not where the
-        words are tested on the date range's papers (``_tested_in_date_range``): no index entry
-        is read then."""
-        if self._tested_in_date_range:
-            return False
-        window = settings.SEARCH_RANK_CANDIDATES
-        phrased = bool(self._parsed.phrase_query)
-        return known_ids_pay(len(match_ids), self._index_entries, window, phrased=phrased)
-
     @property
     def _tested_by_pattern(self) -> bool:
         """Whether the query has a phrase, tested by its words' positions and a pattern over
-        title and abstract (~12 µs a paper): where testing its matches again costs more than
-        reading them by id. A word's test is a lexeme lookup (~1 µs); a common word's newest
-        candidates then come cheaper walked than read by id (measured: 10-20 % slower)."""
+        title and abstract (~12 µs a paper), where a word's test is a lexeme lookup (~1 µs)."""
         return any(matcher.pattern for matcher in self._parsed.matchers.values())
-
-    def _ranked_among(self, match_ids: list[int]) -> list[tuple]:
-        """The keyword ranking's rows from the keyword matches' ids, newest first
-        (``ranked_among``): the newest ``SEARCH_RANK_CANDIDATES`` are the candidates. (A
-        hybrid search summarises its keyword matches apart from those by meaning,
-        ``summary_and_results``.)"""
-        candidates = settings.SEARCH_RANK_CANDIDATES
-        window = match_ids[:candidates]
-        if not window:
-            return []  # nothing matched: nothing to rank (title matches are matches too)
-        searched = self._searched
-
-        def keyword_matches(ids: list[int]):
-            """The papers of ``ids``, ranked. One array, not as many parameters as ids: 2,000
-            parameters cost the ORM's compiling and PostgreSQL's parsing and planning ~10 %
-            of such a search."""
-            papers = Paper.objects.filter(of_ids(ids))
-            return papers.annotate(rank=searched.query.annotations["rank"])
-
-        found = keyword_matches(window).values_list("pk", "rank")
-        # The title pool looks among the matches too: a title with the words is a match, and
-        # the summary read every one. Looking for the phrase again tested every candidate the
-        # words' index gave ("trained times" at a million papers: 7,208 papers with "train
-        # time", none with the phrase, 132 ms), where the matches cost ~5 µs each to read.
-        titled = (
-            searched.relevance_pools(
-                candidates,
-                self._parsed.title_query,
-                rank_in_scan=True,
-                titles_among=keyword_matches(match_ids),
-            )[1:]
-            if self._title_pool_adds(match_ids)
-            else []
-        )
-        return ranked_among(found, window, candidates, *titled)
 
     def ranking(
         self, matches: int | None = None, match_ids=None, reach=None, match_ranks=None

@@ -106,8 +106,9 @@ class Summary:
     per_month: dict[dt.date | None, int] = field(default_factory=dict)  # None: undated papers
     topics: list[dict] = field(default_factory=list)  # {"slug", "name", "n"}, most first
     # Every match's id, newest first, where the summary read them all (``_exact_from_ids``):
-    # the relevance ranking then takes its candidates from them instead of matching again
-    # (``ranked_among``). Only for the request that computed it: not cached.
+    # a sorted page slices them instead of matching again (``PagedByIds``), and a relevance
+    # ranking takes its candidates from them (``match_ranks``). Only for the request that
+    # computed it: not cached.
     match_ids: list[int] | None = field(default=None, compare=False, repr=False)
     # Beside ``match_ids``, where the summary was asked for them (``RankColumns``): each
     # match's (relevance rank, whether its title holds the words), so the ranking needs no
@@ -211,10 +212,13 @@ def summarise(matches: QuerySet, *, topics: bool = True, ranks: RankColumns | No
     ``ranks``: where the summary reads every match, each one's rank too (``match_ranks``).
 
     A word in a few thousand papers: the summary's pass read them all, then the ranking's
-    statement read them again to rank them (~20 ms of a 70 ms page at 100,000 papers);
-    ranked in the summary's pass, each costs ~2-3 µs more (``RANKED_IN_SUMMARY_UP_TO``). A
-    cached summary has no ids or ranks (they stay with the request), so the key is the same
-    with or without them."""
+    statements read them again to rank them. Ranked in the summary's pass, a match costs
+    ~2-3 µs more (its vector decompressed and ranked). At 100,000 papers: "system" in 3,074
+    papers of a date range, the summary 15 -> 21 ms and no ranking statement (was 21 ms);
+    "introduces" in 4,339, 20 -> 32 ms and none (was 15 ms): even where the matches are
+    most. A phrase's ranking read its candidates by id, 12-22 µs each. Only that pass
+    ranks: the sample's, for many matches, does not. A cached summary has no ids
+    or ranks (they stay with the request), so the key is the same with or without them."""
     matches = matches.order_by()
     if matches.query.is_empty():  # e.g. a search by meaning before any paper has an embedding
         return Summary(count=0, exact=True)
@@ -701,7 +705,7 @@ def cached_ranking(
     (``PaperQuerySet.relevance_pools``), read apart where the newest are not every match;
     ``reach``: where the newest matches lie (``Summary.reach``), where known.
     ``known``: where the matches are known already, a function giving the same rows from
-    them (``ranked_among``), used instead of matching again.
+    them (``ranked_from_summary``), used instead of matching again.
 
     Relevance is the one order that cannot come from an index: the candidates' vectors are all
     read and ranked, which for a phrase costs hundreds of milliseconds at a million papers. A
@@ -973,46 +977,14 @@ def _read_apart(statements: list[tuple]) -> list[list[tuple]]:
     ]
 
 
-def ranked_among(found: QuerySet, newest_first: Sequence[int], limit: int, *titled: QuerySet):
-    """(pk, rank) rows, most relevant first, of ``by_relevance``'s UNION, from matches already
-    known: the summary read every match's id (``Summary.match_ids``), newest first.
-
-    The newest pool is the first ``limit`` of ``newest_first`` that ``found`` (a ``values_list``
-    of pk and rank among them) keeps, in that order; ``titled`` are the title pools, read
-    from the title index as they are in every ranking. A phrase is then tested against its
-    matches once a search, in the summary, not again here (the ranking's GIN pass re-tested
-    each: 45 ms of a 125 ms phrase search at 100,000 papers); a common word's candidates are
-    2,000 reads by id instead of a walk past every paper without it."""
-    rows = _read_apart([_statement(part) for part in (found, *titled)])
-    position = {pk: index for index, pk in enumerate(newest_first)}
-    newest = sorted(rows[0], key=lambda row: position[row[0]])[:limit]
-    union = set(newest).union(*rows[1:])
-    return sorted(union, key=lambda row: (-row[1], -row[0]))
-
-
-# A summary that reads every match ranks them in the same pass (``RankColumns``) where they
-# are expected to be no more than this many times the ranking's candidates: each costs ~3 µs
-# there (its vector decompressed and ranked), where the ranking's own statements cost ~15 ms
-# for its 2,000 newest. At 100,000 papers: "system" in 3,074 papers of a date range, the
-# summary 15 -> 21 ms and no ranking (was 21 ms); "introduces" in 4,339, 20 -> 32 ms, the
-# ranking 15 ms: even.
-RANKED_IN_SUMMARY_UP_TO = 2
-
-
-def ranks_in_summary_pay(matches: float | None) -> bool:
-    """Whether a summary expected to read about ``matches`` (None: not known) should rank
-    them as it reads them (``RANKED_IN_SUMMARY_UP_TO``)."""
-    limit = settings.SEARCH_RANK_CANDIDATES * RANKED_IN_SUMMARY_UP_TO
-    return matches is not None and matches <= limit
-
-
 def ranked_from_summary(
     match_ids: Sequence[int], match_ranks: Sequence[tuple[float, bool]], limit: int, *, titles
 ) -> list[tuple]:
-    """``ranked_among``'s rows with no statement, from a summary that ranked every match
-    (``Summary.match_ids`` newest first, ``match_ranks``): the newest pool is the first
-    ``limit`` matches; with ``titles`` (the query has title words), the title pool is the
-    newest ``limit / 10`` of those whose title holds them."""
+    """(pk, rank) rows, most relevant first, of ``by_relevance``'s UNION, with no statement:
+    from a summary that ranked every match (``Summary.match_ids`` newest first,
+    ``match_ranks``). The newest pool is the first ``limit`` matches; with ``titles`` (the
+    query has title words), the title pool is the newest ``limit / 10`` of those whose title
+    holds them (a title match is a match), wherever they are."""
     rows = [(pk, rank) for pk, (rank, _) in zip(match_ids, match_ranks, strict=True)]
     pools = set(rows[:limit])
     if titles:
@@ -1154,33 +1126,6 @@ def tests_range_pays(papers: int, entries: float) -> bool:
     """Whether testing a search on each of a date range's ``papers`` costs less than reading
     the ``entries`` of its words' index (``search.index_entries``) to intersect with them."""
     return papers * _RANGE_PAPER_TESTED_US < entries * _INDEX_ENTRY_READ_US
-
-
-# Ranking the candidates by their ids (``ranked_among``), µs, fitted at a million papers on
-# eleven searches (one word and two): ~3,000 for its statements, 12 a candidate read and
-# ranked (22 with the bonus of several words as a phrase), 3 a known match the title pool
-# looks among. Found again from the words' index: ``_INDEX_ENTRY_READ_US`` an entry of its
-# bitmap and ~6 a match's row read and ranked.
-_KNOWN_IDS_US, _KNOWN_ID_US, _KNOWN_ID_PHRASED_US, _KNOWN_MATCH_US = 3_000.0, 12.0, 22.0, 3.0
-_MATCH_READ_US = 6.0
-
-
-def known_ids_pay(matches: int, entries: float, window: int, *, phrased: bool = False) -> bool:
-    """Whether a ranking whose ``matches`` the summary read by id costs less ranking the first
-    ``window`` of them (``ranked_among``) than finding them again through the ``entries`` of
-    the words' index (``search.index_entries``; 0: not known, as for an author or a prefix);
-    ``phrased``: the query's words also earn a phrase bonus.
-
-    "baselines" in 17 months of a million papers: 2,633 matches of its index's 126,629
-    entries; ranked from the index 51 ms, by id 29. "diagonally", 5,555 matches and about as
-    many entries: from the index 28 ms, by id 49. "randomly text" (3,898 of the rarer word's
-    40,288): from the index 37 ms, by id 49."""
-    if not matches or not entries:
-        return False
-    per_candidate = _KNOWN_ID_PHRASED_US if phrased else _KNOWN_ID_US
-    by_id = _KNOWN_IDS_US + min(matches, window) * per_candidate + matches * _KNOWN_MATCH_US
-    again = max(entries, matches) * _INDEX_ENTRY_READ_US + matches * _MATCH_READ_US
-    return by_id < again
 
 
 def reads_since_pays(matches: int | None, reach: Reach | None) -> bool:

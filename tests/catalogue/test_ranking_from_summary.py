@@ -1,5 +1,7 @@
-"""A phrase's relevance ranking from the matches the summary read (``Summary.match_ids``):
-the same ranking as matching again, without testing the phrase a second time."""
+"""A relevance ranking from the matches the summary read and ranked in its pass
+(``Summary.match_ids``, ``match_ranks``): the same ranking as matching again, with no
+statement of its own (a phrase is not tested a second time, a word's matches not read
+again)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalogue import filters, hybrid, search
+from catalogue import hybrid
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperEmbedding
-from catalogue.summary import known_ids_pay, ranked_from_summary, ranks_in_summary_pay, summarise
+from catalogue.summary import ranked_from_summary, summarise
 
 pytestmark = pytest.mark.django_db
 
@@ -83,58 +85,6 @@ def searched(params) -> PaperFilter:
     return paper_filter
 
 
-@pytest.mark.parametrize("params", SEARCHES)
-def test_the_ranking_among_the_summarys_matches_is_the_ranking_of_matching_again(catalogue, params):
-    summary = summarise(searched(params).matches)
-    assert summary.match_ids is not None and len(summary.match_ids) == summary.count
-    known = searched(params).ranking(summary.count, summary.match_ids)
-    again = searched(params).ranking(summary.count)
-    assert known.ids == again.ids and known.reasons == again.reasons
-    assert len(known.ids) >= 5  # the newest five, a title match, the neighbours
-
-
-def test_the_neighbour_without_the_words_is_ranked_by_meaning_only(catalogue):
-    summary = summarise(searched(SEARCHES[0]).matches)
-    without_words = Paper.objects.get(arxiv_id="2402.00004").pk
-    assert without_words in summary.match_ids
-    ranking = searched(SEARCHES[0]).ranking(summary.count, summary.match_ids)
-    assert ranking.reasons[without_words] == (hybrid.MEANING,)
-
-
-def newest_pool_ranked_among_known_matches(params) -> tuple[str, list[int]]:
-    """(the SQL of the ranking's newest pool, the matches' ids newest first) of a search
-    ranked among the matches its summary read."""
-    summary = summarise(searched(params).matches)
-    with CaptureQueriesContext(connection) as statements:
-        searched(params).ranking(summary.count, summary.match_ids)
-    (ranking,) = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
-    return ranking.split("; ")[0], summary.match_ids
-
-
-def test_the_phrase_is_not_tested_again_where_its_matches_are_known(catalogue):
-    newest_pool, _ = newest_pool_ranked_among_known_matches(SEARCHES[1])
-    assert "~*" not in newest_pool and "@@" not in newest_pool, newest_pool
-
-
-def test_the_known_matches_reach_postgresql_as_one_array(catalogue):
-    """Not as one parameter per id: a few thousand ids cost the ORM's compiling and
-    PostgreSQL's parsing and planning more than the ranking's reads."""
-    newest_pool, match_ids = newest_pool_ranked_among_known_matches(SEARCHES[1])
-    window = match_ids[:5]  # SEARCH_RANK_CANDIDATES, no neighbour in keyword mode
-    assert "= ANY((SELECT '{" + ",".join(map(str, window)) + "}'" in newest_pool, newest_pool
-    assert f"IN ({window[0]}, " not in newest_pool, newest_pool
-
-
-def test_nothing_matched_is_an_empty_ranking_without_ranking_anything(catalogue):
-    params = {"q": '"attention linear"', "mode": "keyword"}  # both words, never in this order
-    summary = summarise(searched(params).matches)
-    assert summary.count == 0 and summary.match_ids == []
-    with CaptureQueriesContext(connection) as statements:
-        ranking = searched(params).ranking(summary.count, summary.match_ids)
-    assert ranking.ids == []
-    assert not [s for s in statements if "ts_rank_cd" in s["sql"]]
-
-
 def test_match_ids_are_the_matches_newest_first_and_are_not_cached(catalogue):
     paper_filter = searched(SEARCHES[0])
     summary = summarise(paper_filter.matches)
@@ -149,80 +99,6 @@ def test_match_ids_are_the_matches_newest_first_and_are_not_cached(catalogue):
     assert pickle.loads(pickle.dumps(summary)).match_ids is None
 
 
-def test_the_title_pool_looks_among_the_known_matches_without_testing_the_phrase_again(
-    catalogue,
-):
-    """A title with the phrase is a match, and the summary read every match: the title pool
-    reads them by id. Looking among the words' candidates again tested the phrase's pattern
-    on every paper with both words ("trained times" at a million papers: 7,208 papers with
-    "train time", none with the phrase, 132 ms)."""
-    summary = summarise(searched(SEARCHES[1]).matches)
-    with CaptureQueriesContext(connection) as statements:
-        searched(SEARCHES[1]).ranking(summary.count, summary.match_ids)
-    (ranking,) = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
-    newest_pool, title_pool = ranking.split("; ")
-    known = "= ANY((SELECT '{" + ",".join(map(str, summary.match_ids)) + "}'"
-    assert known in title_pool, title_pool
-    assert "~*" not in title_pool and "~*" not in newest_pool, title_pool
-
-
-@pytest.mark.parametrize(
-    ("matches", "entries", "window", "phrased", "pays"),
-    [
-        (2_633, 126_629, 2_000, False, True),  # "baselines" in 17 months of a million papers
-        (2_103, 124_163, 2_000, False, True),  # "critical" in six months: 48 ms again, 25 by id
-        (5_555, 5_555, 2_000, False, False),  # "diagonally" everywhere: 28 ms again, 49 by id
-        (3_898, 40_288, 2_000, True, False),  # "randomly text": 37 ms again, 49 by id
-        (100, 10_000, 2_100, False, False),  # a rare word: its few rows, by id or not
-        (2_633, 0, 2_000, False, False),  # entries unknown (an author, a prefix)
-        (0, 126_629, 2_000, False, False),  # nothing matched
-    ],
-)
-def test_ranking_by_the_known_ids_pays_where_the_words_index_holds_many_more(
-    matches, entries, window, phrased, pays
-):
-    assert known_ids_pay(matches, entries, window, phrased=phrased) is pays
-
-
-@pytest.mark.parametrize(("titles", "by_id"), [(100_000, True), (30, False)])
-def test_a_word_whose_index_holds_many_more_papers_is_ranked_by_the_known_ids(
-    catalogue, monkeypatch, titles, by_id
-):
-    """The summary read the matches of "transformers"; where the word's index holds many more
-    papers than those (the statistics say 90 % of 100,000, as for a common word among a few
-    months' papers), the ranking reads its candidates by id instead of every index entry
-    again. The same ranking either way."""
-    stats = search.TitleStats({"transform": 0.9}, rare=0.001, titles=titles)
-    monkeypatch.setattr(search, "vector_frequencies", lambda: stats)
-    params = {"q": "transformers", "mode": "keyword"}
-    summary = summarise(searched(params).matches)
-    assert summary.match_ids is not None and summary.count > 5
-    assert not searched(params)._tested_in_date_range
-    with CaptureQueriesContext(connection) as statements:
-        ranking = searched(params).ranking(summary.count, summary.match_ids)
-    reads = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
-    newest_pool = reads[0].split("; ")[0]
-    assert ("= ANY((SELECT '{" in newest_pool and "@@" not in newest_pool) is by_id, newest_pool
-    assert ranking.ids == searched(params).ranking(summary.count).ids
-
-
-def test_no_title_pool_is_read_where_the_candidates_hold_every_known_match(catalogue, settings):
-    """With no more matches than candidates, the newest pool holds every match, title
-    matches included: the title pool would add nothing and is not read (1-5 ms a phrase at a
-    million papers). The ranking is the one matching again gives."""
-    settings.SEARCH_RANK_CANDIDATES = 1_000
-    params = SEARCHES[1]
-    summary = summarise(searched(params).matches)
-    assert summary.count <= settings.SEARCH_RANK_CANDIDATES
-    with CaptureQueriesContext(connection) as statements:
-        known = searched(params).ranking(summary.count, summary.match_ids)
-    (ranking,) = [s["sql"] for s in statements if "ts_rank_cd" in s["sql"]]
-    assert "; " not in ranking and "ts_filter" not in ranking, ranking  # the newest pool alone
-    assert known.ids == searched(params).ranking(summary.count).ids
-    titled = Paper.objects.filter(title__startswith="Linear attention", abstract__contains="scale")
-    assert set(titled.values_list("pk", flat=True)) <= set(known.ids)
-
-
 # --- ranked in the summary's own pass (``Summary.match_ranks``) ------------------------------
 
 RANKED_SEARCHES = [
@@ -231,14 +107,6 @@ RANKED_SEARCHES = [
     {"q": "linear attention"},  # title words: the title pool reaches past the newest five
     {"q": "attention", "since": "2024-02-01", "until": "2024-03-31"},
 ]
-
-
-@pytest.fixture
-def counted_words(monkeypatch):
-    """Word statistics by which every search of the catalogue is expected to match a few
-    papers (``_expected_matches``): few enough to be ranked in the summary's pass."""
-    stats = search.TitleStats({}, rare=0.2, titles=50)
-    monkeypatch.setattr(search, "vector_frequencies", lambda: stats)
 
 
 def summary_and_ranking(params):
@@ -251,9 +119,7 @@ def summary_and_ranking(params):
 
 
 @pytest.mark.parametrize("params", RANKED_SEARCHES)
-def test_a_summary_that_ranks_its_matches_gives_the_ranking_of_matching_again(
-    catalogue, counted_words, params
-):
+def test_a_summary_that_ranks_its_matches_gives_the_ranking_of_matching_again(catalogue, params):
     """Each match's rank and title flag come from the summary's pass, and the ranking is
     built from them with no statement of its own; it is the ranking matching again gives,
     title pool included (five candidates, older title matches)."""
@@ -282,26 +148,22 @@ def test_the_title_pool_from_the_summarys_ranks_reaches_past_the_newest():
     )
 
 
-def test_ranks_are_not_read_for_sorted_pages_or_where_the_matches_are_many(
-    catalogue, counted_words, monkeypatch
-):
+def test_ranks_are_not_read_for_sorted_pages_or_where_the_sample_estimates(catalogue, settings):
     summary, _, _ = summary_and_ranking({"q": "attention", "sort": "newest"})
     assert summary.match_ids is not None and summary.match_ranks is None
-    many = search.TitleStats({}, rare=1.0, titles=10**6)  # a million papers expected
-    monkeypatch.setattr(search, "vector_frequencies", lambda: many)
+    settings.SUMMARY_MIN_SAMPLE_HITS = 0  # the sample's hits always enough: estimated
     summary, results, ranked = summary_and_ranking({"q": "transformers", "mode": "keyword"})
-    assert summary.match_ranks is None
-    (ranking,) = ranked  # its own statement; the summary's ranks nothing
-    assert "WITH sample" not in ranking
+    assert not summary.exact and summary.match_ranks is None
+    assert [s for s in ranked if "WITH sample" not in s]  # the ranking's own statements
 
 
-def test_match_ranks_are_not_cached(catalogue, counted_words):
+def test_match_ranks_are_not_cached(catalogue):
     summary, _, _ = summary_and_ranking(SEARCHES[1])
     assert summary.match_ranks
     assert pickle.loads(pickle.dumps(summary)).match_ranks is None
 
 
-def test_the_samples_pass_does_not_rank(catalogue, counted_words):
+def test_the_samples_pass_does_not_rank(catalogue):
     """The matches are compiled once, with their rank columns, for both passes: the sample's
     pass, over a fifth of a million papers' sample for a common word, must not compute
     them (PostgreSQL drops the columns a pulled-up subquery's parent does not use)."""
@@ -315,19 +177,14 @@ def test_the_samples_pass_does_not_rank(catalogue, counted_words):
     assert "ts_rank_cd" in json.dumps(plan)
 
 
-@pytest.mark.parametrize(
-    ("matches", "pays"), [(None, False), (0, True), (4_000, True), (4_001, False)]
-)
-def test_ranks_in_the_summary_pay_up_to_twice_the_candidates(settings, matches, pays):
-    settings.SEARCH_RANK_CANDIDATES = 2_000
-    assert ranks_in_summary_pay(matches) is pays
+def test_the_neighbour_without_the_words_is_ranked_by_meaning_only(catalogue):
+    _, results, _ = summary_and_ranking(SEARCHES[0])
+    without_words = Paper.objects.get(arxiv_id="2402.00004").pk
+    assert results.reasons[without_words] == (hybrid.MEANING,)
 
 
-def test_the_expected_matches_are_the_words_share_of_the_date_range(catalogue, monkeypatch):
-    stats = search.TitleStats({"attent": 0.5}, rare=0.001, titles=1_000)
-    monkeypatch.setattr(search, "vector_frequencies", lambda: stats)
-    assert searched({"q": "attention"})._expected_matches == 500
-    monkeypatch.setattr(filters, "papers_published_between", lambda first, last: 10)
-    monkeypatch.setattr(filters, "catalogue_size", lambda: 100)
-    ranged = searched({"q": "attention", "since": "2024-02-01"})
-    assert ranged._expected_matches == pytest.approx(50)
+def test_nothing_matched_is_an_empty_ranking_without_ranking_anything(catalogue):
+    params = {"q": '"attention linear"', "mode": "keyword"}  # both words, never in this order
+    summary, results, ranked = summary_and_ranking(params)
+    assert summary.count == 0 and summary.match_ids == [] and results.ids == []
+    assert all("WITH sample" in statement for statement in ranked)  # the summary's alone
