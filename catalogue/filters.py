@@ -436,8 +436,20 @@ class PaperFilter(django_filters.FilterSet):
     def _fuses_meaning(self) -> bool:
         """Whether the relevance ranking fuses keyword candidates and nearest papers by
         meaning (``ranking``)."""
-        keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
-        return self.search_mode == Mode.HYBRID and keyword and self._meaning is not None
+        return (
+            self.search_mode == Mode.HYBRID and self._has_rank_words and self._meaning is not None
+        )
+
+    @property
+    def _has_rank_words(self) -> bool:
+        """Whether the query has words to match and rank by."""
+        return self._keyword_condition is not None and bool(self._parsed.rank_query)
+
+    @property
+    def _ranked_by_words_alone(self) -> bool:
+        """Whether the relevance ranking ranks keyword candidates alone (``ranking``): in
+        keyword mode, or where there is no meaning to search for beside the words."""
+        return self.search_mode == Mode.KEYWORD or (self._has_rank_words and self._meaning is None)
 
     def summary_and_results(self, prepare=lambda papers: papers, *, topics: bool = True):
         """(the matches' ``Summary``: count, timeline, facets with ``topics``; what pages
@@ -462,9 +474,7 @@ class PaperFilter(django_filters.FilterSet):
         or fused with the nearest papers by meaning), not papers by meaning alone."""
         if self._keyword_condition is None:
             return False
-        keyword = bool(self._parsed.rank_query)
-        by_words = self.search_mode == Mode.KEYWORD or (keyword and self._meaning is None)
-        return by_words or self._fuses_meaning
+        return self._ranked_by_words_alone or self._fuses_meaning
 
     @property
     def _rank_columns(self) -> RankColumns | None:
@@ -580,8 +590,7 @@ class PaperFilter(django_filters.FilterSet):
         where the newest candidates lie in the date index (``Summary.reach``);
         ``match_ranks``: each match's rank and title flag, where the summary read them too
         (``ranked_from_summary``: no statement)."""
-        keyword = self._keyword_condition is not None and bool(self._parsed.rank_query)
-        if self.search_mode == Mode.KEYWORD or (keyword and self._meaning is None):
+        if self._ranked_by_words_alone:
             return self._cached_ranking(
                 matches,
                 hybrid.keyword_ranking,

@@ -288,10 +288,7 @@ class PaperQuerySet(models.QuerySet):
             # every match anywhere would be read to find the few in titles. Without weights:
             # the title vector has only title words, and a weight makes each match re-read.
             among = self if titles_among is None else titles_among
-            titles = among.alias(title_vector=search.TITLE_VECTOR)
-            in_titles = titles.filter(
-                title_vector=search.RawTsQuery(search.unweighted(title_query))
-            )
+            in_titles = among.filter(search.in_title(title_query))
             limit = max(candidates // 10, 1)
             pool = in_titles.newest_first().values(*fields)[:limit]
             # Walking the date index instead (summary._title_statements), each paper is
