@@ -59,7 +59,7 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
     report.write_text("# Benchmarks\n\n## Earlier figures\n\nKept.\n")
     db_name = f"catalogue_benchtest_{os.getpid()}"
     arguments = [
-        "--sizes", "300", "--per-class", "3", "--requests", "2", "--warmups", "1",
+        "--sizes", "100", "--per-class", "3", "--requests", "2", "--warmups", "1",
         "--workers", "2", "--db-name", db_name, "--cache-dir", str(tmp_path),
         "--output", str(report),
     ]  # fmt: skip
@@ -95,15 +95,15 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
         assert float(server_ms) > 0 and float(capacity) > 0, row
     assert "Reused the database" not in built and f"Reused the database `{db_name}`" in reused
     # The built one embedded its papers with the model; the reused one got stand-ins.
-    assert re.search(r"Embeddings \(`manage.py embed`.*: 300 papers in", built)
-    assert "Papers with an embedding: 300 (" in reused
+    assert re.search(r"Embeddings \(`manage.py embed`.*: 100 papers in", built)
+    assert "Papers with an embedding: 100 (" in reused
     assert re.search(
-        r"300 of them stand-ins .* Stand-ins made by this run: 300 papers from 300 words", reused
+        r"100 of them stand-ins .* Stand-ins made by this run: 100 papers from 300 words", reused
     )
     text = report.read_text()
     assert text.count("<!-- bench_site: begin") == 1  # the second run replaced the first's
     assert text.startswith("# Benchmarks\n") and "## Earlier figures\n\nKept." in text
-    assert "### 300 papers" in text and "PostgreSQL" in text and "#### Slowest statement" in text
+    assert "### 100 papers" in text and "PostgreSQL" in text and "#### Slowest statement" in text
     assert "Reused the database" in text
     assert re.search(r"estimate of the papers: [\d,]+ rows, so every count and facet is", text)
     # Each run read the database into memory before measuring.
