@@ -486,7 +486,7 @@ class PaperFilter(django_filters.FilterSet):
         if not self._ranks_words:
             return None
         title_query = self._parsed.title_query
-        titled = search.in_title(title_query) if title_query else Value(False)
+        titled = search.in_title_by_weight(title_query) if title_query else Value(False)
         return RankColumns(rank=self._searched.query.annotations["rank"], titled=titled)
 
     @cached_property

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalogue import hybrid
+from catalogue import hybrid, search
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, PaperEmbedding
 from catalogue.summary import ranked_from_summary, summarise
@@ -175,6 +175,43 @@ def test_the_samples_pass_does_not_rank(catalogue):
     (sample,) = [node for node in plan["Plans"] if node.get("Subplan Name") == "CTE sample"]
     assert "ts_rank_cd" not in json.dumps(sample)
     assert "ts_rank_cd" in json.dumps(plan)
+
+
+TITLE_SEARCHES = ["attention", "linear attention", f'"{PHRASE}"', "linear OR proteins",
+                  f'"{PHRASE}" transformers', "title:study"]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", TITLE_SEARCHES)
+def test_a_title_tested_by_weight_is_a_title_the_title_index_finds(catalogue, text):
+    """The summary's pass and a walked title pool test a paper's title words by their weight
+    in its whole vector; the title index holds a copy of the title words (``ts_filter``).
+    Both must find the same titles: words apart or reversed in a title, one word in the title
+    and the other in the abstract, a phrase across the two."""
+    Paper.objects.bulk_create(
+        Paper(arxiv_id=f"2403.{i:05d}", title=title, abstract=abstract)
+        for i, (title, abstract) in enumerate(
+            [
+                ("Attention, not linear", "Proteins."),
+                ("Linear models", "Attention everywhere."),
+                ("Fast and linear", "Attention is what we study."),
+                ("A study of proteins", "Linear attention."),
+                ("Linear attention for transformers", "Proteins."),
+            ]
+        )
+    )
+    title_query = search.parse(text).title_query
+    visible = Paper.objects.visible()
+    by_index = visible.filter(search.in_title(title_query)).values_list("pk", flat=True)
+    by_weight = visible.filter(search.in_title_by_weight(title_query)).values_list("pk", flat=True)
+    assert set(by_weight) == set(by_index) and by_index
+
+
+def test_the_summarys_pass_tests_titles_by_weight_not_on_a_copy_of_each_vector(catalogue):
+    """``ts_filter`` copies each match's vector (~1.2 KB) to test its title: as costly as its
+    rank, over every match the pass reads."""
+    _, _, (statement,) = summary_and_ranking({"q": "linear attention"})
+    assert "ts_filter" not in statement
+    assert "''linear'':A" in statement  # its title flags: by weight
 
 
 def test_the_neighbour_without_the_words_is_ranked_by_meaning_only(catalogue):
