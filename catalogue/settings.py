@@ -339,6 +339,11 @@ INGEST_ALLOW_PRIVATE_HOSTS = env_bool("INGEST_ALLOW_PRIVATE_HOSTS", False)
 # 3 s) after the previous one ended, across every worker sharing REDIS_URL and the prefix
 # (ingest.http.RedisHostThrottle); off, or with Redis unreachable, each process spaces its own.
 INGEST_SHARED_THROTTLE = env_bool("INGEST_SHARED_THROTTLE", True)
+# Seconds between two requests to one host without an interval of its own (arXiv's is 3 s):
+# a mirror on the LAN may take less.
+INGEST_MIN_INTERVAL = float(env_str("INGEST_MIN_INTERVAL", "1"))
+if INGEST_MIN_INTERVAL < 0:
+    raise ConfigError(f"INGEST_MIN_INTERVAL must be 0 or more, got {INGEST_MIN_INTERVAL}")
 # Its Redis keys' namespace: test sessions and checkouts sharing one Redis each have a queue.
 # Not starting with the queue's name: Celery's keys do (lists, which tests count).
 INGEST_THROTTLE_PREFIX = env_str("INGEST_THROTTLE_PREFIX", f"throttle:{CELERY_TASK_DEFAULT_QUEUE}:")

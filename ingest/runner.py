@@ -368,6 +368,7 @@ def _fetcher(validators: MemoryValidatorCache | None = None) -> Fetcher:
         read_timeout=settings.INGEST_FETCH_TIMEOUT,
         max_attempts=settings.INGEST_FETCH_ATTEMPTS,
         backoff_base=settings.INGEST_RETRY_BACKOFF / 30,
+        min_interval=settings.INGEST_MIN_INTERVAL,
         throttle=_throttle(),
     )
 
@@ -376,14 +377,16 @@ def _throttle() -> HostThrottle | None:
     """The cluster-wide throttle (INGEST_SHARED_THROTTLE), or None: the fetcher's own."""
     if not settings.INGEST_SHARED_THROTTLE:
         return None
-    return _shared_throttle(settings.REDIS_URL, settings.INGEST_THROTTLE_PREFIX)
+    return _shared_throttle(
+        settings.REDIS_URL, settings.INGEST_THROTTLE_PREFIX, settings.INGEST_MIN_INTERVAL
+    )
 
 
 @functools.lru_cache(maxsize=4)
-def _shared_throttle(redis_url: str, prefix: str) -> RedisHostThrottle:
+def _shared_throttle(redis_url: str, prefix: str, min_interval: float) -> RedisHostThrottle:
     """One per process, built on first use (after a worker forks): the runs in a process
     share its Redis connections and take their turns in it first."""
-    return RedisHostThrottle(redis_url, prefix=prefix)
+    return RedisHostThrottle(redis_url, min_interval, prefix=prefix)
 
 
 # Files counted before their ingest: large enough for the count to matter (a progress bar, the

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ingest import http
+from ingest import http, runner
 from ingest.http import (
     Fetcher,
     FetchError,
@@ -470,6 +470,25 @@ def test_requests_to_one_host_keep_the_minimum_interval(server, make_fetcher):
     measured = gaps(server.hits("/page"))
     assert len(measured) == 3
     assert all(gap >= 0.05 for gap in measured), measured
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["through Redis", "its own"])
+def test_an_ingests_fetches_are_spaced_by_the_min_interval_setting(server, settings, shared):
+    """``INGEST_MIN_INTERVAL``, not the 1 s default, spaces an ingest run's requests to a host
+    of no interval of its own, whether the turns are taken through Redis or in the process."""
+    settings.INGEST_MIN_INTERVAL = 0.3
+    settings.INGEST_SHARED_THROTTLE = shared
+    settings.INGEST_THROTTLE_PREFIX = f"throttle:test-{random.getrandbits(64):x}:"
+    settings.INGEST_ALLOW_PRIVATE_HOSTS = True
+    url = server.script("/page", Reply(200, b"x"))
+
+    with runner._fetcher() as fetcher:
+        for page in range(4):
+            fetcher.get(url, {"page": page})
+
+    measured = gaps(server.hits("/page"))
+    assert len(measured) == 3 and all(gap >= 0.3 for gap in measured), measured
+    assert min(measured) < http.DEFAULT_MIN_INTERVAL, measured
 
 
 def test_retries_keep_the_minimum_interval_too(server, make_fetcher):

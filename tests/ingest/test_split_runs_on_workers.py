@@ -89,7 +89,7 @@ def test_two_workers_execute_one_runs_chunks_at_once_and_survive_losing_one(tmp_
             resumed_by = group_of(killed_chunk)
         finally:
             for worker in workers[1:]:
-                stop_worker(worker)
+                stop_worker(worker, cold=True)
 
     assert run.status == IngestRun.Status.SUCCEEDED, run.error
     assert (run.seen, run.created, run.updated, run.unchanged, run.rejected) == (
@@ -118,7 +118,7 @@ def test_the_reaper_and_a_resumed_run_do_not_wait_behind_queued_chunks(tmp_path)
         try:
             wait_for(lambda: finished(split.pk), 120, "the split run to finish")
         finally:
-            stop_worker(worker)
+            stop_worker(worker, cold=True)
     orphan.refresh_from_db()
     assert orphan.status == IngestRun.Status.SUCCEEDED and orphan.attempts == 2
     first_chunk = min(split.chunks.values_list("started_at", flat=True))
