@@ -9,7 +9,7 @@ from pathlib import Path
 
 from catalogue import embedded
 from catalogue.dburl import database_from_url
-from catalogue.env import ConfigError, env_bool, env_int, env_list, env_str, env_url
+from catalogue.env import ConfigError, env_bool, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -100,7 +100,7 @@ REDIS_URL = (
 # The caches only save work: Redis down or hanging costs a miss, not an error
 # (catalogue.cache: errors are misses, and Redis is left alone for a few seconds after one).
 # A cache answer takes a millisecond; past CACHE_TIMEOUT seconds computing the page is faster.
-CACHE_TIMEOUT = float(env_str("CACHE_TIMEOUT", "0.5"))
+CACHE_TIMEOUT = env_float("CACHE_TIMEOUT", 0.5)
 CACHES = {
     "default": {
         "BACKEND": "catalogue.cache.FailOpenRedisCache",
@@ -324,7 +324,7 @@ INGEST_DEFER_INDEXES_FROM = env_int("INGEST_DEFER_INDEXES_FROM", 250_000)
 # (requests back off 1, 2, 4 … s; a failed task retries after 30, 60, 120 … s).
 INGEST_FETCH_TIMEOUT = env_int("INGEST_FETCH_TIMEOUT", 60)
 INGEST_FETCH_ATTEMPTS = env_int("INGEST_FETCH_ATTEMPTS", 4)
-INGEST_RETRY_BACKOFF = float(env_str("INGEST_RETRY_BACKOFF", "30"))
+INGEST_RETRY_BACKOFF = env_float("INGEST_RETRY_BACKOFF", 30)
 INGEST_USER_AGENT = env_str(
     "INGEST_USER_AGENT", "paper-catalogue/0.1 (research paper catalogue; admin@localhost)"
 )
@@ -341,7 +341,7 @@ INGEST_ALLOW_PRIVATE_HOSTS = env_bool("INGEST_ALLOW_PRIVATE_HOSTS", False)
 INGEST_SHARED_THROTTLE = env_bool("INGEST_SHARED_THROTTLE", True)
 # Seconds between two requests to one host without an interval of its own (arXiv's is 3 s):
 # a mirror on the LAN may take less.
-INGEST_MIN_INTERVAL = float(env_str("INGEST_MIN_INTERVAL", "1"))
+INGEST_MIN_INTERVAL = env_float("INGEST_MIN_INTERVAL", 1)
 if INGEST_MIN_INTERVAL < 0:
     raise ConfigError(f"INGEST_MIN_INTERVAL must be 0 or more, got {INGEST_MIN_INTERVAL}")
 # Its Redis keys' namespace: test sessions and checkouts sharing one Redis each have a queue.

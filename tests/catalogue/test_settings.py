@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 
 from catalogue.dburl import database_from_url
-from catalogue.env import ConfigError, env_bool, env_int, env_url
+from catalogue.env import ConfigError, env_bool, env_float, env_int, env_url
 
 
 def run_check(**env) -> subprocess.CompletedProcess:
@@ -39,6 +39,18 @@ def test_embedding_backfill_without_chains_is_refused_at_start_up():
     result = run_check(EMBEDDING_CHAINS="0")
     assert result.returncode != 0
     assert "EMBEDDING_CHAINS must be at least 1, got 0" in result.stderr
+
+
+def test_a_negative_interval_between_fetches_is_refused_at_start_up():
+    result = run_check(INGEST_MIN_INTERVAL="-1")
+    assert result.returncode != 0
+    assert "INGEST_MIN_INTERVAL must be 0 or more, got -1.0" in result.stderr
+
+
+def test_malformed_number_names_the_variable(monkeypatch):
+    monkeypatch.setenv("INGEST_MIN_INTERVAL", "a second")
+    with pytest.raises(ConfigError, match="INGEST_MIN_INTERVAL must be a number, got 'a second'"):
+        env_float("INGEST_MIN_INTERVAL", 1)
 
 
 def test_malformed_boolean_names_the_variable(monkeypatch):
