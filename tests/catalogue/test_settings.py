@@ -47,22 +47,28 @@ def test_a_negative_interval_between_fetches_is_refused_at_start_up():
     assert "INGEST_MIN_INTERVAL must be 0 or more, got -1.0" in result.stderr
 
 
-def test_malformed_number_names_the_variable(monkeypatch):
-    monkeypatch.setenv("INGEST_MIN_INTERVAL", "a second")
-    with pytest.raises(ConfigError, match="INGEST_MIN_INTERVAL must be a number, got 'a second'"):
-        env_float("INGEST_MIN_INTERVAL", 1)
-
-
 def test_malformed_boolean_names_the_variable(monkeypatch):
     monkeypatch.setenv("DEBUG", "maybe")
     with pytest.raises(ConfigError, match="DEBUG must be a boolean"):
         env_bool("DEBUG")
 
 
-def test_malformed_integer_names_the_variable(monkeypatch):
-    monkeypatch.setenv("INGEST_BATCH_SIZE", "many")
-    with pytest.raises(ConfigError, match="INGEST_BATCH_SIZE must be an integer"):
-        env_int("INGEST_BATCH_SIZE", 10)
+@pytest.mark.parametrize(
+    ("read", "name", "raw", "message"),
+    [
+        (env_int, "INGEST_BATCH_SIZE", "many", "INGEST_BATCH_SIZE must be an integer"),
+        (
+            env_float,
+            "INGEST_MIN_INTERVAL",
+            "a second",
+            "INGEST_MIN_INTERVAL must be a number, got 'a second'",
+        ),
+    ],
+)
+def test_malformed_number_names_the_variable(monkeypatch, read, name, raw, message):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ConfigError, match=message):
+        read(name, 10)
 
 
 def test_database_url_of_another_kind_is_refused_at_start_up():

@@ -477,8 +477,7 @@ def test_an_ingests_fetches_are_spaced_by_the_min_interval_setting(server, setti
     """``INGEST_MIN_INTERVAL``, not the 1 s default, spaces an ingest run's requests to a host
     of no interval of its own, whether the turns are taken through Redis or in the process."""
     settings.INGEST_MIN_INTERVAL = 0.3
-    settings.INGEST_SHARED_THROTTLE = shared
-    settings.INGEST_THROTTLE_PREFIX = f"throttle:test-{random.getrandbits(64):x}:"
+    settings.INGEST_SHARED_THROTTLE = shared  # (each test has a throttle prefix of its own)
     settings.INGEST_ALLOW_PRIVATE_HOSTS = True
     url = server.script("/page", Reply(200, b"x"))
 
