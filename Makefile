@@ -25,9 +25,16 @@ run: $(STAMP) $(MODEL_FILES)
 dev: $(STAMP) $(MODEL_FILES)
 	$(BIN)/python manage.py runstack --dev
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; 0: one process). Most of its time
+# is waiting on workers, servers and subprocesses, so two halve it even on two cores.
+# `--dist load` hands tests out in pytest-django's order (database tests, then those that
+# flush the database), so a test never finds a flushed database where it expects the data
+# migrations' rows (one process per test file would mix the two).
+TEST_WORKERS ?= 2
+
 test: $(STAMP) $(MODEL_FILES) lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist load
 
 # Issue 15's cluster test: seven test hosts in network namespaces (root), 100,000 papers
 # ingested by two worker hosts, one of them and the replica lost on the way (tests/cluster).
