@@ -27,6 +27,24 @@ DATA_DIR = Path(__file__).parent / "data"
 SEED = DATA_DIR / "seed" / "hf-papers-search-listing.txt"
 
 
+# How pytest-xdist may hand tests to its processes: one at a time in collection order, which
+# is pytest-django's (tests in a transaction, then tests that flush the database, then the
+# rest), so each process runs its flushing tests after the tests that read rows the data
+# migrations made (the curator group, the beat schedules). Whole files or classes at a time
+# would run a file's flushing test before another file's reading ones.
+XDIST_ORDERED_MODES = ("no", "load")
+
+
+def pytest_configure(config):
+    dist = config.getoption("dist", "no")
+    if dist not in XDIST_ORDERED_MODES:
+        raise pytest.UsageError(
+            f"--dist {dist} runs tests out of pytest-django's order: a test that flushes the "
+            "database could run before one that reads the data migrations' rows. Use "
+            "--dist load (make test does)."
+        )
+
+
 class WorkerProcess:
     def __init__(self, process: subprocess.Popen, queue: str, log_path: Path, name: str):
         self.process = process
