@@ -26,7 +26,8 @@ dev: $(STAMP) $(MODEL_FILES)
 	$(BIN)/python manage.py runstack --dev
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist; 0: one process). Most of its time
-# is waiting on workers, servers and subprocesses, so two halve it even on two cores.
+# is waiting on workers, servers and subprocesses: two take it from 12-13 minutes to 7-8, even
+# on two cores.
 # `--dist load` hands tests out in pytest-django's order (database tests, then those that
 # flush the database), so a test never finds a flushed database where it expects the data
 # migrations' rows (one process per test file would mix the two).
