@@ -126,6 +126,29 @@ def test_new_papers_wait_to_be_paired_whatever_inserts_them():
     assert set(PhrasePairs.objects.values_list("paper_id", flat=True)) == {one.pk} | inserted
 
 
+def _pending_list_limit() -> str:
+    with connection.cursor() as cursor:  # (in the test's transaction: its SET LOCALs hold)
+        cursor.execute("SHOW gin_pending_list_limit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("waiting, limit", [(3, "64MB"), (2, "4MB")])
+def test_a_backlog_is_paired_with_a_larger_gin_pending_list(monkeypatch, waiting, limit):
+    """Beyond PENDING_LIMIT waiting papers (no search reads the pairs' index), the pairing
+    lets the index's pending list grow to BACKLOG_PENDING_LIST; at or below it, the server's
+    own limit holds, so searches reading the index never scan a larger list."""
+    monkeypatch.setattr(phrases, "PENDING_LIMIT", 2)
+    for number in range(waiting):
+        make(f"2501.1010{number}", "Linear attention", "Fast and exact.")
+    assert _pending_list_limit() == "4MB"
+
+    assert phrases.pair_pending(batch=1) == 1
+    assert _pending_list_limit() == limit
+    phrases.pair_all()
+    assert pending() == set()  # every paper paired either way
+    assert PhrasePairs.objects.count() == waiting
+
+
 def test_a_change_of_text_makes_a_paper_pending_again_and_other_changes_do_not():
     paper = make("2501.10005", "Linear attention", "Fast.")
     phrases.pair_all()
