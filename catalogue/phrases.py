@@ -43,9 +43,10 @@ PAIR_BATCH = 2_000
 # lists all over a large index. While more than PENDING_LIMIT papers wait, no search reads
 # the index (``pairs_pay``), so the pairing lets the list grow to this much and merges it in
 # fewer, larger passes: at a million papers, 20,000 papers paired in 300-346 µs each instead
-# of 436-470 (docs/benchmarks.md, twenty-sixth pass). Below the limit the server's own
-# setting is back, and the next pairing's first insert merges what the larger list held, so
-# a search never scans more than that.
+# of 436-470 (docs/benchmarks.md, twenty-sixth pass). With PENDING_LIMIT or fewer waiting
+# the server's own setting is back, and the next pairing's first insert merges what the
+# larger list held: a search reading the index scans no larger list than before (unless its
+# process's pending count, up to STATE_SECONDS old, predates a new backlog).
 BACKLOG_PENDING_LIST = "64MB"
 # How long a process keeps the pairs' statistics and the pending count it read.
 STATE_SECONDS = 10
