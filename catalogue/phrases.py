@@ -152,13 +152,18 @@ def forget_state() -> None:
     _state[:] = [-STATE_SECONDS, None]
 
 
+# How many papers wait to be paired, counted up to its parameter (PENDING_LIMIT + 1: whether
+# more than the limit wait is all that is asked).
+_WAITING = "(SELECT count(*) FROM (SELECT 1 FROM catalogue_phrasepending LIMIT %s) AS p)"
+
+
 def _read_state() -> PairState:
     with catalogue_connection().cursor() as cursor:
         cursor.execute(
             "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs,"
             " s.attname IS NOT NULL,"
             " (SELECT reltuples::bigint FROM pg_class WHERE oid = 'catalogue_paper'::regclass),"
-            " (SELECT count(*) FROM (SELECT 1 FROM catalogue_phrasepending LIMIT %s) p)"
+            f" {_WAITING}"
             " FROM (SELECT 1) AS one LEFT JOIN pg_stats s ON s.schemaname = current_schema()"
             " AND s.tablename = 'catalogue_phrasepairs' AND s.attname = 'pairs'",
             [PENDING_LIMIT + 1],
@@ -202,10 +207,7 @@ def _grow_pending_list_in_backlog(cursor) -> None:
     """For this transaction, ``BACKLOG_PENDING_LIST`` as the GIN pending list's limit where
     more than PENDING_LIMIT papers wait to be paired (no search reads the index then)."""
     cursor.execute(
-        "SELECT set_config('gin_pending_list_limit', %s, true)"
-        " FROM (SELECT count(*) AS waiting FROM"
-        " (SELECT 1 FROM catalogue_phrasepending LIMIT %s) AS p) AS backlog"
-        " WHERE waiting > %s",
+        f"SELECT set_config('gin_pending_list_limit', %s, true) WHERE {_WAITING} > %s",
         [BACKLOG_PENDING_LIST, PENDING_LIMIT + 1, PENDING_LIMIT],
     )
 
