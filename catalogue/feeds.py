@@ -75,10 +75,8 @@ def _papers(search: Search):
     # the newest matches, read from the date index, not a relevance ranking of thousands of
     # candidates re-sorted by date (the ranking's candidates are the newest matches).
     if search.filter.cleaned.get("sort"):
-        papers = search.filter.qs
-    else:
-        papers = search.filter.matches.newest_first()
-    return with_topics(papers)[:FEED_SIZE]
+        return with_topics(search.filter.qs)[:FEED_SIZE]
+    return search.filter.newest(FEED_SIZE, with_topics)
 
 
 def _title(search: Search) -> str:

@@ -113,6 +113,13 @@ def _chosen(topics) -> Iterable[Topic]:
     return topics or ()
 
 
+def _newest_first(dated: tuple[int, dt.date | None]):
+    """The sort key of an (id, published_on) in ``newest_first``'s order: by date, newest
+    first, the undated last, then by id, highest first."""
+    pk, published = dated
+    return (published is None, -published.toordinal() if published else 0, -pk)
+
+
 class WholeNumberFilter(django_filters.NumberFilter):
     """A whole number: "3.5" upvotes is a form error, not a silent rounding."""
 
@@ -639,6 +646,35 @@ class PaperFilter(django_filters.FilterSet):
         ids = summary.ids_by_date(self.sort_order == Sort.NEWEST) if by_date else None
         return PagedByIds(
             self.qs, prepare(Paper.objects.all()), summary.count, ids=ids, among=summary.match_ids
+        )
+
+    def newest(self, limit: int, prepare=lambda papers: papers) -> list[Paper]:
+        """The ``limit`` newest matches, newest first (``newest_first``): a feed's entries.
+        A hybrid search's neighbours by meaning are found on another connection
+        (``alongside``) while this one reads the newest keyword matches; the newest of both
+        are then taken by date, and those found by meaning alone loaded by id."""
+        if not self._finds_meaning_beside_words:
+            return list(prepare(self.matches.newest_first())[:limit])
+        self._start_meaning(alone_of=self._keyword_condition)
+        by_words = list(prepare(self._keyword_matches.newest_first())[:limit])
+        _, alone, _ = self._finding_meaning.result()
+        dated = [(paper.pk, paper.published_on) for paper in by_words] + alone
+        newest_ids = [pk for pk, _ in sorted(dated, key=_newest_first)[:limit]]
+        loaded = {paper.pk: paper for paper in by_words}
+        by_meaning = [pk for pk in newest_ids if pk not in loaded]
+        if by_meaning:
+            found = prepare(self._filtered.filter(pk__in=by_meaning))
+            loaded |= {paper.pk: paper for paper in found}
+        return [loaded[pk] for pk in newest_ids if pk in loaded]
+
+    @property
+    def _finds_meaning_beside_words(self) -> bool:
+        """Whether the matches are the keyword matches and the neighbours by meaning near
+        enough (``matches``), both searched for."""
+        return (
+            self.search_mode == Mode.HYBRID
+            and self._keyword_condition is not None
+            and self._meaning is not None
         )
 
     @property

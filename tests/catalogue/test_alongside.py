@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import threading
 import time
+import xml.etree.ElementTree as ET
 from urllib.parse import urlencode
 
 import numpy as np
@@ -225,6 +226,47 @@ def test_the_keyword_ranking_is_read_while_the_neighbours_are_found(catalogue, m
         list(results[:10])
     assert waited == [True]
     assert summary.count == 5
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 5, 50])
+def test_the_newest_matches_take_the_neighbours_found_beside_by_date(catalogue, scans, limit):
+    """A feed's entries: the newest of the keyword matches and of the papers found by meaning
+    alone, in ``newest_first``'s order (the undated last), as one statement over every match
+    gives them. Newest first: by meaning (2024-03-20), both, words, by meaning (2022),
+    words (undated)."""
+    expected = list(searched().matches.newest_first()[:limit])
+    scans.clear()
+    newest = searched().newest(limit)
+    assert [paper.pk for paper in newest] == [paper.pk for paper in expected]
+    assert [paper.title for paper in newest] == [paper.title for paper in expected]
+    assert [name for name, _ in scans] == ["alongside"]
+    assert len(expected) == min(limit, 5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_feed_of_a_hybrid_search_finds_its_neighbours_beside_its_newest_words(
+    catalogue, client, settings, scans
+):
+    titles = feed_titles(client)
+    settings.SEARCH_ALONGSIDE = False
+    assert feed_titles(client) == titles
+    assert [name for name, _ in scans] == ["alongside", "MainThread"]
+    assert titles == [
+        "Structure prediction of amino acid chains",
+        "Protein folding with graph networks",
+        "Graph networks for protein folding, a survey",
+        "Residue contact maps",
+        "Protein folding by graph networks revisited",
+    ]
+
+
+def feed_titles(client) -> list[str]:
+    response = client.get(reverse("feed"), {"q": QUERY})
+    assert response.status_code == 200
+    atom = {"atom": "http://www.w3.org/2005/Atom"}
+    entries = ET.fromstring(response.content).findall("atom:entry", atom)
+    return [entry.findtext("atom:title", namespaces=atom) for entry in entries]
 
 
 @pytest.mark.django_db
