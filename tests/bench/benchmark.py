@@ -22,7 +22,10 @@ Definitions used in the report:
   run more SQL than that (counts, facets, timeline, highlights): the *page SQL* column gives
   all of it for the class's first URL, measured by running the page once in-process with a
   timing execute wrapper;
-- *throughput*: threads requesting distinct URLs of the same mix, each once, caches off.
+- *throughput*: threads requesting distinct URLs of the same mix, each once, caches off;
+  the CPU it cost, the whole machine's and split between the database server's processes
+  and gunicorn's (``process_tree_cpu``): what the database spends alone bounds what any
+  change to the site's Python can reach on these cores.
 """
 
 from __future__ import annotations
@@ -210,10 +213,24 @@ class Throughput:
     # own (this process's threads); None where /proc/stat cannot be read.
     machine_cpu: float | None = None
     client_cpu: float = 0.0
+    # CPU seconds of the database server's processes and of gunicorn's (``process_tree_cpu``);
+    # None where they cannot be read (a database on another machine).
+    database_cpu: float | None = None
+    app_cpu: float | None = None
 
     @property
     def rate(self) -> float:
         return self.completed / self.seconds if self.seconds else 0.0
+
+    @property
+    def database_cpu_ms(self) -> float | None:
+        """CPU a request cost the database server, per answer."""
+        return _per_answer(self.database_cpu, self.completed)
+
+    @property
+    def app_cpu_ms(self) -> float | None:
+        """CPU a request cost gunicorn (the site's Python), per answer."""
+        return _per_answer(self.app_cpu, self.completed)
 
     @property
     def server_cpu_ms(self) -> float | None:
@@ -231,6 +248,58 @@ class Throughput:
         return cores * 1000 / cost if cost else None
 
 
+def _per_answer(cpu_seconds: float | None, answers: int) -> float | None:
+    return cpu_seconds * 1000 / answers if cpu_seconds is not None and answers else None
+
+
+def process_tree_cpu(pid: int | None) -> float | None:
+    """CPU seconds process ``pid`` and every process under it have spent, those that have
+    exited included (a parent's ``/proc/<pid>/stat`` counts the children it has reaped):
+    a server's master and its workers or backends, whichever come and go. None where the
+    process cannot be read (another machine's, or off Linux)."""
+    if pid is None:
+        return None
+    processes = _processes()
+    if pid not in processes:
+        return None
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in processes.items():
+        children.setdefault(parent, []).append(child)
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        total += processes[current][1]
+        pending += children.get(current, [])
+    return total
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of it and its reaped children) of every process
+    ``/proc`` shows (``proc(5)``: utime, stime, cutime, cstime are fields 14-17)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                text = stat.read()
+        except OSError:  # gone meanwhile
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+        found[int(entry.name)] = (int(fields[1]), sum(map(int, fields[11:15])) / tick)
+    return found
+
+
+def postmaster_pid(database_url: str) -> int | None:
+    """The database server's main process (a backend's parent), where it runs on this
+    machine; else None."""
+    with psycopg.connect(database_url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        parent = _processes().get(backend)
+    return parent[0] if parent else None
+
+
 def machine_busy_seconds() -> float | None:
     """CPU seconds every core has spent busy since boot (``/proc/stat``: all but idle and
     waiting for I/O); None off Linux."""
@@ -244,10 +313,20 @@ def machine_busy_seconds() -> float | None:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def measure_throughput(base_url: str, urls: list[str], concurrency: int, duration: float):
+def measure_throughput(
+    base_url: str,
+    urls: list[str],
+    concurrency: int,
+    duration: float,
+    *,
+    app_pid: int | None = None,
+    database_pid: int | None = None,
+):
     """``concurrency`` threads taking the next URL of ``urls`` in turn until ``duration`` has
     passed: each URL is requested once at most (distinct URLs: new queries, never the cache);
-    ``urls`` should hold more than the run can ask."""
+    ``urls`` should hold more than the run can ask. ``app_pid`` and ``database_pid``: gunicorn's
+    and the database server's main processes, whose CPU (theirs and their children's) the run
+    measures too."""
     deadline = time.monotonic() + duration
     counts = [[0, 0] for _ in range(concurrency)]
     pending = iter(urls)
@@ -263,6 +342,7 @@ def measure_throughput(base_url: str, urls: list[str], concurrency: int, duratio
                 ok = _get(client, url)
                 counts[index][0 if ok is not None else 1] += 1
 
+    database, app = process_tree_cpu(database_pid), process_tree_cpu(app_pid)
     started, busy, client = time.monotonic(), machine_busy_seconds(), time.process_time()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
     for thread in threads:
@@ -273,8 +353,14 @@ def measure_throughput(base_url: str, urls: list[str], concurrency: int, duratio
     client = time.process_time() - client
     busy_after = machine_busy_seconds()
     machine = None if busy is None or busy_after is None else busy_after - busy
+    database = _grown(database, process_tree_cpu(database_pid))
+    app = _grown(app, process_tree_cpu(app_pid))
     completed, errors = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    return Throughput(concurrency, elapsed, completed, errors, machine, client)
+    return Throughput(concurrency, elapsed, completed, errors, machine, client, database, app)
+
+
+def _grown(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 # --- the bench database and child processes -------------------------------------------------
@@ -378,9 +464,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServedAt(str):
+    """A server's base URL (a ``str``, as its callers use it) that knows the server's main
+    process, ``pid``: what its workers' CPU is read under (``process_tree_cpu``)."""
+
+    pid: int
+
+
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], cwd: Path, log: Path, workers: int = 4) -> Iterator[str]:
-    """``gunicorn catalogue.wsgi`` on a free loopback port; yields its base URL."""
+def gunicorn(env: dict[str, str], cwd: Path, log: Path, workers: int = 4) -> Iterator[ServedAt]:
+    """``gunicorn catalogue.wsgi`` on a free loopback port; yields its base URL (``ServedAt``)."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", "catalogue.wsgi", "-w", str(workers),
@@ -393,7 +486,8 @@ def gunicorn(env: dict[str, str], cwd: Path, log: Path, workers: int = 4) -> Ite
         server = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=application_log
         )
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = ServedAt(f"http://127.0.0.1:{port}")
+    base_url.pid = server.pid
     try:
         _wait_until_serving(server, base_url, log)
         yield base_url
@@ -679,13 +773,15 @@ def markdown_table(result: SizeResult) -> str:
             "Throughput over distinct URLs of the same mix (each requested once, caches off):",
             "",
             "| concurrency | seconds | requests | requests/s | errors "
-            "| machine CPU busy | client CPU | server CPU ms/request | server capacity req/s |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| machine CPU busy | client CPU | server CPU ms/request | server capacity req/s "
+            "| PostgreSQL ms/request | gunicorn ms/request | PostgreSQL alone req/s |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         cores = os.cpu_count() or 1
         for t in result.throughput:
             figures = f"{t.seconds:.1f} | {t.completed:,} | {t.rate:.1f} | {t.errors}"
-            lines.append(f"| {t.concurrency} | {figures} | {_cpu_figures(t, cores)} |")
+            cpu = f"{_cpu_figures(t, cores)} | {_process_figures(t, cores)}"
+            lines.append(f"| {t.concurrency} | {figures} | {cpu} |")
         lines += ["", THROUGHPUT_CPU_NOTE]
     return "\n".join(lines)
 
@@ -695,7 +791,26 @@ THROUGHPUT_CPU_NOTE = (
     " the client's (the benchmark's own threads, on the same machine); the server's CPU per"
     " request is the machine's busy time less the client's, over the answers; its capacity"
     " is what every core spent on the server alone would answer (cores x 1000 / that)."
+    " PostgreSQL's and gunicorn's columns: the CPU of the database server's processes and of"
+    " gunicorn's (master, workers and their threads), `/proc/<pid>/stat` of each and of the"
+    ' children it has reaped, over the answers; "PostgreSQL alone" is what every core would'
+    " answer spending no CPU but the database's (cores x 1000 / its figure): a ceiling no"
+    " change to the site's Python can lift."
 )
+
+
+def _process_figures(run: Throughput, cores: int) -> str:
+    """The per-process CPU columns of a throughput row: the database's and gunicorn's
+    milliseconds per request, and what the cores would answer with the database's alone."""
+    database, app = run.database_cpu_ms, run.app_cpu_ms
+    alone = f"{cores * 1000 / database:.0f}" if database else "-"
+    return " | ".join(
+        [
+            f"{database:.1f}" if database is not None else "-",
+            f"{app:.1f}" if app is not None else "-",
+            alone,
+        ]
+    )
 
 
 def _cpu_figures(run: Throughput, cores: int) -> str:

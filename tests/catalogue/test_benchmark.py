@@ -8,6 +8,8 @@ import datetime as dt
 import io
 import os
 import re
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -43,6 +45,43 @@ def test_the_servers_cpu_per_request_is_the_machines_busy_time_less_the_clients(
     assert benchmark._cpu_figures(run, cores=2) == "80% | 30% | 20.0 | 100"
     unknown = dataclasses.replace(run, machine_cpu=None)
     assert unknown.server_cpu_ms is None and benchmark._cpu_figures(unknown, 2) == "- | - | - | -"
+
+
+def test_the_databases_and_gunicorns_cpu_per_request_and_the_databases_ceiling():
+    run = benchmark.Throughput(
+        concurrency=8, seconds=10.0, completed=500, errors=0, database_cpu=5.0, app_cpu=7.5
+    )
+    assert (run.database_cpu_ms, run.app_cpu_ms) == (pytest.approx(10.0), pytest.approx(15.0))
+    # Two cores spending nothing but the database's 10 ms a request: 200 a second.
+    assert benchmark._process_figures(run, cores=2) == "10.0 | 15.0 | 200"
+    remote = dataclasses.replace(run, database_cpu=None)
+    assert benchmark._process_figures(remote, cores=2) == "- | 15.0 | -"
+
+
+def test_a_process_trees_cpu_counts_its_children_live_and_exited():
+    """A child that burnt 0.3 s and exited (reaped) counts; so does one still running."""
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    before = benchmark.process_tree_cpu(os.getpid())
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    running = subprocess.Popen([sys.executable, "-c", burn + "\ntime.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while benchmark.process_tree_cpu(running.pid) < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = benchmark.process_tree_cpu(os.getpid())
+    finally:
+        running.kill()
+        running.wait()
+    assert after - before >= 0.5  # both children's 0.3 s (this process's own time besides)
+    assert benchmark.process_tree_cpu(running.pid) is None  # gone: nothing to read
+    assert benchmark.process_tree_cpu(None) is None
+
+
+def test_the_database_servers_main_process_is_a_backends_parent():
+    pid = benchmark.postmaster_pid(url_from_settings(settings.DATABASES["default"]))
+    assert pid is not None
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        assert b"postgres" in cmdline.read()
 
 
 def test_the_machines_busy_time_grows_while_it_works():
@@ -89,10 +128,14 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
     throughput = [r for r in built.splitlines() if r.startswith(("| 8 |", "| 32 |"))]
     assert len(throughput) == 2
     for row in throughput:
-        *_, errors, busy, client, server_ms, capacity = row.strip("| ").split(" | ")
+        cells = row.strip("| ").split(" | ")
+        *_, errors, busy, client, server_ms, capacity, database_ms, app_ms, alone = cells
         assert errors == "0", row
         assert 0 < int(client.rstrip("%")) <= int(busy.rstrip("%")) <= 100, row
         assert float(server_ms) > 0 and float(capacity) > 0, row
+        # The database and gunicorn each spent some of the server's CPU, not more than it.
+        assert 0 < float(database_ms) < float(server_ms) and float(app_ms) > 0, row
+        assert float(alone) > float(capacity), row
     assert "Reused the database" not in built and f"Reused the database `{db_name}`" in reused
     # The built one embedded its papers with the model; the reused one got stand-ins.
     assert re.search(r"Embeddings \(`manage.py embed`.*: 100 papers in", built)

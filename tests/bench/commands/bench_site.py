@@ -269,7 +269,12 @@ class Command(BaseCommand):
                 used = sum(t.completed + t.errors for t in throughput)
                 throughput.append(
                     benchmark.measure_throughput(
-                        base_url, stream[used:], concurrency, self.options["duration"]
+                        base_url,
+                        stream[used:],
+                        concurrency,
+                        self.options["duration"],
+                        app_pid=base_url.pid,
+                        database_pid=benchmark.postmaster_pid(self.env["DATABASE_URL"]),
                     )
                 )
         return samples, throughput
