@@ -804,13 +804,11 @@ def _process_figures(run: Throughput, cores: int) -> str:
     milliseconds per request, and what the cores would answer with the database's alone."""
     database, app = run.database_cpu_ms, run.app_cpu_ms
     alone = f"{cores * 1000 / database:.0f}" if database else "-"
-    return " | ".join(
-        [
-            f"{database:.1f}" if database is not None else "-",
-            f"{app:.1f}" if app is not None else "-",
-            alone,
-        ]
-    )
+    return f"{_ms_or_dash(database)} | {_ms_or_dash(app)} | {alone}"
+
+
+def _ms_or_dash(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.1f}"
 
 
 def _cpu_figures(run: Throughput, cores: int) -> str:
