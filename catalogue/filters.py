@@ -47,7 +47,9 @@ from catalogue.summary import (
     is_large,
     neighbours_key,
     papers_published_between,
+    query_text,
     ranked_from_summary,
+    ranking_text,
     ranks_in_scan,
     summarise,
     tests_range_pays,
@@ -467,10 +469,14 @@ class PaperFilter(django_filters.FilterSet):
         Every other search summarises its matches, then slices them."""
         ranks = self._rank_columns if self.sort_order == Sort.RELEVANCE else None
         if not (self.sort_order == Sort.RELEVANCE and self._fuses_meaning):
-            summary = summarise(self.matches, topics=topics, ranks=ranks)
+            # Ranked by words alone (``ranks``), the matches are the keyword matches.
+            text = self._keyword_text if ranks is not None else None
+            summary = summarise(self.matches, topics=topics, ranks=ranks, key_text=text)
             return summary, self.results(prepare, summary=summary)
         self._start_meaning(alone_of=self._keyword_condition, facets=topics)
-        keyword = summarise(self._keyword_matches, topics=topics, ranks=ranks)
+        keyword = summarise(
+            self._keyword_matches, topics=topics, ranks=ranks, key_text=self._keyword_text
+        )
         results = self.results(prepare, summary=keyword)
         _, alone, facets = self._finding_meaning.result()
         return keyword.plus(alone, facets), results
@@ -563,10 +569,17 @@ class PaperFilter(django_filters.FilterSet):
             return None
         return self._filtered.annotate(rank=self._searched.query.annotations["rank"])
 
+    @cached_property
+    def _keyword_text(self) -> str:
+        """``query_text`` of the keyword matches: what names them in the summary's cache key
+        and, with the terms ranked by, the relevance ranking in its own
+        (``summary.ranking_text``)."""
+        return query_text(self._keyword_matches)
+
     def _cached_ranking(
         self, matches: int | None, build, extra=None, match_ids=None, reach=None, match_ranks=None
     ):
-        ranked, pools = self._keyword_ranked(matches, reach)
+        key_text = ranking_text(self._keyword_text, self._parsed)
         known = None
         if match_ids is not None and match_ranks is not None:
             # The summary ranked every match as it read them: nothing is left to read.
@@ -579,8 +592,11 @@ class PaperFilter(django_filters.FilterSet):
             )
         elif match_ids == []:
             known = list  # nothing matched: nothing to rank (title matches are matches too)
+        if known is not None:  # the candidates' statements are neither run nor keyed
+            return cached_ranking(None, matches, build, extra=extra, known=known, key_text=key_text)
+        ranked, pools = self._keyword_ranked(matches, reach)
         return cached_ranking(
-            ranked, matches, build, extra=extra, pools=pools, known=known, reach=reach
+            ranked, matches, build, extra=extra, pools=pools, reach=reach, key_text=key_text
         )
 
     @property

@@ -317,6 +317,9 @@ class MatchesPattern(Lookup):
 RANK_WEIGHTS = [0.1, 0.2, 0.7, 1.0]  # D, C, B (abstract), A (title)
 RANK_NORMALIZATION = 1  # divide by 1 + log(document length)
 PHRASE_WEIGHT = 3.0
+# The above as a ranking's cache key holds them (``summary.ranking_text``): changed, they
+# start new keys.
+RANKING_SETTINGS = repr((RANK_WEIGHTS, RANK_NORMALIZATION, PHRASE_WEIGHT))
 
 
 def relevance(parsed: ParsedQuery):

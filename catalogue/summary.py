@@ -43,6 +43,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, F, Func, Lo
 from django.db.models.expressions import OrderBy
 from django.db.models.functions import TruncMonth
 
+from catalogue import search
 from catalogue.models import (
     SAMPLE_EVERY,
     SHOWN_REASON_VALUES,
@@ -207,7 +208,13 @@ class RankColumns:
     titled: object
 
 
-def summarise(matches: QuerySet, *, topics: bool = True, ranks: RankColumns | None = None):
+def summarise(
+    matches: QuerySet,
+    *,
+    topics: bool = True,
+    ranks: RankColumns | None = None,
+    key_text: str | None = None,
+):
     """The (cached) summary of an unordered queryset of papers; ``topics``: with facets;
     ``ranks``: where the summary reads every match, each one's rank too (``match_ranks``).
 
@@ -218,11 +225,13 @@ def summarise(matches: QuerySet, *, topics: bool = True, ranks: RankColumns | No
     "introduces" in 4,339, 20 -> 32 ms and none (was 15 ms): even where the matches are
     most. A phrase's ranking read its candidates by id, 12-22 µs each. Only that pass
     ranks: the sample's, for many matches, does not. A cached summary has no ids
-    or ranks (they stay with the request), so the key is the same with or without them."""
+    or ranks (they stay with the request), so the key is the same with or without them.
+    ``key_text``: ``query_text(matches)``, where the caller has it already."""
     matches = matches.order_by()
     if matches.query.is_empty():  # e.g. a search by meaning before any paper has an embedding
         return Summary(count=0, exact=True)
-    key = _cache_key("summary" if topics else "count", matches)
+    kind = "summary" if topics else "count"
+    key = _versioned_key(kind, key_text) if key_text else _cache_key(kind, matches)
     return _cached(key, lambda: _summary(matches, topics, ranks))
 
 
@@ -259,13 +268,20 @@ def _cached(key: str, compute):
 def _cache_key(kind: str, queryset: QuerySet, extra: str = "") -> str:
     """The query's SQL (and ``extra``) and the catalogue's latest change: a change to any
     paper (ingest, a curator's edit or action) starts new keys, and the old ones expire."""
+    text = query_text(queryset)
+    return _versioned_key(kind, f"{text}\x00{extra}" if extra else text)
+
+
+def query_text(queryset: QuerySet) -> str:
+    """What names a queryset's rows in cache keys: its SQL and parameters, selecting ``pk``
+    (a compile: ~0.3-1 ms for a search's)."""
     # A UNION keeps the columns it orders by (a ranking ranked as found, by_relevance).
     keyed = queryset if queryset.query.combinator else queryset.values("pk")
     try:
         sql, params = keyed.query.sql_with_params()
     except EmptyResultSet:  # e.g. a search by meaning before any paper has an embedding
         sql, params = "EMPTY", ()
-    return _versioned_key(kind, f"{sql}\x00{params!r}\x00{extra}")
+    return f"{sql}\x00{params!r}"
 
 
 def _versioned_key(kind: str, text: str) -> str:
@@ -690,7 +706,7 @@ def _about(value: float) -> int:
 
 
 def cached_ranking(
-    ranked: QuerySet,
+    ranked: QuerySet | None,
     matches: int | None,
     build,
     extra=None,
@@ -698,6 +714,7 @@ def cached_ranking(
     pools=(),
     known=None,
     reach: Reach | None = None,
+    key_text: str | None = None,
 ):
     """``build(rows)`` of the keyword candidates' (id, *fields) rows, most relevant first,
     cached like summaries: by the ranked query's SQL (and ``extra``, e.g. the semantic
@@ -706,18 +723,32 @@ def cached_ranking(
     ``reach``: where the newest matches lie (``Summary.reach``), where known.
     ``known``: where the matches are known already, a function giving the same rows from
     them (``ranked_from_summary``), used instead of matching again.
+    ``key_text``: what names the ranking in place of ``ranked``'s SQL (``ranking_text``),
+    whose compile costs as much again as the matches' own; ``ranked`` may then be None
+    where ``known`` is given: nothing else reads it.
 
     Relevance is the one order that cannot come from an index: the candidates' vectors are all
     read and ranked, which for a phrase costs hundreds of milliseconds at a million papers. A
     hot search pays it once per change of the catalogue.
     """
-    key = _cache_key(f"ranking:{hash_of(extra)}", ranked)
+    kind = f"ranking:{hash_of(extra)}"
+    key = _versioned_key(kind, key_text) if key_text else _cache_key(kind, ranked)
     if known is not None:
         return _cached(key, lambda: build(known()))
     return _cached(
         key,
         lambda: build(_ranked_rows(ranked.values_list("pk", *fields), matches, pools, reach)),
     )
+
+
+def ranking_text(matches_text: str, parsed) -> str:
+    """What names a relevance ranking of keyword matches in its cache key (``cached_ranking``),
+    without compiling its statements: the matches' ``query_text`` (every filter and the
+    words' condition), the terms it ranks by (``search.ParsedQuery``) and what else decides
+    its candidates and their order (the newest ``SEARCH_RANK_CANDIDATES``, a tenth as many
+    title matches; ``search.relevance``'s weights)."""
+    terms = (parsed.rank_query, parsed.phrase_query, settings.SEARCH_RANK_CANDIDATES)
+    return f"{matches_text}\x00{terms!r}\x00{search.RANKING_SETTINGS}"
 
 
 def hash_of(value) -> str:

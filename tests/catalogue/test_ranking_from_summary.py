@@ -225,3 +225,39 @@ def test_nothing_matched_is_an_empty_ranking_without_ranking_anything(catalogue)
     summary, results, ranked = summary_and_ranking(params)
     assert summary.count == 0 and summary.match_ids == [] and results.ids == []
     assert all("WITH sample" in statement for statement in ranked)  # the summary's alone
+
+
+# --- the ranking's cache key (``summary.ranking_text``) --------------------------------------
+
+
+def test_a_ranking_from_the_summary_builds_no_candidate_statements(catalogue, monkeypatch):
+    """Its key names it by the matches' SQL and its terms: the candidate pools, which nothing
+    would read, are neither built nor compiled for a key (~1-2 ms of a ranked page)."""
+
+    def unread(*args, **kwargs):
+        raise AssertionError("candidate pools built for a ranking the summary gave")
+
+    monkeypatch.setattr(type(Paper.objects.all()), "relevance_pools", unread)
+    for params in RANKED_SEARCHES:
+        _, results, (statement,) = summary_and_ranking(params)
+        assert "WITH sample" in statement and results.ids
+
+
+def test_a_ranking_is_cached_under_its_matches_terms_and_candidates(catalogue, settings):
+    """Ranked from the summary's pass, then asked for again where the summary came from the
+    cache (no match ids): the same key, so the ranking is read from the cache, not ranked
+    again. A change to what decides its candidates (their number) or its order (the words'
+    order: another phrase) is another key."""
+    settings.SUMMARY_CACHE_SECONDS = 60
+    params = {"q": "attention transformers", "mode": "keyword", "until": "2024-06-01"}
+    first_summary, first, _ = summary_and_ranking(params)
+    assert first_summary.match_ranks  # ranked from the summary's pass
+    again_summary, again, ranked = summary_and_ranking(params)
+    assert again_summary.match_ids is None  # from the cache
+    assert again.ids == first.ids and not ranked  # no statement ranked anything
+    settings.SEARCH_RANK_CANDIDATES = 2
+    _, fewer, ranked = summary_and_ranking(params)
+    assert ranked and len(fewer.ids) < len(first.ids)
+    settings.SEARCH_RANK_CANDIDATES = 5
+    _, reordered, ranked = summary_and_ranking({**params, "q": "transformers attention"})
+    assert ranked  # its own ranking, not the other order's
