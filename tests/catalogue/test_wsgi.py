@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 
 REPORT = """
@@ -15,17 +16,19 @@ print(json.dumps({
     "frozen": gc.get_freeze_count(),
     "tracked": len(gc.get_objects()),
     "views_loaded": "catalogue.views" in sys.modules and "catalogue.api" in sys.modules,
+    "query_model_loaded": sys.modules["catalogue.embedder"]._embedders.get(True) is not None,
 }))
 """
 
 
-def _report_of(script: str) -> dict:
-    """What ``script`` prints last (JSON), run in a process of its own: the collector's
-    state is the process's, and importing catalogue.wsgi changes it."""
+def _report_of(script: str, **env: str) -> dict:
+    """What ``script`` prints last (JSON), run in a process of its own (``env`` added to its
+    environment): the collector's state is the process's, and importing catalogue.wsgi
+    changes it."""
     shown = subprocess.run(
         [sys.executable, "-c", script],
         cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "catalogue.settings"},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "catalogue.settings", **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -41,6 +44,19 @@ def test_the_wsgi_module_loads_the_pages_then_freezes_what_it_loaded():
     # requests leave behind.
     assert report["frozen"] > 50_000
     assert report["tracked"] < report["frozen"] / 10
+    # The query embedder too: a process's first search does not wait ~0.2 s to build it.
+    assert report["query_model_loaded"]
+
+
+@pytest.mark.parametrize("files", ["missing", "damaged"])
+def test_the_wsgi_module_loads_without_a_working_model(tmp_path, files):
+    """Pages work without the model (search by meaning waits for its files): a server
+    process starts all the same, its files missing or unreadable."""
+    if files == "damaged":
+        for name in ("model.safetensors", "tokenizer.json", "config.json"):
+            (tmp_path / name).write_text("not what it should be")
+    report = _report_of(REPORT, EMBEDDING_MODEL_DIR=str(tmp_path))
+    assert report["views_loaded"] and not report["query_model_loaded"]
 
 
 BETWEEN_REQUESTS = """
