@@ -82,6 +82,13 @@ def tuned_settings() -> dict[str, str]:
         "max_wal_size": "4GB",  # bulk ingest: fewer checkpoints
         "random_page_cost": "1.1",
         "jit": "off",
+        # Reads that miss the buffers are made by the backend itself, as before PostgreSQL 18,
+        # not handed to I/O worker processes: the catalogue is in the OS cache (a million
+        # papers, ~7.6 GB, exceed the buffers), where a read is a copy of microseconds and the
+        # hand-off costs more on two cores. 1M, the search classes' new queries in-process,
+        # three alternated pairs: SQL a page -12 %, p50 -10 %; at 100k (in the buffers) the
+        # same within noise (docs/benchmarks.md, twenty-eighth pass).
+        "io_method": "sync",
     }
 
 
