@@ -95,4 +95,6 @@ def test_saving_while_logged_out_keeps_the_search_through_login(live_server, pag
     page.get_by_role("button", name="Save this search").click()
     page.wait_for_url("**/saved/")
     page.get_by_role("link", name="For later", exact=True).click()
+    # Without the wait the titles can be read from /saved/ before the click's page arrives.
+    page.wait_for_url("**/?q=decoupling&since=2025-01-01&min_upvotes=1")
     assert result_titles(page) == narrowed

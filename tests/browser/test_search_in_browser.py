@@ -43,6 +43,7 @@ def test_search_narrow_bookmark_and_open_a_paper(live_server, page, seeded):
     assert page.get_by_label("Search papers").input_value() == '"linear attention"'
 
     page.locator("ol.results h2 a").first.click()
+    page.wait_for_url("**/papers/*/")  # the list page has an h1 too
     assert page.locator("h1").inner_text() == narrowed[0]
     assert page.get_by_role("heading", name="Abstract").is_visible()
 
