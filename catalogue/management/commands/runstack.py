@@ -42,6 +42,11 @@ RESTART_DELAYS = (1, 2, 4, 8, 16, 30)
 HEALTHY_SECONDS = 60
 # Seconds children get to stop (a worker finishes its task) before their groups are killed.
 STOP_SECONDS = 20
+# The worker's cold shutdown cancels the tasks its pool has reported started. A task handed to
+# a pool process just as the stop began is not among them yet, and the shutdown would wait for
+# it to finish: a whole demo ingest, seen past STOP_SECONDS on a busy machine. A worker still
+# running after this long gets Celery's second Ctrl-C, which cancels what started since.
+WORKER_QUIT_AGAIN_SECONDS = 3
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 DEMO_LEDGER = embedded.DATA_DIR / "demo-loaded.json"
 ADMIN_PASSWORD_FILE = embedded.DATA_DIR / "admin-password.txt"
@@ -300,6 +305,9 @@ class Command(BaseCommand):
             if child.process is not None:
                 _ask_to_stop(child)
         deadline = time.monotonic() + STOP_SECONDS
+        worker = next((c for c in children if c.name == "worker" and c.process), None)
+        if worker is not None:
+            _quit_again_if_still_running(worker.process)
         for process in running:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -343,6 +351,17 @@ def _ask_to_stop(child: Child) -> None:
             os.kill(child.process.pid, signal.SIGQUIT)
     else:
         _signal_group(child.process.pid, signal.SIGTERM)
+
+
+def _quit_again_if_still_running(worker: subprocess.Popen) -> None:
+    """Celery's "Ctrl+C again" to a worker still in its cold shutdown after a few seconds: it
+    cancels the tasks started since the first, which go back on the queue (acknowledged
+    late). Only once: a third would be its hard shutdown, which abandons its pool."""
+    try:
+        worker.wait(timeout=WORKER_QUIT_AGAIN_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGQUIT)
 
 
 def _signal_group(pgid: int, signum: int) -> bool:
