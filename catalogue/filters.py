@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db.models import QuerySet, Value
 from django.utils import timezone
 
-from catalogue import alongside, hybrid, jinja, search
+from catalogue import alongside, hybrid, jinja, search, wordmonths
 from catalogue.hybrid import Mode
 from catalogue.models import Paper, Topic
 from catalogue.summary import (
@@ -49,6 +49,7 @@ from catalogue.summary import (
     papers_published_between,
     query_text,
     ranked_from_summary,
+    ranked_rows,
     ranking_text,
     ranks_in_scan,
     summarise,
@@ -592,12 +593,35 @@ class PaperFilter(django_filters.FilterSet):
             )
         elif match_ids == []:
             known = list  # nothing matched: nothing to rank (title matches are matches too)
+        elif (words := self._common_word_months()) is not None:
+            known = functools.partial(self._ranked_by_months, words, matches, reach)
         if known is not None:  # the candidates' statements are neither run nor keyed
             return cached_ranking(None, matches, build, extra=extra, known=known, key_text=key_text)
         ranked, pools = self._keyword_ranked(matches, reach)
         return cached_ranking(
             ranked, matches, build, extra=extra, pools=pools, reach=reach, key_text=key_text
         )
+
+    def _common_word_months(self) -> tuple[str, dt.date | None, dt.date | None] | None:
+        """(lexeme, first day, last day) where the ranking's rows can be read from a common
+        word's month rows (``catalogue.wordmonths``): one plain word, counted common, and no
+        filter but dates; else None."""
+        lexeme = wordmonths.single_lexeme(self._parsed)
+        if lexeme is None or not wordmonths.is_common(lexeme):
+            return None
+        bounds = wordmonths.date_bounds(self._filtered)
+        return None if bounds is None else (lexeme, *bounds)
+
+    def _ranked_by_months(self, words, matches: int | None, reach: Reach | None) -> list[tuple]:
+        """The ranking's rows from the word's month rows; read from the papers where those
+        may not be read (a month of the range changed since it was built)."""
+        rows = wordmonths.ranked_rows(
+            *words, settings.SEARCH_RANK_CANDIDATES, titles=bool(self._parsed.title_query)
+        )
+        if rows is not None:
+            return rows
+        ranked, pools = self._keyword_ranked(matches, reach)
+        return ranked_rows(ranked, matches, pools, reach)
 
     @property
     def _tested_by_pattern(self) -> bool:

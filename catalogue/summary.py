@@ -735,10 +735,13 @@ def cached_ranking(
     key = _versioned_key(kind, key_text) if key_text else _cache_key(kind, ranked)
     if known is not None:
         return _cached(key, lambda: build(known()))
-    return _cached(
-        key,
-        lambda: build(_ranked_rows(ranked.values_list("pk", *fields), matches, pools, reach)),
-    )
+    return _cached(key, lambda: build(ranked_rows(ranked, matches, pools, reach, fields)))
+
+
+def ranked_rows(ranked: QuerySet, matches: int | None, pools=(), reach=None, fields=("rank",)):
+    """The keyword candidates' (id, *fields) rows, most relevant first, read from their
+    statements (``_ranked_rows``)."""
+    return _ranked_rows(ranked.values_list("pk", *fields), matches, pools, reach)
 
 
 def ranking_text(matches_text: str, parsed) -> str:

@@ -1,10 +1,11 @@
 """Celery tasks of the catalogue: tagging papers with topics, pairing their words for phrase
 searches, embedding them. Thin: ids and strings in.
 
-Ingest calls ``tag_recent_papers``, ``pair_phrases`` and ``queue_embedding`` after a run that
-created or changed papers; the topic admin calls ``tag_topic`` when a topic's query changes
-and ``tag_papers`` after staff edit a paper. Tagging, pairing and embedding are idempotent, so
-late acknowledgement (a redelivered task) is harmless.
+Ingest calls ``tag_recent_papers``, ``pair_phrases``, ``build_word_months`` and
+``queue_embedding`` after a run that created or changed papers; the topic admin calls
+``tag_topic`` when a topic's query changes and ``tag_papers`` after staff edit a paper.
+Tagging, pairing, building and embedding are idempotent, so late acknowledgement (a
+redelivered task) is harmless.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from celery import shared_task
 from django.conf import settings
 
-from catalogue import phrases, tagging
+from catalogue import phrases, tagging, wordmonths
 from catalogue.backfill import Backfill, slice_name
 from catalogue.embedding import embed_after, pending_papers, pending_slices
 from catalogue.models import Paper, Topic
@@ -72,6 +73,25 @@ def pair_phrases() -> int:
             return done
     pair_phrases.apply_async(priority=PAIR_PRIORITY)
     return done
+
+
+# --- a common word's matches by month ---------------------------------------------------------
+
+
+@shared_task(acks_late=True)
+def build_word_months() -> int:
+    """Build again the months whose papers changed (``catalogue.wordmonths``), for up to
+    PAIR_CHUNK_SECONDS, then queue its successor; first counting the common words where the
+    catalogue is new to it or has grown. Returns how many months this chunk built."""
+    if wordmonths.needs_recount():
+        wordmonths.recount()
+    started, built = time.monotonic(), 0
+    while time.monotonic() - started < PAIR_CHUNK_SECONDS:
+        if wordmonths.build_changed_month() is None:
+            return built
+        built += 1
+    build_word_months.apply_async(priority=PAIR_PRIORITY)
+    return built
 
 
 # --- embeddings ---------------------------------------------------------------------------------

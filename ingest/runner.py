@@ -45,7 +45,13 @@ from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from catalogue.tasks import PAIR_PRIORITY, pair_phrases, queue_embedding, tag_recent_papers
+from catalogue.tasks import (
+    PAIR_PRIORITY,
+    build_word_months,
+    pair_phrases,
+    queue_embedding,
+    tag_recent_papers,
+)
 from catalogue.trending import refresh_trending
 from ingest import chunks, deferral, sources
 from ingest.http import (
@@ -257,6 +263,7 @@ def _after_changes(run: IngestRun) -> None:
         tag_recent_papers.delay(since)
         refresh_trending.delay()
         pair_phrases.apply_async(priority=PAIR_PRIORITY)
+        build_word_months.apply_async(priority=PAIR_PRIORITY)
         queue_embedding()
 
     transaction.on_commit(enqueue)

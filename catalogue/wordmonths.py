@@ -1,0 +1,322 @@
+"""A common word's newest matches, with their ranks, read from month rows instead of found.
+
+A search for one common word ranks its newest ``SEARCH_RANK_CANDIDATES`` matches (and its
+newest title matches, a tenth as many). Found today, they are the papers a walk of the date
+index tests until enough hold the word, then each one's vector is read again to rank it: at
+a million papers "efficiency" in three years walked and ranked its 2,000 newest in 50-80 ms
+of a 90-110 ms page (docs/benchmarks.md, twenty-ninth pass). Here the same rows are read
+from ``catalogue_wordmonth`` (migration 0025): per common lexeme and month, the month's
+matches newest first as parallel arrays of ids, ranks for the word alone (``ts_rank_cd``
+with the ranking's weights, computed when the month was built: the same value a search
+computes), days of the month and title flags. A range's newest 2,000 are a few rows.
+
+What is common is decided by ``recount``: the lexemes in at least ``COMMON_SHARE`` of the
+papers (and ``COMMON_MIN`` papers); rarer words are ranked from the summary's pass over
+every match, which costs no more. Kept apart from ingest, like the phrase pairs: triggers log
+each month whose papers changed (``catalogue_wordmonthchange``) and a background task
+(``catalogue.tasks.build_word_months``, after each ingest) rebuilds those months. A search
+whose range holds a logged month, or a word not counted common, or any filter but dates,
+ranks the way it always did (``PaperFilter._cached_ranking``): never a stale row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+
+from django.db import connection, transaction
+from django.db.models import Lookup
+
+from catalogue import search
+from catalogue.routers import catalogue_connection
+
+# A lexeme is common in at least this share of the papers, and at least COMMON_MIN of them.
+COMMON_SHARE = 0.005
+COMMON_MIN = 1_000
+# Below this many papers nothing is counted common: the summary ranks every match.
+MIN_PAPERS = 20_000
+# Counted again once the catalogue has grown by this factor since the last count.
+RECOUNT_GROWTH = 2.0
+# The month of undated papers: last in a newest-first order, as NULL dates are.
+UNDATED = dt.date(1, 1, 1)
+FIRST_DATED = dt.date(1, 2, 1)
+LAST_MONTH = dt.date(9999, 12, 1)
+# How long a process trusts its list of common lexemes (``is_common``): a word counted common
+# since is read the old way meanwhile; one no longer common is refused by the read itself.
+COMMON_SECONDS = 60
+
+_common: list = [-COMMON_SECONDS, frozenset()]
+
+
+def ranking_settings() -> str:
+    return search.RANKING_SETTINGS
+
+
+def single_lexeme(parsed: search.ParsedQuery) -> str | None:
+    """The one lexeme a query searches for and ranks by, where it is a single plain word
+    (``rank_query`` "(('model'))"): no phrase, field, exclusion, OR, prefix or weight."""
+    if len(parsed.groups) != 1 or len(parsed.groups[0]) != 1 or parsed.phrase_query:
+        return None
+    (term,) = parsed.groups[0]
+    matcher = parsed.matchers.get(term)
+    if term.negated or term.field or term.phrase or matcher is None or matcher.pattern:
+        return None
+    lexemes = search.query_lexemes(matcher.tsquery)
+    if len(lexemes) != 1 or matcher.tsquery.strip() != f"'{lexemes[0]}'":
+        return None  # several lexemes ("gpt-4"), or flags
+    return lexemes[0]
+
+
+def is_common(lexeme: str) -> bool:
+    """Whether ``lexeme`` has month rows, as this process last read (``COMMON_SECONDS``)."""
+    now = time.monotonic()
+    if now - _common[0] >= COMMON_SECONDS:
+        with catalogue_connection().cursor() as cursor:
+            cursor.execute("SELECT lexeme FROM catalogue_commonword")
+            _common[:] = [now, frozenset(row[0] for row in cursor.fetchall())]
+    return lexeme in _common[1]
+
+
+def forget_common() -> None:
+    _common[:] = [-COMMON_SECONDS, frozenset()]
+
+
+def date_bounds(queryset) -> tuple[dt.date | None, dt.date | None] | None:
+    """(first, last) published day a queryset of papers keeps, where it filters by nothing
+    but ``hidden=False`` and published dates; None where it filters by anything else (or
+    keeps hidden papers), which the month rows cannot tell."""
+    where = queryset.query.where
+    if where.connector != "AND" or where.negated:
+        return None
+    first, last, visible = None, None, False
+    for child in where.children:
+        if not isinstance(child, Lookup) or getattr(child.lhs, "target", None) is None:
+            return None
+        name, kind, value = child.lhs.target.name, child.lookup_name, child.rhs
+        if name == "hidden" and kind == "exact" and value is False:
+            visible = True
+        elif name == "published_on" and kind in ("gte", "lte", "range", "exact"):
+            low, high = {"gte": (value, None), "lte": (None, value)}.get(kind, (value, value))
+            if kind == "range":
+                low, high = value
+            if not all(isinstance(day, (dt.date, type(None))) for day in (low, high)):
+                return None
+            first = max(first, low) if first and low else first or low
+            last = min(last, high) if last and high else last or high
+        else:
+            return None
+    return (first, last) if visible else None
+
+
+def _month(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+# The months of a range newest first, each with how many of its rows and title rows come
+# before it (not counting the newest month's, whose days may lie past the range), and
+# whether the rows may be read: the word is counted common, no month of the range changed
+# since it was built, and the ranks were computed with the ranking's settings. One snapshot.
+_READ = """
+WITH usable AS (
+    SELECT EXISTS (SELECT 1 FROM catalogue_commonword WHERE lexeme = %(lexeme)s)
+       AND NOT EXISTS (SELECT 1 FROM catalogue_wordmonthchange
+                       WHERE month BETWEEN %(first)s AND %(last)s)
+       AND EXISTS (SELECT 1 FROM catalogue_wordmonthsettings WHERE ranking = %(ranking)s)
+       AS ok
+), months AS (
+    SELECT month, ids, ranks, days, in_title,
+           sum(n) OVER newest - n - first_value(n) OVER newest AS before,
+           sum(titled) OVER newest - titled - first_value(titled) OVER newest AS titled_before
+    FROM catalogue_wordmonth
+    WHERE lexeme = %(lexeme)s AND month BETWEEN %(first)s AND %(last)s
+      AND (SELECT ok FROM usable)
+    WINDOW newest AS (ORDER BY month DESC)
+)
+SELECT (SELECT ok FROM usable), month, ids, ranks, days, in_title FROM months
+WHERE before < %(candidates)s OR titled_before < %(titles)s
+UNION ALL SELECT ok, NULL, NULL, NULL, NULL, NULL FROM usable
+ORDER BY 2 DESC NULLS LAST
+"""
+
+
+def ranked_rows(
+    lexeme: str, first: dt.date | None, last: dt.date | None, candidates: int, *, titles: bool
+) -> list[tuple[int, float]] | None:
+    """(pk, rank) rows, most relevant first, of ``by_relevance``'s pools for a one-word query
+    in a date range: the ``candidates`` newest matches and, with ``titles``, the newest
+    ``candidates / 10`` title matches; None where the month rows may not be read (the
+    caller ranks the old way)."""
+    title_limit = max(candidates // 10, 1) if titles else 0
+    low = _month(first) if first else (FIRST_DATED if last else UNDATED)
+    high = _month(last) if last else LAST_MONTH
+    with catalogue_connection().cursor() as cursor:
+        cursor.execute(
+            _READ,
+            {
+                "lexeme": lexeme,
+                "first": low,
+                "last": high,
+                "ranking": ranking_settings(),
+                "candidates": candidates,
+                "titles": title_limit,
+            },
+        )
+        rows = cursor.fetchall()
+    if not rows or not rows[0][0]:
+        return None
+    newest: list[tuple[int, float]] = []
+    titled: list[tuple[int, float]] = []
+    for _, month, ids, ranks, days, in_title in rows:
+        if month is None:
+            break
+        kept = _within(month, days, first, last)
+        if kept is not None:
+            ids, ranks, in_title = ids[kept], ranks[kept], in_title[kept]
+        if len(newest) < candidates:
+            newest.extend(zip(ids[: candidates - len(newest)], ranks, strict=False))
+        if len(titled) < title_limit:
+            rows_in_title = zip(ids, ranks, in_title, strict=True)
+            titled.extend((pk, rank) for pk, rank, flag in rows_in_title if flag)
+            del titled[title_limit:]
+        if len(newest) >= candidates and len(titled) >= title_limit:
+            break
+    return sorted(set(newest) | set(titled), key=lambda row: (-row[1], -row[0]))
+
+
+def _within(
+    month: dt.date, days: Sequence[int], first: dt.date | None, last: dt.date | None
+) -> slice | None:
+    """The slice of a month's rows (newest first) published within the range; None: all."""
+    start, stop = 0, len(days)
+    if last and month == _month(last):
+        while start < stop and days[start] > last.day:
+            start += 1
+    if first and month == _month(first):
+        while stop > start and days[stop - 1] < first.day:
+            stop -= 1
+    return None if (start, stop) == (0, len(days)) else slice(start, stop)
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def recount(share: float = COMMON_SHARE, minimum: int = COMMON_MIN) -> int:
+    """Count again which lexemes are common, drop every month row and log every month as
+    changed (the background task builds them again); how many lexemes are common. Lexemes
+    holding a quote or a backslash are left out: their tsquery text is escaped."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM catalogue_paper WHERE NOT hidden")
+        (papers,) = cursor.fetchone()
+        cursor.execute("TRUNCATE catalogue_commonword, catalogue_wordmonth")
+        cursor.execute(
+            "INSERT INTO catalogue_commonword (lexeme) SELECT word FROM ts_stat("
+            "'SELECT search_vector FROM catalogue_paper WHERE NOT hidden')"
+            " WHERE ndoc >= %s AND word !~ '[''\\\\]'",
+            [max(minimum, share * papers)],
+        )
+        common = cursor.rowcount
+        cursor.execute("DELETE FROM catalogue_wordmonthsettings")
+        cursor.execute(
+            "INSERT INTO catalogue_wordmonthsettings (ranking, papers) VALUES (%s, %s)",
+            [ranking_settings(), papers],
+        )
+        cursor.execute("TRUNCATE catalogue_wordmonthchange")
+        if common:
+            cursor.execute(
+                "INSERT INTO catalogue_wordmonthchange (month)"
+                " SELECT DISTINCT catalogue_word_month(published_on) FROM catalogue_paper"
+            )
+    forget_common()
+    return common
+
+
+def needs_recount(min_papers: int = MIN_PAPERS) -> bool:
+    """Whether the catalogue is large enough and no count was made, or it has grown
+    ``RECOUNT_GROWTH`` times since (or the ranking's settings changed)."""
+    with catalogue_connection().cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT greatest(reltuples, 0) FROM pg_class"
+            " WHERE oid = 'catalogue_paper'::regclass),"
+            " ranking, counted FROM (SELECT 1) AS one"
+            " LEFT JOIN (SELECT ranking, papers AS counted FROM catalogue_wordmonthsettings) AS s"
+            " ON true"
+        )
+        papers, ranking, counted = cursor.fetchone()
+    if papers < min_papers:
+        return False
+    return ranking != ranking_settings() or papers > RECOUNT_GROWTH * (counted or 0)
+
+
+# Each month's rows from its papers, for the common lexemes: ranks by ``ts_rank_cd`` of the
+# lexeme alone, as a one-word search ranks it; each paper's vector read once (MATERIALIZED:
+# inlined, PostgreSQL re-read it for every lexeme).
+_BUILD = """
+INSERT INTO catalogue_wordmonth (lexeme, month, n, titled, ids, ranks, days, in_title)
+WITH papers AS MATERIALIZED (
+    SELECT id, published_on, search_vector AS vector FROM catalogue_paper
+    WHERE NOT hidden AND search_vector IS NOT NULL AND {in_month}
+)
+SELECT entry.lexeme, %(month)s, count(*), count(*) FILTER (WHERE 'A' = ANY(entry.weights)),
+    array_agg(papers.id::integer ORDER BY papers.published_on DESC NULLS LAST, papers.id DESC),
+    array_agg(ts_rank_cd(%(weights)s::real[], papers.vector,
+                         ('''' || entry.lexeme || '''')::tsquery, %(normalization)s)
+              ORDER BY papers.published_on DESC NULLS LAST, papers.id DESC),
+    array_agg(coalesce(extract(day FROM papers.published_on), 0)::smallint
+              ORDER BY papers.published_on DESC NULLS LAST, papers.id DESC),
+    array_agg('A' = ANY(entry.weights)
+              ORDER BY papers.published_on DESC NULLS LAST, papers.id DESC)
+FROM papers CROSS JOIN LATERAL unnest(papers.vector) AS entry
+WHERE entry.lexeme IN (SELECT lexeme FROM catalogue_commonword)
+GROUP BY entry.lexeme
+"""
+
+
+def build_changed_month() -> dt.date | None:
+    """Build the newest logged month's rows again, in one transaction; which month (None:
+    none left, or each taken by another builder).
+
+    Repeatable read: the papers are read in the snapshot in which the month's log entries
+    are deleted, so an entry logged after it (a paper changed meanwhile) is not deleted and
+    the month is built again. Builders take different months (an advisory lock each)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SELECT DISTINCT month FROM catalogue_wordmonthchange ORDER BY month DESC")
+        for (month,) in cursor.fetchall():
+            cursor.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtext('catalogue_wordmonth'), %s)",
+                [month.year * 12 + month.month],
+            )
+            if cursor.fetchone()[0]:
+                _build(cursor, month)
+                return month
+    return None
+
+
+def _build(cursor, month: dt.date) -> None:
+    cursor.execute("DELETE FROM catalogue_wordmonth WHERE month = %s", [month])
+    # A range of the date index (the undated: its NULLs), not the month of every paper.
+    in_month = (
+        "published_on IS NULL"
+        if month == UNDATED
+        else "published_on >= %(month)s AND published_on < %(next)s"
+    )
+    following = (month + dt.timedelta(days=32)).replace(day=1)
+    cursor.execute(
+        _BUILD.format(in_month=in_month),
+        {
+            "month": month,
+            "next": following,
+            "weights": search.RANK_WEIGHTS,
+            "normalization": search.RANK_NORMALIZATION,
+        },
+    )
+    cursor.execute("DELETE FROM catalogue_wordmonthchange WHERE month = %s", [month])
+
+
+def build_all() -> int:
+    """Build every logged month; how many (``manage.py`` and the benchmarks)."""
+    built = 0
+    while build_changed_month() is not None:
+        built += 1
+    return built

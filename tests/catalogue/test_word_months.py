@@ -1,0 +1,247 @@
+"""A common word's ranking read from its month rows (catalogue.wordmonths): the same rows, in
+the same order, as ranking the word's matches in the papers, in any date range; months whose
+papers changed are logged by the papers' triggers and never read until built again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from catalogue import search, wordmonths
+from catalogue.filters import PaperFilter
+from catalogue.models import Paper, Topic
+
+# Transactions of their own: a month is built in a repeatable-read transaction.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORDS = ["model", "graph", "learning", "protein", "vision", "robot", "quantum", "language"]
+FILLER = ["the", "a", "study", "of", "with", "for", "and", "new", "results", "data"]
+START = dt.date(2023, 1, 1)
+
+
+def _text(rng: random.Random, words: int) -> str:
+    vocabulary = WORDS + FILLER * 2
+    return " ".join(rng.choice(vocabulary) for _ in range(words))
+
+
+@pytest.fixture
+def catalogue(settings):
+    """300 papers over 18 months (some on the same day, a few undated, a few hidden), of
+    words in many papers, in titles and abstracts at random; their month rows built."""
+    settings.SUMMARY_CACHE_SECONDS = 0
+    rng = random.Random(7)
+    papers = [
+        Paper(
+            arxiv_id=f"2301.{i:05d}",
+            title=_text(rng, rng.randint(2, 6)),
+            abstract=_text(rng, rng.randint(0, 40)),
+            published_on=None if i % 37 == 0 else START + dt.timedelta(days=rng.randint(0, 540)),
+            hidden=i % 41 == 0,
+        )
+        for i in range(300)
+    ]
+    Paper.objects.bulk_create(papers)
+    common = wordmonths.recount(share=0.05, minimum=5)
+    assert common >= len(WORDS)
+    assert wordmonths.build_all() > 18
+    yield
+    wordmonths.forget_common()
+
+
+def ranking(params: dict, *, months: bool, monkeypatch) -> tuple[list[int], list[str]]:
+    """(the relevance ranking's ids, its statements), read from the month rows or not."""
+    monkeypatch.setattr(wordmonths, "is_common", lambda lexeme: months)
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    assert paper_filter.is_valid(), paper_filter.errors
+    with CaptureQueriesContext(connection) as statements:
+        ids = paper_filter.ranking().ids
+    return ids, [statement["sql"] for statement in statements]
+
+
+RANGES = [
+    {},
+    {"since": "2023-06-15"},
+    {"until": "2024-02-10"},
+    {"since": "2023-03-31", "until": "2023-09-01"},
+    {"since": "2023-05-10", "until": "2023-05-20"},
+    {"since": "2024-06-01"},  # past every paper
+]
+
+
+@pytest.mark.parametrize("candidates", [10, 25, 1000])
+def test_a_common_word_ranks_the_same_from_its_months(catalogue, settings, monkeypatch, candidates):
+    settings.SEARCH_RANK_CANDIDATES = candidates  # 10 and 25: the newest cut, titles past them
+    for word in ["model", "graphs", "learned", "Protein"]:
+        for dates in RANGES:
+            params = {"q": word, "mode": "keyword", **dates}
+            expected, ranked = ranking(params, months=False, monkeypatch=monkeypatch)
+            found, read = ranking(params, months=True, monkeypatch=monkeypatch)
+            assert found == expected, params
+            assert any("ts_rank_cd" in sql for sql in ranked)
+            assert not any("ts_rank_cd" in sql for sql in read)  # ranked when built
+            assert any("catalogue_wordmonth" in sql for sql in read)
+
+
+def test_the_rows_match_the_papers_ranks_exactly(catalogue, settings):
+    """Ranks equal to the last bit, so ties break the same way: each stored rank is the
+    rank a search computes."""
+    settings.SEARCH_RANK_CANDIDATES = 1000
+    rows = wordmonths.ranked_rows("model", None, None, 1000, titles=True)
+    papers = Paper.objects.visible().search("model").values_list("pk", "rank")
+    assert sorted(rows) == sorted(papers)
+
+
+def test_hybrid_and_api_searches_read_the_months_too(catalogue, settings, client):
+    settings.SEARCH_RANK_CANDIDATES = 10
+    with CaptureQueriesContext(connection) as statements:
+        assert client.get("/", {"q": "vision"}).status_code == 200
+        assert client.get("/api/papers", {"q": "vision", "since": "2023-04-01"}).status_code == 200
+    assert sum("catalogue_wordmonth" in s["sql"] for s in statements.captured_queries) >= 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "model graph"},  # two words
+        {"q": '"model"'},  # a phrase
+        {"q": "title:model"},
+        {"q": "model", "min_upvotes": "1"},
+        {"q": "model", "has_code": "on"},
+        {"q": "model", "author": "Smith"},
+        {"q": "model -graph"},
+        {"q": "model OR graph"},
+    ],
+)
+def test_other_searches_rank_from_the_papers(catalogue, settings, monkeypatch, params):
+    settings.SEARCH_RANK_CANDIDATES = 10
+    _, read = ranking({**params, "mode": "keyword"}, months=True, monkeypatch=monkeypatch)
+    assert not any("catalogue_wordmonth" in sql for sql in read)
+
+
+def test_a_topic_filter_ranks_from_the_papers(catalogue, settings, monkeypatch):
+    settings.SEARCH_RANK_CANDIDATES = 10
+    topic = Topic.objects.create(slug="ml", name="ML", query="model")
+    _, read = ranking({"q": "model", "topic": [topic.slug]}, months=True, monkeypatch=monkeypatch)
+    assert not any("catalogue_wordmonth" in sql for sql in read)
+
+
+# --- months changed since they were built ---------------------------------------------------
+
+
+def changed_months() -> set[dt.date]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT month FROM catalogue_wordmonthchange")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_every_change_to_a_paper_logs_its_months(catalogue):
+    assert changed_months() == set()
+    paper = Paper.objects.create(
+        arxiv_id="2401.99999", title="model", published_on=dt.date(2023, 4, 2)
+    )
+    assert changed_months() == {dt.date(2023, 4, 1)}
+    wordmonths.build_all()
+    Paper.objects.filter(pk=paper.pk).update(published_on=dt.date(2023, 7, 9))
+    assert changed_months() == {dt.date(2023, 4, 1), dt.date(2023, 7, 1)}
+    wordmonths.build_all()
+    Paper.objects.filter(pk=paper.pk).update(abstract="graph")  # its vector changes
+    assert changed_months() == {dt.date(2023, 7, 1)}
+    wordmonths.build_all()
+    Paper.objects.filter(pk=paper.pk).update(hidden=True)
+    assert changed_months() == {dt.date(2023, 7, 1)}
+    wordmonths.build_all()
+    Paper.objects.filter(pk=paper.pk).update(upvotes=5)  # nothing the rows hold
+    assert changed_months() == set()
+    Paper.objects.filter(pk=paper.pk).delete()
+    assert changed_months() == {dt.date(2023, 7, 1)}
+    Paper.objects.create(arxiv_id="2401.99998", title="model")  # undated
+    assert wordmonths.UNDATED in changed_months()
+
+
+def test_a_changed_month_is_not_read_until_built_again(catalogue, settings, monkeypatch):
+    settings.SEARCH_RANK_CANDIDATES = 10
+    new = Paper.objects.create(
+        arxiv_id="2401.99999",
+        title="model model model",
+        abstract="model",
+        published_on=dt.date(2024, 6, 20),  # the newest paper, and the most relevant
+    )
+    assert wordmonths.ranked_rows("model", dt.date(2024, 6, 1), None, 10, titles=True) is None
+    assert wordmonths.ranked_rows("model", None, dt.date(2024, 5, 31), 10, titles=True)
+    ids, read = ranking({"q": "model"}, months=True, monkeypatch=monkeypatch)
+    assert ids[0] == new.pk  # found in the papers
+    assert any("ts_rank_cd" in sql for sql in read)
+    wordmonths.build_all()
+    ids, read = ranking({"q": "model"}, months=True, monkeypatch=monkeypatch)
+    assert ids[0] == new.pk
+    assert not any("ts_rank_cd" in sql for sql in read)
+
+
+def test_a_change_during_a_build_leaves_the_month_to_build_again(catalogue):
+    """The build reads the papers in the snapshot in which it deletes the month's log:
+    a paper changed after that snapshot is logged again, not lost."""
+    Paper.objects.create(arxiv_id="2401.99990", title="model", published_on=dt.date(2023, 8, 3))
+
+    def write_elsewhere():  # another thread: another connection, committed at once
+        Paper.objects.create(arxiv_id="2401.99991", title="model", published_on=dt.date(2023, 8, 4))
+        connections.close_all()
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SELECT count(*) FROM catalogue_wordmonthchange")  # the snapshot
+        writer = threading.Thread(target=write_elsewhere)
+        writer.start()
+        writer.join()
+        wordmonths._build(cursor, dt.date(2023, 8, 1))
+    assert changed_months() == {dt.date(2023, 8, 1)}  # the writer's entry is left
+    wordmonths.build_all()
+    rows = dict(wordmonths.ranked_rows("model", dt.date(2023, 8, 1), None, 1000, titles=False))
+    assert Paper.objects.get(arxiv_id="2401.99991").pk in rows
+
+
+# --- what may be read ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "lexeme"),
+    [
+        ("model", "model"),
+        ("Models", "model"),
+        ("learned", "learn"),
+        ("gpt-4", None),  # several lexemes
+        ("title:model", None),
+        ('"model"', None),
+        ("-model", None),
+        ("model graph", None),
+        ("model OR graph", None),
+        ("author:smith", None),
+        ("the", None),  # a stop word: nothing to search
+    ],
+)
+def test_a_single_plain_word_is_read_from_its_months(query, lexeme):
+    assert wordmonths.single_lexeme(search.parse(query)) == lexeme
+
+
+def test_date_bounds_are_read_from_date_filters_alone():
+    visible = Paper.objects.visible()
+    day = dt.date(2024, 3, 5)
+    assert wordmonths.date_bounds(visible) == (None, None)
+    assert wordmonths.date_bounds(visible.filter(published_on__gte=day)) == (day, None)
+    bounded = visible.filter(published_on__gte=day, published_on__lte=dt.date(2024, 4, 1))
+    assert wordmonths.date_bounds(bounded) == (day, dt.date(2024, 4, 1))
+    narrowed = bounded.filter(published_on__gte=dt.date(2024, 3, 20))
+    assert wordmonths.date_bounds(narrowed) == (dt.date(2024, 3, 20), dt.date(2024, 4, 1))
+    assert wordmonths.date_bounds(Paper.objects.all()) is None  # hidden papers too
+    assert wordmonths.date_bounds(visible.filter(upvotes__gte=1)) is None
+    assert wordmonths.date_bounds(visible.exclude(code_url="")) is None
+
+
+def test_a_small_catalogue_counts_no_word_common(settings):
+    Paper.objects.create(arxiv_id="2401.00001", title="model")
+    assert not wordmonths.needs_recount()
+    assert wordmonths.needs_recount(min_papers=0)
