@@ -847,7 +847,9 @@ def _prepare_line(prepare: dict) -> str:
         f"VACUUM ANALYZE {prepare['analyze_seconds']:.1f} s; {tagging} Trending scores refreshed "
         f"for {prepare['trending_changed']:,} papers in {prepare['trending_seconds']:.1f} s. "
         f"Word pairs (phrases) of {prepare.get('paired', 0):,} papers in "
-        f"{prepare.get('pairing_seconds', 0):.1f} s.{estimate or ''}"
+        f"{prepare.get('pairing_seconds', 0):.1f} s; common words' months: "
+        f"{prepare.get('word_months', 0):,} built in {prepare.get('word_months_seconds', 0):.1f} s."
+        f"{estimate or ''}"
     )
 
 
@@ -913,7 +915,23 @@ def pair_phrases() -> dict:
 
     started = time.perf_counter()
     paired = phrases.pair_all()
-    return {"paired": paired, "pairing_seconds": time.perf_counter() - started}
+    return {
+        "paired": paired,
+        "pairing_seconds": time.perf_counter() - started,
+        **build_word_months(),
+    }
+
+
+def build_word_months() -> dict:
+    """A common word's month rows (``catalogue.wordmonths``), as the worker's task builds them
+    after an ingest: the common words counted where none were, then every logged month."""
+    from catalogue import wordmonths
+
+    started = time.perf_counter()
+    if wordmonths.needs_recount():
+        wordmonths.recount()
+    built = wordmonths.build_all()
+    return {"word_months": built, "word_months_seconds": time.perf_counter() - started}
 
 
 def describe() -> dict:
