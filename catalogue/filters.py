@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from catalogue import alongside, hybrid, jinja, search, wordmonths
 from catalogue.hybrid import Mode
-from catalogue.models import Paper, Topic
+from catalogue.models import SAMPLE_EVERY, Paper, Topic
 from catalogue.summary import (
     CachedRanking,
     PagedByIds,
@@ -43,6 +43,7 @@ from catalogue.summary import (
     cached_neighbours,
     cached_ranking,
     catalogue_size,
+    exact_from_ids,
     facets_of,
     is_large,
     neighbours_key,
@@ -472,11 +473,19 @@ class PaperFilter(django_filters.FilterSet):
         if not (self.sort_order == Sort.RELEVANCE and self._fuses_meaning):
             # Ranked by words alone (``ranks``), the matches are the keyword matches.
             text = self._keyword_text if ranks is not None else None
-            summary = summarise(self.matches, topics=topics, ranks=ranks, key_text=text)
+            ranked = ranks is not None
+            known = self._summary_from_months(topics, ranked) if self._meaning is None else None
+            summary = summarise(
+                self.matches, topics=topics, ranks=ranks, key_text=text, known=known
+            )
             return summary, self.results(prepare, summary=summary)
         self._start_meaning(alone_of=self._keyword_condition, facets=topics)
         keyword = summarise(
-            self._keyword_matches, topics=topics, ranks=ranks, key_text=self._keyword_text
+            self._keyword_matches,
+            topics=topics,
+            ranks=ranks,
+            key_text=self._keyword_text,
+            known=self._summary_from_months(topics, ranks is not None),
         )
         results = self.results(prepare, summary=keyword)
         _, alone, facets = self._finding_meaning.result()
@@ -611,6 +620,24 @@ class PaperFilter(django_filters.FilterSet):
             return None
         bounds = wordmonths.date_bounds(self._filtered)
         return None if bounds is None else (lexeme, *bounds)
+
+    def _summary_from_months(self, topics: bool, ranked: bool):
+        """A function giving the keyword matches' exact summary from a common word's month
+        rows (``wordmonths.every_month``), where they hold few enough matches to count them
+        all, as the summary's pass over every match would, with each match's rank where
+        ``ranked`` (None where it cannot: the summary is made the usual way); None where the
+        search cannot be read from them."""
+        words = self._common_word_months()
+        if words is None:
+            return None
+        # As many as the sample's pass counts exactly, at most (``summary._summary``).
+        limit = settings.SUMMARY_MIN_SAMPLE_HITS * SAMPLE_EVERY
+
+        def known():
+            months = wordmonths.every_month(*words, limit, ranked=ranked)
+            return None if months is None else exact_from_ids(months, topics)
+
+        return known
 
     def _ranked_by_months(self, words, matches: int | None, reach: Reach | None) -> list[tuple]:
         """The ranking's rows from the word's month rows; read from the papers where those

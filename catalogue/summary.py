@@ -106,7 +106,7 @@ class Summary:
     exact: bool
     per_month: dict[dt.date | None, int] = field(default_factory=dict)  # None: undated papers
     topics: list[dict] = field(default_factory=list)  # {"slug", "name", "n"}, most first
-    # Every match's id, newest first, where the summary read them all (``_exact_from_ids``):
+    # Every match's id, newest first, where the summary read them all (``exact_from_ids``):
     # a sorted page slices them instead of matching again (``PagedByIds``), and a relevance
     # ranking takes its candidates from them (``match_ranks``). Only for the request that
     # computed it: not cached.
@@ -214,6 +214,7 @@ def summarise(
     topics: bool = True,
     ranks: RankColumns | None = None,
     key_text: str | None = None,
+    known=None,
 ):
     """The (cached) summary of an unordered queryset of papers; ``topics``: with facets;
     ``ranks``: where the summary reads every match, each one's rank too (``match_ranks``).
@@ -226,13 +227,17 @@ def summarise(
     most. A phrase's ranking read its candidates by id, 12-22 µs each. Only that pass
     ranks: the sample's, for many matches, does not. A cached summary has no ids
     or ranks (they stay with the request), so the key is the same with or without them.
-    ``key_text``: ``query_text(matches)``, where the caller has it already."""
+    ``key_text``: ``query_text(matches)``, where the caller has it already. ``known``: a
+    function giving the same summary another way (``catalogue.wordmonths``), or None where
+    it cannot."""
     matches = matches.order_by()
     if matches.query.is_empty():  # e.g. a search by meaning before any paper has an embedding
         return Summary(count=0, exact=True)
     kind = "summary" if topics else "count"
     key = _versioned_key(kind, key_text) if key_text else _cache_key(kind, matches)
-    return _cached(key, lambda: _summary(matches, topics, ranks))
+    if known is None:
+        return _cached(key, lambda: _summary(matches, topics, ranks))
+    return _cached(key, lambda: known() or _summary(matches, topics, ranks))
 
 
 def neighbours_key(papers: QuerySet, meaning: str) -> str | None:
@@ -353,7 +358,7 @@ def _summary(matches: QuerySet, topics: bool, ranks: RankColumns | None = None) 
     months, every_match = _sampled_ids_by_month(matches, every, ranks)
     if every_match is not None:
         # Few matches (~5,000 at most): exact figures, the matches read once for all of them.
-        return _exact_from_ids(every_match, topics)
+        return exact_from_ids(every_match, topics)
     hits = sum(len(matched.ids) for matched in months.values())
     sampled_ids = chain.from_iterable(matched.ids for matched in months.values())
     facets = _sample_facets(sampled_ids, every) if topics else []
@@ -376,7 +381,7 @@ def _exact(matches: QuerySet, topics: bool) -> Summary:
     )
 
 
-def _exact_from_ids(months: dict[dt.date | None, MonthMatches], topics: bool) -> Summary:
+def exact_from_ids(months: dict[dt.date | None, MonthMatches], topics: bool) -> Summary:
     """Exact figures from the matches' ids (and ranks, where read): the query's conditions
     (for a phrase, a pattern over every candidate's abstract, ~100 ms at a million papers)
     are not evaluated again for the topic facets."""

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from django.db import connection, transaction
 from django.db.models import Lookup
 
-from catalogue import search
+from catalogue import search, summary
 from catalogue.routers import catalogue_connection
 
 # A lexeme is common in at least this share of the papers, and at least COMMON_MIN of them.
@@ -113,18 +113,23 @@ def _month(day: dt.date) -> dt.date:
     return day.replace(day=1)
 
 
-# The months of a range newest first, each with how many of its rows and title rows come
-# before it (not counting the newest month's, whose days may lie past the range), and
-# whether the rows may be read: the word is counted common, no month of the range changed
-# since it was built, and the ranks were computed with the ranking's settings. One snapshot.
-_READ = """
+# Whether a word's month rows in a range may be read: the word is counted common, no month
+# of the range changed since it was built, and the ranks were computed with the ranking's
+# settings. Read in the statement that reads the rows: one snapshot.
+_USABLE = """
 WITH usable AS (
     SELECT EXISTS (SELECT 1 FROM catalogue_commonword WHERE lexeme = %(lexeme)s)
        AND NOT EXISTS (SELECT 1 FROM catalogue_wordmonthchange
                        WHERE month BETWEEN %(first)s AND %(last)s)
        AND EXISTS (SELECT 1 FROM catalogue_wordmonthsettings WHERE ranking = %(ranking)s)
        AS ok
-), months AS (
+)"""
+# The months of a range newest first, each with how many of its rows and title rows come
+# before it (not counting the newest month's, whose days may lie past the range), as far as
+# the candidates reach.
+_READ = (
+    _USABLE
+    + """, months AS (
     SELECT month, ids, ranks, days, in_title,
            sum(n) OVER newest - n - first_value(n) OVER newest AS before,
            sum(titled) OVER newest - titled - first_value(titled) OVER newest AS titled_before
@@ -138,6 +143,68 @@ WHERE before < %(candidates)s OR titled_before < %(titles)s
 UNION ALL SELECT ok, NULL, NULL, NULL, NULL, NULL FROM usable
 ORDER BY 2 DESC NULLS LAST
 """
+)
+# Every month of a range, newest first, where its rows number at most %(limit)s (else they
+# are not to be read).
+_EVERY_MONTH = (
+    _USABLE
+    + """, few AS (
+    SELECT ok AND coalesce((SELECT sum(n) FROM catalogue_wordmonth
+                            WHERE lexeme = %(lexeme)s AND month BETWEEN %(first)s AND %(last)s),
+                           0) <= %(limit)s AS ok
+    FROM usable
+)
+SELECT (SELECT ok FROM few), month, ids, ranks, days, in_title FROM catalogue_wordmonth
+WHERE lexeme = %(lexeme)s AND month BETWEEN %(first)s AND %(last)s AND (SELECT ok FROM few)
+UNION ALL SELECT ok, NULL, NULL, NULL, NULL, NULL FROM few
+ORDER BY 2 DESC NULLS LAST
+"""
+)
+
+
+def _read(statement: str, lexeme: str, first, last, **values) -> list[tuple] | None:
+    """The month rows a statement reads of a word in a date range, newest first, each
+    (month, ids, ranks, days, in_title) with the rows outside the range cut; None where they
+    may not be read (``_USABLE``)."""
+    low = _month(first) if first else (FIRST_DATED if last else UNDATED)
+    high = _month(last) if last else LAST_MONTH
+    with catalogue_connection().cursor() as cursor:
+        cursor.execute(
+            statement,
+            {"lexeme": lexeme, "first": low, "last": high, "ranking": ranking_settings()} | values,
+        )
+        rows = cursor.fetchall()
+    if not rows or not rows[0][0]:
+        return None
+    months = []
+    for _, month, ids, ranks, days, in_title in rows:
+        if month is None:
+            break
+        kept = _within(month, days, first, last)
+        if kept is not None:
+            ids, ranks, in_title = ids[kept], ranks[kept], in_title[kept]
+        months.append((month, ids, ranks, in_title))
+    return months
+
+
+def every_month(
+    lexeme: str, first: dt.date | None, last: dt.date | None, limit: int, *, ranked: bool = True
+) -> dict[dt.date | None, summary.MonthMatches] | None:
+    """Every match of a one-word query in a date range, by month (None: undated), each
+    month's newest first with their ranks and title flags, as a summary's pass over every
+    match reads them (``summary.exact_from_ids``; ranks only where ``ranked``, as it reads
+    them only where asked); None where the rows may not be read or
+    the months hold more than ``limit`` matches (the summary estimates from its sample)."""
+    months = _read(_EVERY_MONTH, lexeme, first, last, limit=limit)
+    if months is None:
+        return None
+    return {
+        (None if month == UNDATED else month): (
+            summary.MonthMatches(ids, ranks, in_title) if ranked else summary.MonthMatches(ids)
+        )
+        for month, ids, ranks, in_title in months
+        if ids
+    }
 
 
 def ranked_rows(
@@ -148,31 +215,12 @@ def ranked_rows(
     ``candidates / 10`` title matches; None where the month rows may not be read (the
     caller ranks the old way)."""
     title_limit = max(candidates // 10, 1) if titles else 0
-    low = _month(first) if first else (FIRST_DATED if last else UNDATED)
-    high = _month(last) if last else LAST_MONTH
-    with catalogue_connection().cursor() as cursor:
-        cursor.execute(
-            _READ,
-            {
-                "lexeme": lexeme,
-                "first": low,
-                "last": high,
-                "ranking": ranking_settings(),
-                "candidates": candidates,
-                "titles": title_limit,
-            },
-        )
-        rows = cursor.fetchall()
-    if not rows or not rows[0][0]:
+    months = _read(_READ, lexeme, first, last, candidates=candidates, titles=title_limit)
+    if months is None:
         return None
     newest: list[tuple[int, float]] = []
     titled: list[tuple[int, float]] = []
-    for _, month, ids, ranks, days, in_title in rows:
-        if month is None:
-            break
-        kept = _within(month, days, first, last)
-        if kept is not None:
-            ids, ranks, in_title = ids[kept], ranks[kept], in_title[kept]
+    for _, ids, ranks, in_title in months:
         if len(newest) < candidates:
             newest.extend(zip(ids[: candidates - len(newest)], ranks, strict=False))
         if len(titled) < title_limit:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from catalogue import search, wordmonths
+from catalogue import search, tagging, wordmonths
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, Topic
 
@@ -130,6 +132,65 @@ def test_a_topic_filter_ranks_from_the_papers(catalogue, settings, monkeypatch):
     assert not any("catalogue_wordmonth" in sql for sql in read)
 
 
+# --- the summary ----------------------------------------------------------------------------
+
+
+def summary_and_page(params: dict, months: bool, monkeypatch):
+    """(the list page's summary, its first page's ids, its statements), from the month rows
+    or not."""
+    monkeypatch.setattr(wordmonths, "is_common", lambda lexeme: months)
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    assert paper_filter.is_valid(), paper_filter.errors
+    with CaptureQueriesContext(connection) as statements:
+        summary, results = paper_filter.summary_and_results()
+        page = [paper.pk for paper in results[:25]]
+    return summary, page, [statement["sql"] for statement in statements]
+
+
+@pytest.fixture
+def every_match_read(settings):
+    """Summaries from the sample's pass, which reads every match (a sample too small to
+    estimate from), as a large catalogue's few matches are summarised."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    settings.SUMMARY_MIN_SAMPLE_HITS = 10**6
+    settings.SEARCH_RANK_CANDIDATES = 25
+    for slug, query in (("ml", "learning"), ("bio", "protein")):
+        tagging.retag(Topic.objects.create(slug=slug, name=slug.upper(), query=query))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalogue_paper")  # its size: what decides to sample
+
+
+@pytest.mark.parametrize("sort", ["relevance", "newest", "upvotes"])
+def test_a_common_word_is_summarised_the_same_from_its_months(
+    catalogue, every_match_read, monkeypatch, sort
+):
+    for word in ["model", "learned", "Protein"]:
+        for dates in RANGES:
+            params = {"q": word, "mode": "keyword", "sort": sort, **dates}
+            expected, expected_page, _ = summary_and_page(params, False, monkeypatch)
+            found, page, read = summary_and_page(params, True, monkeypatch)
+            assert found == expected, params
+            assert found.match_ids == expected.match_ids
+            assert found.match_ranks == expected.match_ranks
+            assert page == expected_page
+            assert any("catalogue_wordmonth" in sql for sql in read)
+            assert not any("@@" in sql for sql in read)  # no paper is tested for the word
+
+
+def test_more_matches_than_the_sample_counts_are_summarised_from_the_sample(
+    catalogue, every_match_read, settings, monkeypatch
+):
+    settings.SUMMARY_MIN_SAMPLE_HITS = 1  # 50 matches at most from the months
+    params = {"q": "model", "mode": "keyword"}
+    expected, expected_page, _ = summary_and_page(params, False, monkeypatch)
+    found, page, read = summary_and_page(params, True, monkeypatch)
+    assert not found.exact and found == expected
+    assert page == expected_page
+    # The ranking still from the months: their candidates read, the papers' not.
+    assert any("catalogue_wordmonth" in sql and "OVER newest" in sql for sql in read)
+    assert sum("ts_rank_cd" in sql for sql in read) == 1  # the summary's (its unrun branch)
+
+
 # --- months changed since they were built ---------------------------------------------------
 
 
@@ -245,3 +306,23 @@ def test_a_small_catalogue_counts_no_word_common(settings):
     Paper.objects.create(arxiv_id="2401.00001", title="model")
     assert not wordmonths.needs_recount()
     assert wordmonths.needs_recount(min_papers=0)
+
+
+def test_a_truncate_of_the_papers_takes_every_row_with_it(catalogue):
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE catalogue_paper CASCADE")
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM catalogue_wordmonth),"
+            " (SELECT count(*) FROM catalogue_commonword)"
+        )
+        assert cursor.fetchone() == (0, 0)
+
+
+def test_the_command_counts_and_builds(catalogue):
+    Paper.objects.create(arxiv_id="2401.99999", title="model", published_on=dt.date(2023, 4, 2))
+    out = StringIO()
+    call_command("build_word_months", "--no-progress", stdout=out)
+    assert out.getvalue() == "built 1 months\n"
+    assert changed_months() == set()
+    call_command("build_word_months", "--no-progress", "--recount", stdout=out)
+    assert "common words" in out.getvalue() and changed_months() == set()
