@@ -615,6 +615,8 @@ class PaperFilter(django_filters.FilterSet):
         """(lexeme, first day, last day) where the ranking's rows can be read from a common
         word's month rows (``catalogue.wordmonths``): one plain word, counted common, and no
         filter but dates; else None."""
+        if self._keyword_condition is None:
+            return None  # no words searched for
         lexeme = wordmonths.single_lexeme(self._parsed)
         if lexeme is None or not wordmonths.is_common(lexeme):
             return None
