@@ -106,6 +106,13 @@ def test_hybrid_and_api_searches_read_the_months_too(catalogue, settings, client
     assert sum("catalogue_wordmonth" in s["sql"] for s in statements.captured_queries) >= 2
 
 
+@pytest.mark.parametrize("params", [{}, {"since": "2023-04-01"}, {"q": "the"}, {"sort": "upvotes"}])
+def test_pages_without_words_ask_nothing_of_the_months(catalogue, client, params):
+    with CaptureQueriesContext(connection) as statements:
+        assert client.get("/", params).status_code == 200
+    assert not any("catalogue_wordmonth" in s["sql"] for s in statements.captured_queries)
+
+
 @pytest.mark.parametrize(
     "params",
     [
