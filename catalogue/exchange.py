@@ -20,7 +20,8 @@ admin's history (``LogEntry``: it names rows by primary key); beat schedules (th
 create the fixed ones and a restored ``Source`` recreates its own); embeddings unless asked
 for (derived: the worker recomputes them from title and abstract); the papers' word pairs
 (``catalogue.phrases``: derived, and every imported paper is pending until the worker pairs
-it).
+it); the common words' rows by month (``catalogue.wordmonths``: derived, built again by the
+worker after the next ingest or by ``manage.py build_word_months``).
 
 The import is all or nothing, in one transaction: a restore that silently lacks some rows is
 worse than one that stops, and every bad line is reported (with its line number) before the
