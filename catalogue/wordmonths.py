@@ -249,7 +249,7 @@ def _within(
 # --- building ------------------------------------------------------------------------------
 
 
-def recount(share: float = COMMON_SHARE, minimum: int = COMMON_MIN) -> int:
+def recount(share: float | None = None, minimum: int | None = None) -> int:
     """Count again which lexemes are common, drop every month row and log every month as
     changed (the background task builds them again); how many lexemes are common. Lexemes
     holding a quote or a backslash are left out: their tsquery text is escaped."""
@@ -261,7 +261,12 @@ def recount(share: float = COMMON_SHARE, minimum: int = COMMON_MIN) -> int:
             "INSERT INTO catalogue_commonword (lexeme) SELECT word FROM ts_stat("
             "'SELECT search_vector FROM catalogue_paper WHERE NOT hidden')"
             " WHERE ndoc >= %s AND word !~ '[''\\\\]'",
-            [max(minimum, share * papers)],
+            [
+                max(
+                    COMMON_MIN if minimum is None else minimum,
+                    (COMMON_SHARE if share is None else share) * papers,
+                )
+            ],
         )
         common = cursor.rowcount
         cursor.execute("DELETE FROM catalogue_wordmonthsettings")
@@ -279,7 +284,7 @@ def recount(share: float = COMMON_SHARE, minimum: int = COMMON_MIN) -> int:
     return common
 
 
-def needs_recount(min_papers: int = MIN_PAPERS) -> bool:
+def needs_recount(min_papers: int | None = None) -> bool:
     """Whether the catalogue is large enough and no count was made, or it has grown
     ``RECOUNT_GROWTH`` times since (or the ranking's settings changed)."""
     with catalogue_connection().cursor() as cursor:
@@ -291,7 +296,7 @@ def needs_recount(min_papers: int = MIN_PAPERS) -> bool:
             " ON true"
         )
         papers, ranking, counted = cursor.fetchone()
-    if papers < min_papers:
+    if papers < (MIN_PAPERS if min_papers is None else min_papers):
         return False
     return ranking != ranking_settings() or papers > RECOUNT_GROWTH * (counted or 0)
 

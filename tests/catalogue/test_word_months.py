@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from catalogue import search, tagging, wordmonths
+from catalogue import search, tagging, tasks, wordmonths
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, Topic
 
@@ -333,3 +333,18 @@ def test_the_command_counts_and_builds(catalogue):
     assert changed_months() == set()
     call_command("build_word_months", "--no-progress", "--recount", stdout=out)
     assert "common words" in out.getvalue() and changed_months() == set()
+
+
+def test_the_task_counts_a_grown_catalogue_and_builds_its_months(monkeypatch):
+    rng = random.Random(3)
+    Paper.objects.bulk_create(
+        Paper(arxiv_id=f"2302.{i:05d}", title=_text(rng, 4), published_on=START) for i in range(60)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalogue_paper")  # its size, as the task reads it
+    assert tasks.build_word_months() == 0  # too small: nothing counted
+    monkeypatch.setattr(wordmonths, "MIN_PAPERS", 50)
+    monkeypatch.setattr(wordmonths, "COMMON_MIN", 10)
+    assert tasks.build_word_months() == 1  # counted, then its one month built
+    assert wordmonths.ranked_rows("model", None, None, 5, titles=False)
+    assert tasks.build_word_months() == 0  # nothing changed since

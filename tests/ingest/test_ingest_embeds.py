@@ -45,3 +45,7 @@ def test_papers_of_an_ingest_on_the_worker_all_get_embedded_and_paired(celery_wo
         time.sleep(0.1)
     assert PhrasePairs.objects.count() == 4
     assert "catalogue.tasks.pair_phrases" in celery_worker.log()
+    # Queued beside the pairing: four papers are too few to count any word common.
+    while "catalogue.tasks.build_word_months" not in celery_worker.log():
+        assert time.monotonic() < deadline, celery_worker.log()
+        time.sleep(0.1)
