@@ -164,8 +164,14 @@ def start_ingest(site: Site, payload: Path) -> Process:
 
 def lose_work1_mid_run(site: Site, timeline: Timeline) -> tuple[float, list[int]]:
     """Once a chunk has finished and work1 executes one, lose work1; (when, its chunks)."""
-    orphans = wait_until(lambda: _work1_executing(site), timeout=INGEST_SECONDS, every=0.1)
+    executing = wait_until(lambda: _work1_executing(site), timeout=INGEST_SECONDS, every=0.1)
     site.hosts["work1"].lose()
+    # A chunk may have finished between that read and the loss (seen in CI: "chunk 5
+    # succeeded on work1" in the same 0.1 s): lost, work1 can commit nothing more, so what
+    # is unfinished now is what work2 must resume.
+    unfinished = {c.id for c in chunks(site.primary) if not c.finished}
+    orphans = [chunk for chunk in executing if chunk in unfinished]
+    assert orphans, f"work1 finished chunks {executing} as it was lost: nothing to resume"
     killed_at = timeline.mark(f"work1 lost (link down, SIGKILL) while executing chunks {orphans}")
     address = site.hosts["work1"].address
     wait_until(
