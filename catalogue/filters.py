@@ -602,7 +602,7 @@ class PaperFilter(django_filters.FilterSet):
             )
         elif match_ids == []:
             known = list  # nothing matched: nothing to rank (title matches are matches too)
-        elif (words := self._common_word_months()) is not None:
+        elif (words := self._common_word_months) is not None:
             known = functools.partial(self._ranked_by_months, words, matches, reach)
         if known is not None:  # the candidates' statements are neither run nor keyed
             return cached_ranking(None, matches, build, extra=extra, known=known, key_text=key_text)
@@ -611,6 +611,7 @@ class PaperFilter(django_filters.FilterSet):
             ranked, matches, build, extra=extra, pools=pools, reach=reach, key_text=key_text
         )
 
+    @cached_property
     def _common_word_months(self) -> tuple[str, dt.date | None, dt.date | None] | None:
         """(lexeme, first day, last day) where the ranking's rows can be read from a common
         word's month rows (``catalogue.wordmonths``): one plain word, counted common, and no
@@ -629,7 +630,7 @@ class PaperFilter(django_filters.FilterSet):
         all, as the summary's pass over every match would, with each match's rank where
         ``ranked`` (None where it cannot: the summary is made the usual way); None where the
         search cannot be read from them."""
-        words = self._common_word_months()
+        words = self._common_word_months
         if words is None:
             return None
         # As many as the sample's pass counts exactly, at most (``summary._summary``).

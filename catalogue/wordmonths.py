@@ -218,18 +218,14 @@ def ranked_rows(
     months = _read(_READ, lexeme, first, last, candidates=candidates, titles=title_limit)
     if months is None:
         return None
-    newest: list[tuple[int, float]] = []
-    titled: list[tuple[int, float]] = []
-    for _, ids, ranks, in_title in months:
-        if len(newest) < candidates:
-            newest.extend(zip(ids[: candidates - len(newest)], ranks, strict=False))
-        if len(titled) < title_limit:
-            rows_in_title = zip(ids, ranks, in_title, strict=True)
-            titled.extend((pk, rank) for pk, rank, flag in rows_in_title if flag)
-            del titled[title_limit:]
-        if len(newest) >= candidates and len(titled) >= title_limit:
-            break
-    return sorted(set(newest) | set(titled), key=lambda row: (-row[1], -row[0]))
+    # The months read reach the candidates: ranked as a summary's every match would be.
+    ids = [pk for _, month_ids, _, _ in months for pk in month_ids]
+    ranks = [
+        (rank, flag)
+        for _, _, month_ranks, in_title in months
+        for rank, flag in zip(month_ranks, in_title, strict=True)
+    ]
+    return summary.ranked_from_summary(ids, ranks, candidates, titles=titles)
 
 
 def _within(
