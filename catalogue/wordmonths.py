@@ -283,18 +283,30 @@ def recount(share: float | None = None, minimum: int | None = None) -> int:
 def needs_recount(min_papers: int | None = None) -> bool:
     """Whether the catalogue is large enough and no count was made, or it has grown
     ``RECOUNT_GROWTH`` times since (or the ranking's settings changed)."""
+    minimum = MIN_PAPERS if min_papers is None else min_papers
     with catalogue_connection().cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT greatest(reltuples, 0) FROM pg_class"
-            " WHERE oid = 'catalogue_paper'::regclass),"
-            " ranking, counted FROM (SELECT 1) AS one"
-            " LEFT JOIN (SELECT ranking, papers AS counted FROM catalogue_wordmonthsettings) AS s"
-            " ON true"
-        )
+        cursor.execute(_SIZE_AND_COUNT, {"minimum": minimum})
         papers, ranking, counted = cursor.fetchone()
-    if papers < (MIN_PAPERS if min_papers is None else min_papers):
+    if papers < minimum:
         return False
     return ranking != ranking_settings() or papers > RECOUNT_GROWTH * (counted or 0)
+
+
+# The catalogue's size as the statistics know it, and the last count's settings. A catalogue
+# just loaded in bulk is not analysed yet (its reltuples is 0 until autovacuum comes by, after
+# the task that follows the ingest has run): the statistics' live rows count inserts as they
+# are committed, and below the minimum the papers are counted, up to the minimum only.
+_SIZE_AND_COUNT = """
+SELECT CASE WHEN known >= %(minimum)s THEN known ELSE (
+           SELECT count(*) FROM (SELECT FROM catalogue_paper LIMIT %(minimum)s) AS first)
+       END,
+       ranking, counted
+FROM (SELECT greatest(
+          (SELECT reltuples FROM pg_class WHERE oid = 'catalogue_paper'::regclass),
+          (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'catalogue_paper'::regclass),
+          0) AS known) AS size
+LEFT JOIN (SELECT ranking, papers AS counted FROM catalogue_wordmonthsettings) AS s ON true
+"""
 
 
 # Each month's rows from its papers, for the common lexemes: ranks by ``ts_rank_cd`` of the
