@@ -724,9 +724,11 @@ class PaperFilter(django_filters.FilterSet):
         (``alongside``) while this one reads the newest keyword matches; the newest of both
         are then taken by date, and those found by meaning alone loaded by id."""
         if not self._finds_meaning_beside_words:
-            return list(prepare(self.matches.newest_first())[:limit])
+            if self.search_mode == Mode.SEMANTIC or self._keyword_condition is None:
+                return list(prepare(self.matches.newest_first())[:limit])
+            return self._newest_by_words(limit, prepare)  # the matches are the words'
         self._start_meaning(alone_of=self._keyword_condition)
-        by_words = list(prepare(self._keyword_matches.newest_first())[:limit])
+        by_words = self._newest_by_words(limit, prepare)
         _, alone, _ = self._finding_meaning.result()
         dated = [(paper.pk, paper.published_on) for paper in by_words] + alone
         newest_ids = [pk for pk, _ in sorted(dated, key=_newest_first)[:limit]]
@@ -736,6 +738,16 @@ class PaperFilter(django_filters.FilterSet):
             found = prepare(self._filtered.filter(pk__in=by_meaning))
             loaded |= {paper.pk: paper for paper in found}
         return [loaded[pk] for pk in newest_ids if pk in loaded]
+
+    def _newest_by_words(self, limit: int, prepare) -> list[Paper]:
+        """The ``limit`` newest papers with the words, newest first: a common word's read
+        from its month rows (``wordmonths.newest_ids``) and loaded by id, else found."""
+        words = self._common_word_months
+        ids = wordmonths.newest_ids(*words, limit) if words is not None else None
+        if ids is None:
+            return list(prepare(self._keyword_matches.newest_first())[:limit])
+        loaded = {paper.pk: paper for paper in prepare(self._filtered.filter(pk__in=ids))}
+        return [loaded[pk] for pk in ids if pk in loaded]
 
     @property
     def _finds_meaning_beside_words(self) -> bool:

@@ -228,6 +228,20 @@ def ranked_rows(
     return summary.ranked_from_summary(ids, ranks, candidates, titles=titles)
 
 
+def newest_ids(
+    lexeme: str, first: dt.date | None, last: dt.date | None, limit: int
+) -> list[int] | None:
+    """The ids of a one-word query's ``limit`` newest matches in a date range, newest first
+    as ``newest_first`` orders them (undated last): a feed's entries, read from the month rows
+    instead of every match found in the papers and sorted by date (at a million papers a
+    word in 1 % of them took 34 ms of its feed that way); None where the rows may not be
+    read."""
+    months = _read(_READ, lexeme, first, last, candidates=limit, titles=0)
+    if months is None:
+        return None
+    return [pk for _, ids, _, _ in months for pk in ids][:limit]
+
+
 def _within(
     month: dt.date, days: Sequence[int], first: dt.date | None, last: dt.date | None
 ) -> slice | None:

@@ -198,6 +198,64 @@ def test_more_matches_than_the_sample_counts_are_summarised_from_the_sample(
     assert sum("ts_rank_cd" in sql for sql in read) == 1  # the summary's (its unrun branch)
 
 
+# --- the newest matches (feeds) ----------------------------------------------------------
+
+
+def newest(params: dict, limit: int, months: bool, monkeypatch) -> tuple[list[int], list[str]]:
+    """(the ids of a search's ``limit`` newest matches, as its feed lists them; its
+    statements), read from the month rows or not."""
+    monkeypatch.setattr(wordmonths, "is_common", lambda lexeme: months)
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    assert paper_filter.is_valid(), paper_filter.errors
+    with CaptureQueriesContext(connection) as statements:
+        ids = [paper.pk for paper in paper_filter.newest(limit)]
+    return ids, [statement["sql"] for statement in statements]
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50, 1000])
+def test_a_common_words_newest_matches_are_read_from_its_months(catalogue, monkeypatch, limit):
+    for word in ["model", "graphs", "Protein"]:
+        for dates in RANGES:
+            params = {"q": word, "mode": "keyword", **dates}
+            expected, found_in_papers = newest(params, limit, False, monkeypatch)
+            ids, read = newest(params, limit, True, monkeypatch)
+            assert ids == expected, params
+            assert any("@@" in sql for sql in found_in_papers)
+            assert not any("@@" in sql for sql in read)  # only loaded by id
+            assert any("catalogue_wordmonth" in sql for sql in read)
+    everywhere, _ = newest({"q": "protein", "mode": "keyword"}, limit, True, monkeypatch)
+    assert len(everywhere) == min(limit, Paper.objects.visible().search("protein").count())
+
+
+def test_a_hybrid_feed_lists_the_same_from_the_months(catalogue, client, monkeypatch):
+    for dates in [{}, {"since": "2023-05-10", "until": "2023-09-20"}]:
+        pages = []
+        for months in (False, True):
+            monkeypatch.setattr(wordmonths, "is_common", lambda lexeme, months=months: months)
+            response = client.get("/feed/", {"q": "vision", **dates})
+            assert response.status_code == 200
+            pages.append(response.content)
+        assert pages[0] == pages[1] and pages[0].count(b"<entry>") > 5
+
+
+def test_a_changed_month_is_not_read_for_the_newest_either(catalogue, monkeypatch):
+    new = Paper.objects.create(
+        arxiv_id="2401.99999", title="model", published_on=dt.date(2024, 7, 1)
+    )
+    ids, read = newest({"q": "model", "mode": "keyword"}, 3, True, monkeypatch)
+    assert ids[0] == new.pk and any("@@" in sql for sql in read)
+    assert wordmonths.newest_ids("model", None, None, 3) is None
+    wordmonths.build_all()
+    ids, read = newest({"q": "model", "mode": "keyword"}, 3, True, monkeypatch)
+    assert ids[0] == new.pk and not any("@@" in sql for sql in read)
+
+
+@pytest.mark.parametrize("params", [{"q": "model graph"}, {"q": "model", "has_code": "on"}])
+def test_other_feeds_find_their_newest_in_the_papers(catalogue, monkeypatch, params):
+    _, read = newest({**params, "mode": "keyword"}, 10, True, monkeypatch)
+    assert not any("catalogue_wordmonth" in sql for sql in read)
+
+
 # --- months changed since they were built ---------------------------------------------------
 
 
