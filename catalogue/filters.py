@@ -681,9 +681,12 @@ class PaperFilter(django_filters.FilterSet):
         def fuse(rows):
             # Similarities of the best keyword candidates only, by primary key: a join of
             # every candidate to its embedding reads the whole embeddings table (a hash join).
-            # (Nothing near by meaning, e.g. no model: no embedding of the query either.)
-            best = [pk for pk, _ in rows[: hybrid.FUSE_DEPTH]] if self._nearest else []
-            similarity = hybrid.similarities(best, self._vector) if best else {}
+            # Measured before the neighbours are awaited: the search for them embeds the
+            # query first (``_meaning_search``), then scans, and this statement runs on this
+            # connection meanwhile. (No model: no embedding of the query, nothing to measure.)
+            vector = self._vector
+            best = [pk for pk, _ in rows[: hybrid.FUSE_DEPTH]] if vector is not None else []
+            similarity = hybrid.similarities(best, vector) if best else {}
             return hybrid.fuse(rows, self._neighbours, similarity)
 
         # Keyed by what the neighbours depend on, not by them: the keyword candidates are read

@@ -229,6 +229,35 @@ def test_the_keyword_ranking_is_read_while_the_neighbours_are_found(catalogue, m
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_candidates_similarities_are_measured_while_the_neighbours_are_found(
+    catalogue, monkeypatch, settings
+):
+    """The scan waits until the request's connection has measured the keyword candidates'
+    similarities to the query: had the request awaited the neighbours first, that statement
+    would come only after the wait."""
+    measured, scan = threading.Event(), hybrid.neighbours
+    waited = []
+
+    def slow_scan(*args, **kwargs):
+        waited.append(measured.wait(timeout=10))
+        return scan(*args, **kwargs)
+
+    def watch(execute, sql, params, many, context):
+        if "vector <=>" in sql and "paper_id = ANY" in sql:
+            measured.set()
+        return execute(sql, params, many, context)
+
+    monkeypatch.setattr(hybrid, "neighbours", slow_scan)
+    with connection.execute_wrapper(watch):
+        summary, results = searched().summary_and_results()
+        ranked = [paper.pk for paper in results[:10]]
+    assert waited == [True]
+    settings.SEARCH_ALONGSIDE = False  # the same search, one step after the other
+    one_after_the_other = [paper.pk for paper in searched().summary_and_results()[1][:10]]
+    assert ranked == one_after_the_other and summary.count == 5
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("limit", [1, 2, 3, 4, 5, 50])
 def test_the_newest_matches_take_the_neighbours_found_beside_by_date(catalogue, scans, limit):
     """A feed's entries: the newest of the keyword matches and of the papers found by meaning
