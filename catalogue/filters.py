@@ -40,6 +40,7 @@ from catalogue.summary import (
     RankColumns,
     Reach,
     Summary,
+    any_embedding,
     cached_neighbours,
     cached_ranking,
     catalogue_size,
@@ -683,8 +684,8 @@ class PaperFilter(django_filters.FilterSet):
             # every candidate to its embedding reads the whole embeddings table (a hash join).
             # Measured before the neighbours are awaited: the search for them embeds the
             # query first (``_meaning_search``), then scans, and this statement runs on this
-            # connection meanwhile. (No model: no embedding of the query, nothing to measure.)
-            vector = self._vector
+            # connection meanwhile. (No model, or no paper embedded yet: nothing to measure.)
+            vector = self._vector if any_embedding() else None
             best = [pk for pk, _ in rows[: hybrid.FUSE_DEPTH]] if vector is not None else []
             similarity = hybrid.similarities(best, vector) if best else {}
             return hybrid.fuse(rows, self._neighbours, similarity)

@@ -305,9 +305,9 @@ def catalogue_version() -> str:
 _request = threading.local()
 
 
-def catalogue_state() -> tuple[str, int]:
-    """(the latest change to any paper or embedding, the papers table's estimated rows), in
-    one statement.
+def catalogue_state() -> tuple[str, int, bool]:
+    """(the latest change to any paper or embedding, the papers table's estimated rows,
+    whether any paper has an embedding), in one statement.
 
     The page cache, the summary's and the ranking's keys and the summary's choice of method
     all need them: within a request they are read once (a page would otherwise pay three or
@@ -321,7 +321,7 @@ def catalogue_state() -> tuple[str, int]:
     return memo["state"]
 
 
-def _read_state() -> tuple[str, int]:
+def _read_state() -> tuple[str, int, bool]:
     # max(updated_at) and max(computed_at) read one entry of their indexes; reltuples is
     # PostgreSQL's estimate, kept by ANALYZE and autovacuum.
     with catalogue_connection().cursor() as cursor:
@@ -332,7 +332,12 @@ def _read_state() -> tuple[str, int]:
             [Paper._meta.db_table],
         )
         last, embedded, rows = cursor.fetchone()
-    return f"{last}/{embedded}", max(rows or 0, 0)
+    return f"{last}/{embedded}", max(rows or 0, 0), embedded is not None
+
+
+def any_embedding() -> bool:
+    """Whether any paper has an embedding (``catalogue_state``: read once per request)."""
+    return catalogue_state()[2]
 
 
 def start_request_memo(**kwargs) -> None:
