@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextvars
 import os
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 
@@ -149,6 +150,22 @@ def _idle_worker() -> _Worker:
     with _lock:
         if _idle:
             return _idle.pop()
+        _hand_the_interpreter_over_sooner()
         worker = _Worker()
         _workers.add(worker)
         return worker
+
+
+# How long a thread holding the interpreter (the GIL) runs before one that waits for it
+# gets it: CPython's default is 5 ms. A worker thread whose statement has returned waits
+# for the request's thread to reach that point while it renders or fuses in Python, and
+# the request then waits for the worker: measured at 100,000 papers, 30 common-word
+# searches' pages took p50 26.5-27.1 ms at 5 ms and 24.8-25.0 at 0.5 ms (their neighbours'
+# thread 15.4-16.8 against 14.7-15.1). Where only one thread runs, nothing changes: the
+# interval matters only while another waits.
+SWITCH_INTERVAL = 0.0005
+
+
+def _hand_the_interpreter_over_sooner() -> None:
+    if sys.getswitchinterval() > SWITCH_INTERVAL:
+        sys.setswitchinterval(SWITCH_INTERVAL)

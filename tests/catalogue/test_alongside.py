@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import os
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -353,6 +354,20 @@ def test_the_work_runs_in_the_caller_s_context_and_its_error_is_raised_to_it(set
 
     with pytest.raises(LookupError, match="no such paper"):
         alongside.start("default", broken).result(timeout=10)
+
+
+def test_with_a_thread_beside_requests_the_interpreter_is_handed_over_sooner(settings):
+    """A thread whose statement has returned waits for the interpreter while the request's
+    thread runs Python: at most ``SWITCH_INTERVAL`` once a thread is started, not 5 ms."""
+    settings.SEARCH_ALONGSIDE = True
+    alongside.close()  # no thread yet: the next work starts one
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        assert alongside.start("default", lambda: 1).result(timeout=10) == 1
+        assert sys.getswitchinterval() <= alongside.SWITCH_INTERVAL < 0.005
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @pytest.mark.django_db(transaction=True)
