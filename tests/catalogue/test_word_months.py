@@ -232,8 +232,11 @@ def test_a_hybrid_feed_lists_the_same_from_the_months(catalogue, client, monkeyp
         pages = []
         for months in (False, True):
             monkeypatch.setattr(wordmonths, "is_common", lambda lexeme, months=months: months)
-            response = client.get("/feed/", {"q": "vision", **dates})
+            with CaptureQueriesContext(connection) as statements:
+                response = client.get("/feed/", {"q": "vision", **dates})
             assert response.status_code == 200
+            read = any("catalogue_wordmonth" in s["sql"] for s in statements.captured_queries)
+            assert read == months
             pages.append(response.content)
         assert pages[0] == pages[1] and pages[0].count(b"<entry>") > 5
 
