@@ -83,8 +83,7 @@ def build_word_months() -> int:
     """Build again the months whose papers changed (``catalogue.wordmonths``), for up to
     PAIR_CHUNK_SECONDS, then queue its successor; first counting the common words where the
     catalogue is new to it or has grown. Returns how many months this chunk built."""
-    if wordmonths.needs_recount():
-        wordmonths.recount()
+    wordmonths.count_if_needed()
     started, built = time.monotonic(), 0
     while time.monotonic() - started < PAIR_CHUNK_SECONDS:
         if wordmonths.build_changed_month() is None:

@@ -306,6 +306,12 @@ def needs_recount(min_papers: int | None = None) -> bool:
     return ranking != ranking_settings() or papers > RECOUNT_GROWTH * (counted or 0)
 
 
+def count_if_needed() -> int | None:
+    """``recount`` where ``needs_recount``: how many lexemes are common, None where the count
+    stands (what the task, the command and the benchmarks do before building)."""
+    return recount() if needs_recount() else None
+
+
 # The catalogue's size as the statistics know it, and the last count's settings. A catalogue
 # just loaded in bulk is not analysed yet (its reltuples is 0 until autovacuum comes by, after
 # the task that follows the ingest has run): the statistics' live rows count inserts as they

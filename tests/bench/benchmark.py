@@ -928,8 +928,7 @@ def build_word_months() -> dict:
     from catalogue import wordmonths
 
     started = time.perf_counter()
-    if wordmonths.needs_recount():
-        wordmonths.recount()
+    wordmonths.count_if_needed()
     built = wordmonths.build_all()
     return {"word_months": built, "word_months_seconds": time.perf_counter() - started}
 

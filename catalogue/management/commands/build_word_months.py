@@ -27,8 +27,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, no_progress: bool = False, recount: bool = False, **options):
-        if recount or wordmonths.needs_recount():
-            common = wordmonths.recount()
+        common = wordmonths.recount() if recount else wordmonths.count_if_needed()
+        if common is not None:
             self.stdout.write(f"{common:,} common words")
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(DISTINCT month) FROM catalogue_wordmonthchange")
