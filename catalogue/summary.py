@@ -235,9 +235,7 @@ def summarise(
         return Summary(count=0, exact=True)
     kind = "summary" if topics else "count"
     key = _versioned_key(kind, key_text) if key_text else _cache_key(kind, matches)
-    if known is None:
-        return _cached(key, lambda: _summary(matches, topics, ranks))
-    return _cached(key, lambda: known() or _summary(matches, topics, ranks))
+    return _cached(key, lambda: (known and known()) or _summary(matches, topics, ranks))
 
 
 def neighbours_key(papers: QuerySet, meaning: str) -> str | None:
