@@ -6,6 +6,7 @@ found by meaning alone (``Summary.plus``) equal to the summary of every match.""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import os
@@ -205,24 +206,33 @@ def test_the_neighbours_are_found_on_another_connection_with_the_same_answer(
     assert page.context["summary"] == summarise(searched().matches)
 
 
+@contextlib.contextmanager
+def scan_held_until(monkeypatch, statement):
+    """The neighbours' scan held until the request's connection runs a statement of which
+    ``statement(sql)`` is true (10 s at most); yields the list of whether each scan saw it."""
+    seen, scan = threading.Event(), hybrid.neighbours
+    waited = []
+
+    def held_scan(*args, **kwargs):
+        waited.append(seen.wait(timeout=10))
+        return scan(*args, **kwargs)
+
+    def watch(execute, sql, params, many, context):
+        if statement(sql):
+            seen.set()
+        return execute(sql, params, many, context)
+
+    monkeypatch.setattr(hybrid, "neighbours", held_scan)
+    with connection.execute_wrapper(watch):
+        yield waited
+    monkeypatch.setattr(hybrid, "neighbours", scan)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_keyword_ranking_is_read_while_the_neighbours_are_found(catalogue, monkeypatch):
     """The scan waits until the request's connection has ranked the keyword candidates: had
     the request awaited the neighbours first, the ranking would come only after the wait."""
-    ranked, scan = threading.Event(), hybrid.neighbours
-    waited = []
-
-    def slow_scan(*args, **kwargs):
-        waited.append(ranked.wait(timeout=10))
-        return scan(*args, **kwargs)
-
-    def watch(execute, sql, params, many, context):
-        if "ts_rank_cd" in sql:
-            ranked.set()
-        return execute(sql, params, many, context)
-
-    monkeypatch.setattr(hybrid, "neighbours", slow_scan)
-    with connection.execute_wrapper(watch):
+    with scan_held_until(monkeypatch, lambda sql: "ts_rank_cd" in sql) as waited:
         summary, results = searched().summary_and_results()
         list(results[:10])
     assert waited == [True]
@@ -236,20 +246,11 @@ def test_the_candidates_similarities_are_measured_while_the_neighbours_are_found
     """The scan waits until the request's connection has measured the keyword candidates'
     similarities to the query: had the request awaited the neighbours first, that statement
     would come only after the wait."""
-    measured, scan = threading.Event(), hybrid.neighbours
-    waited = []
 
-    def slow_scan(*args, **kwargs):
-        waited.append(measured.wait(timeout=10))
-        return scan(*args, **kwargs)
+    def similarities(sql: str) -> bool:
+        return "vector <=>" in sql and "paper_id = ANY" in sql
 
-    def watch(execute, sql, params, many, context):
-        if "vector <=>" in sql and "paper_id = ANY" in sql:
-            measured.set()
-        return execute(sql, params, many, context)
-
-    monkeypatch.setattr(hybrid, "neighbours", slow_scan)
-    with connection.execute_wrapper(watch):
+    with scan_held_until(monkeypatch, similarities) as waited:
         summary, results = searched().summary_and_results()
         ranked = [paper.pk for paper in results[:10]]
     assert waited == [True]
