@@ -13,7 +13,13 @@ account_urls = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password_reset/",
-        accounts.limit_password_resets(auth_views.PasswordResetView.as_view()),
+        accounts.limit_password_resets(
+            # A plain-text body (no HTML part), autoescaping off: named .txt, not Django's
+            # default .html, so that nobody takes it for an HTML template.
+            auth_views.PasswordResetView.as_view(
+                email_template_name="registration/password_reset_email.txt"
+            )
+        ),
         name="password_reset",
     ),
     path(
