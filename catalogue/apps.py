@@ -8,9 +8,9 @@ class CatalogueConfig(AppConfig):
     verbose_name = "Catalogue"
 
     def ready(self):
-        from catalogue import semantic, summary
+        from catalogue import dbsession, summary
 
-        connection_created.connect(semantic.configure_connection, dispatch_uid="hnsw-settings")
+        connection_created.connect(dbsession.configure_connection, dispatch_uid="session-settings")
         # The catalogue's version and size are read once per request (summary.catalogue_state).
         request_started.connect(summary.start_request_memo, dispatch_uid="catalogue-state")
         request_finished.connect(summary.end_request_memo, dispatch_uid="catalogue-state")

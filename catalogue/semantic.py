@@ -6,10 +6,8 @@ nearly empty. pgvector 0.8's iterative scans go on walking the graph until the q
 is met (``relaxed_order``: rows may come slightly out of order, so callers re-sort by
 distance), bounded by ``hnsw.max_scan_tuples``.
 
-The settings are made once per connection, when it opens (``CatalogueConfig.ready``), so a
-search pays no round trip for them. Behind a pooler in transaction mode (PgBouncer) session
-settings do not stick: set them on the database instead
-(``ALTER DATABASE … SET hnsw.iterative_scan = relaxed_order``, and the two others).
+The settings are made once per connection, when it opens (``catalogue.dbsession``), so a
+search pays no round trip for them.
 """
 
 from __future__ import annotations
@@ -22,10 +20,3 @@ SESSION_SETTINGS = (
     "SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 100; "
     f"SET hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}"
 )
-
-
-def configure_connection(sender, connection, **kwargs) -> None:
-    """``connection_created`` receiver: the HNSW settings above for PostgreSQL sessions."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(SESSION_SETTINGS)

@@ -89,6 +89,9 @@ TEMPLATES = [
 DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql")) or embedded.postgres_url()
 DATABASES = {"default": database_from_url(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Parallel workers one statement may plan (PostgreSQL's max_parallel_workers_per_gather), set
+# on every connection as it opens (catalogue.dbsession says why 0); negative: the server's own.
+DATABASE_PARALLEL_WORKERS = env_int("DATABASE_PARALLEL_WORKERS", 0)
 
 
 # --- Redis, cache and Celery ------------------------------------------------------------------
