@@ -48,9 +48,11 @@ from catalogue.summary import (
     facets_of,
     is_large,
     neighbours_key,
+    of_ids,
     papers_published_between,
     query_text,
     ranked_from_summary,
+    ranked_known_newest,
     ranked_rows,
     ranking_text,
     ranks_in_scan,
@@ -605,6 +607,8 @@ class PaperFilter(django_filters.FilterSet):
             known = list  # nothing matched: nothing to rank (title matches are matches too)
         elif (words := self._common_word_months) is not None:
             known = functools.partial(self._ranked_by_months, words, matches, reach)
+        elif (words := self._plain_words_months) is not None:
+            known = functools.partial(self._ranked_from_newest_with_all, words, matches, reach)
         if known is not None:  # the candidates' statements are neither run nor keyed
             return cached_ranking(None, matches, build, extra=extra, known=known, key_text=key_text)
         ranked, pools = self._keyword_ranked(matches, reach)
@@ -624,6 +628,48 @@ class PaperFilter(django_filters.FilterSet):
             return None
         bounds = wordmonths.date_bounds(self._filtered)
         return None if bounds is None else (lexeme, *bounds)
+
+    @cached_property
+    def _plain_words_months(self) -> tuple[tuple[str, ...], dt.date | None, dt.date | None] | None:
+        """(lexemes, first day, last day) where the ranking's newest candidates may be read
+        from the words' month rows (``wordmonths.newest_with_all``): plain words, every one
+        required, and no filter but dates; else None. (Whether each word is counted common is
+        asked as they are read.)"""
+        if self._keyword_condition is None:
+            return None
+        lexemes = wordmonths.plain_lexemes(self._parsed)
+        if lexemes is None:
+            return None
+        bounds = wordmonths.date_bounds(self._filtered)
+        return None if bounds is None else (lexemes, *bounds)
+
+    def _ranked_from_newest_with_all(self, words, matches: int | None, reach: Reach | None):
+        """The ranking's rows, its newest candidates read from the words' month rows and
+        ranked by id (the words' nearness and the phrase's bonus are not in the rows: each
+        candidate's vector is read), its title pool as ever; read from the papers where the
+        rows may not be read."""
+        candidates = settings.SEARCH_RANK_CANDIDATES
+        since = reach.since if reach is not None else None
+        # Where the summary does not tell where the newest lie, every month of the range
+        # would be read: for common words, more than the papers' way reads.
+        ids = None if since is None else wordmonths.newest_with_all(*words, candidates, since=since)
+        if ids is None:
+            ranked, pools = self._keyword_ranked(matches, reach)
+            return ranked_rows(ranked, matches, pools, reach)
+        if not ids:
+            return []
+        rank = self._searched.query.annotations["rank"]
+        newest = self._filtered.filter(of_ids(ids)).annotate(rank=rank).values("pk", "rank")
+        titled = []
+        if len(ids) >= candidates and self._parsed.title_query:
+            # Fewer: they are every match, and every title match among them.
+            _, *titled = self._searched.relevance_pools(
+                candidates,
+                self._parsed.title_query,
+                rank_in_scan=True,
+                titles_among=self._titles_among,
+            )
+        return ranked_known_newest(newest, titled, matches, reach)
 
     def _summary_from_months(self, topics: bool, ranked: bool):
         """A function giving the keyword matches' exact summary from a common word's month

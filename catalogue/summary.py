@@ -1035,6 +1035,14 @@ def ranked_from_summary(
     return sorted(pools, key=lambda row: (-row[1], -row[0]))
 
 
+def ranked_known_newest(newest: QuerySet, titled=(), matches=None, reach=None) -> list[tuple]:
+    """(pk, rank) rows, most relevant first, of ``by_relevance``'s UNION where the newest
+    pool's papers are known already (``newest``: those papers, by id, with ``rank``; e.g.
+    from word months, ``catalogue.wordmonths.newest_with_all``): its rows, then those of the
+    title pools it does not hold (``_newest_then_titles``)."""
+    return _most_relevant_first(_newest_then_titles(newest, (), titled, matches, reach))
+
+
 def walk_statements(newest: QuerySet, *titled: QuerySet, matches=None, reach=None) -> list:
     """(compiler, sql, params, planner settings off) of each pool of a walked ranking. The
     newest matches walk the date index; a title pool walks it only where its matches are

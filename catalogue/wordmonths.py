@@ -25,6 +25,7 @@ import datetime as dt
 import time
 from collections.abc import Sequence
 
+import numpy as np
 from django.db import connection, transaction
 from django.db.models import Lookup
 
@@ -58,9 +59,31 @@ def single_lexeme(parsed: search.ParsedQuery) -> str | None:
     (``rank_query`` "(('model'))"): no phrase, field, exclusion, OR, prefix or weight."""
     if len(parsed.groups) != 1 or len(parsed.groups[0]) != 1 or parsed.phrase_query:
         return None
-    (term,) = parsed.groups[0]
+    return _plain_lexeme(parsed, parsed.groups[0][0])
+
+
+def plain_lexemes(parsed: search.ParsedQuery) -> tuple[str, ...] | None:
+    """The lexemes a query requires, where each of its words is a plain one (as
+    ``single_lexeme``'s) and every one is required: its matches are the papers holding them
+    all ("sample physical"; a stop word, which PostgreSQL drops, requires nothing); else
+    None. Ranked by more than each word alone (their nearness, the phrase's bonus), so
+    their month rows give the matches, not the ranks."""
+    lexemes = []
+    for group in parsed.groups:
+        if not any(term in parsed.matchers for term in group):
+            continue  # only stop words: no condition
+        lexeme = _plain_lexeme(parsed, group[0]) if len(group) == 1 else None
+        if lexeme is None:
+            return None  # an OR, a phrase, a field, an exclusion...
+        lexemes.append(lexeme)
+    return tuple(dict.fromkeys(lexemes)) or None
+
+
+def _plain_lexeme(parsed: search.ParsedQuery, term) -> str | None:
     matcher = parsed.matchers.get(term)
     if term.negated or term.field or term.phrase or matcher is None or matcher.pattern:
+        return None
+    if matcher.vector != "search_vector":
         return None
     lexemes = search.query_lexemes(matcher.tsquery)
     if len(lexemes) != 1 or matcher.tsquery.strip() != f"'{lexemes[0]}'":
@@ -240,6 +263,118 @@ def newest_ids(
     if months is None:
         return None
     return [pk for _, ids, _, _ in months for pk in ids][:limit]
+
+
+def newest_with_all(
+    lexemes: Sequence[str],
+    first: dt.date | None,
+    last: dt.date | None,
+    limit: int,
+    *,
+    since: dt.date,
+) -> list[int] | None:
+    """The ids of the ``limit`` newest papers holding every one of ``lexemes`` (all common)
+    in a date range, newest first as ``newest_first`` orders them (undated last): the words'
+    month rows intersected. None where the rows may not be read (a word not counted common,
+    a month of the range changed since it was built).
+
+    ``since``: the month from which they are likely enough (``Summary.reach``); the months
+    before it are read only where those after fall short. Common words are common: at a
+    million papers "sample" is in 136,000 papers and "physical" in 83,000, and the 2,000
+    newest papers with both lie among 120,000 of their ids since 2021. Found in the papers
+    instead, from the words' index and each match's date, they took 31 ms (all 8,676
+    matches' rows read)."""
+    if not all(is_common(lexeme) for lexeme in lexemes):
+        return None
+    low = _month(first) if first else (FIRST_DATED if last else UNDATED)
+    high = _month(last) if last else LAST_MONTH
+    start = max(low, min(since, high))  # (a month past the range: the range's last)
+    reads = [(start, high)] + ([(low, start - dt.timedelta(days=1))] if start > low else [])
+    found: list[int] = []
+    for read_low, read_high in reads:
+        words = _read_all_of(lexemes, (low, high), (read_low, read_high), first, last)
+        if words is None:
+            return None
+        found += _held_by_all(words)
+        if len(found) >= limit:
+            break
+    return found[:limit]
+
+
+# Every word's month rows from ``read_low`` to ``read_high``, newest month first, where each
+# word is counted common and no month of the whole range (``low`` to ``high``) changed since
+# it was built (``_USABLE``, for several words). The ids in PostgreSQL's binary form
+# (``array_send``): as text, parsing 120,000 of them took 10 ms, as bytes 5 (``_ids_of``).
+# The days only of the range's first and last months, the only ones cut by day.
+_READ_ALL_OF = """
+WITH usable AS (
+    SELECT (SELECT count(*) FROM catalogue_commonword WHERE lexeme = ANY(%(lexemes)s))
+               = cardinality(%(lexemes)s::text[])
+       AND NOT EXISTS (SELECT 1 FROM catalogue_wordmonthchange
+                       WHERE month BETWEEN %(low)s AND %(high)s)
+       AND EXISTS (SELECT 1 FROM catalogue_wordmonthsettings WHERE ranking = %(ranking)s)
+       AS ok
+)
+SELECT (SELECT ok FROM usable), month, lexeme, array_send(ids),
+       CASE WHEN month IN (%(first_month)s, %(last_month)s) THEN days END
+FROM catalogue_wordmonth
+WHERE lexeme = ANY(%(lexemes)s) AND month BETWEEN %(read_low)s AND %(read_high)s
+  AND (SELECT ok FROM usable)
+UNION ALL SELECT ok, NULL, NULL, NULL, NULL FROM usable
+ORDER BY 2 DESC NULLS LAST
+"""
+
+
+def _read_all_of(lexemes: Sequence[str], whole: tuple, read: tuple, first, last):
+    """{lexeme: its ids in the months read, newest first (an array)} of ``_READ_ALL_OF``,
+    those of the range's first and last months cut by day; None where the rows may not be
+    read."""
+    with catalogue_connection().cursor() as cursor:
+        cursor.execute(
+            _READ_ALL_OF,
+            {
+                "lexemes": list(lexemes),
+                "low": whole[0],
+                "high": whole[1],
+                "read_low": read[0],
+                "read_high": read[1],
+                "first_month": _month(first) if first else None,
+                "last_month": _month(last) if last else None,
+                "ranking": ranking_settings(),
+            },
+        )
+        rows = cursor.fetchall()
+    if not rows or not rows[0][0]:
+        return None
+    words: dict[str, list] = {lexeme: [] for lexeme in lexemes}
+    for _, month, lexeme, sent, days in rows:
+        if month is None:
+            continue
+        ids = _ids_of(sent)
+        cut = _within(month, days, first, last) if days is not None else None
+        words[lexeme].append(ids if cut is None else ids[cut])
+    return {lexeme: np.concatenate(parts or [_NO_IDS]) for lexeme, parts in words.items()}
+
+
+_NO_IDS = np.empty(0, dtype=">i4")
+
+
+def _ids_of(sent: bytes) -> np.ndarray:
+    """An integer array's elements from its binary form (``array_send``: dimensions, flags
+    and element type, each dimension's length and lower bound, then each element's length
+    and value, big-endian)."""
+    if int.from_bytes(sent[:4], "big") == 0:
+        return _NO_IDS  # no dimension: empty
+    return np.frombuffer(sent, dtype=">i4", offset=20)[1::2]
+
+
+def _held_by_all(words: dict[str, np.ndarray]) -> list[int]:
+    """The ids every word's array holds, in the order of the fewest's (each word's ids are
+    in the same order: month by month, newest first; a paper is in one month)."""
+    fewest, *others = sorted(words.values(), key=len)
+    for other in others:
+        fewest = fewest[np.isin(fewest, other, assume_unique=True)]
+    return fewest.tolist()
 
 
 def _within(

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from catalogue import search, tagging, tasks, wordmonths
 from catalogue.filters import PaperFilter
 from catalogue.models import Paper, Topic
+from catalogue.summary import Reach
 
 # Transactions of their own: a month is built in a repeatable-read transaction.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,7 +117,7 @@ def test_pages_without_words_ask_nothing_of_the_months(catalogue, client, params
 @pytest.mark.parametrize(
     "params",
     [
-        {"q": "model graph"},  # two words
+        {"q": "model graph"},  # two words, where no summary says where their newest lie
         {"q": '"model"'},  # a phrase
         {"q": "title:model"},
         {"q": "model", "min_upvotes": "1"},
@@ -137,6 +138,109 @@ def test_a_topic_filter_ranks_from_the_papers(catalogue, settings, monkeypatch):
     topic = Topic.objects.create(slug="ml", name="ML", query="model")
     _, read = ranking({"q": "model", "topic": [topic.slug]}, months=True, monkeypatch=monkeypatch)
     assert not any("catalogue_wordmonth" in sql for sql in read)
+
+
+# --- several words --------------------------------------------------------------------------
+
+
+def ranking_reaching(params: dict, since: dt.date, *, months: bool, monkeypatch):
+    """(the relevance ranking's ids, its statements) where the summary says the newest
+    candidates lie from ``since`` on (``Summary.reach``; right or wrong, only the cost may
+    differ), read from the words' month rows or not."""
+    monkeypatch.setattr(wordmonths, "is_common", lambda lexeme: months)
+    paper_filter = PaperFilter(params, queryset=Paper.objects.visible())
+    assert paper_filter.is_valid(), paper_filter.errors
+    with CaptureQueriesContext(connection) as statements:
+        ids = paper_filter.ranking(reach=Reach(walk=0, since=since)).ids
+    return ids, [statement["sql"] for statement in statements]
+
+
+@pytest.mark.parametrize("candidates", [10, 25, 1000])
+def test_plain_words_rank_the_same_from_their_months(catalogue, settings, monkeypatch, candidates):
+    settings.SEARCH_RANK_CANDIDATES = candidates  # 10 and 25: the newest cut, titles past them
+    for query in ["model graph", "graphs learned Model", "protein the vision"]:
+        for dates in RANGES:
+            # The whole range, a month in it, and past every paper (all read the second time).
+            for since in [dt.date(2022, 1, 1), dt.date(2023, 10, 1), dt.date(2025, 1, 1)]:
+                params = {"q": query, "mode": "keyword", **dates}
+                expected, ranked = ranking_reaching(
+                    params, since, months=False, monkeypatch=monkeypatch
+                )
+                found, read = ranking_reaching(params, since, months=True, monkeypatch=monkeypatch)
+                assert found == expected, (params, since)
+                assert not any("catalogue_wordmonth" in sql for sql in ranked)
+                assert any("catalogue_wordmonth" in sql for sql in read)
+                # The candidates by id, never found by the words' condition.
+                assert not any("@@" in sql and "ts_rank_cd" not in sql for sql in read)
+    assert len(expected) > 0 or dates == RANGES[-1]
+
+
+def test_several_words_newest_are_the_papers_newest_with_them_all(catalogue):
+    visible = Paper.objects.visible()
+    newest = visible.search("model graph").newest_first().values_list("pk", flat=True)
+    since = dt.date(2024, 1, 1)
+    assert wordmonths.newest_with_all(("model", "graph"), None, None, 7, since=since) == list(
+        newest[:7]
+    )
+    bounded = newest.filter(published_on__range=(dt.date(2023, 3, 12), dt.date(2023, 9, 3)))
+    assert wordmonths.newest_with_all(
+        ("model", "graph"), dt.date(2023, 3, 12), dt.date(2023, 9, 3), 1000, since=since
+    ) == list(bounded)
+    assert wordmonths.newest_with_all(("model", "absent"), None, None, 5, since=since) is None
+
+
+def test_a_changed_month_is_not_read_for_several_words(catalogue, settings, monkeypatch):
+    settings.SEARCH_RANK_CANDIDATES = 10
+    new = Paper.objects.create(
+        arxiv_id="2401.99998", title="graph model", published_on=dt.date(2024, 7, 1)
+    )
+    since = dt.date(2024, 1, 1)
+    assert wordmonths.newest_with_all(("model", "graph"), None, None, 3, since=since) is None
+    params = {"q": "model graph", "mode": "keyword"}
+    ids, read = ranking_reaching(params, since, months=True, monkeypatch=monkeypatch)
+    expected, _ = ranking_reaching(params, since, months=False, monkeypatch=monkeypatch)
+    assert ids == expected and new.pk in ids
+    wordmonths.build_all()
+    monkeypatch.setattr(wordmonths, "is_common", lambda lexeme: True)
+    assert wordmonths.newest_with_all(("model", "graph"), None, None, 1, since=since) == [new.pk]
+
+
+def test_without_knowing_where_the_newest_lie_the_papers_are_read(catalogue, monkeypatch):
+    """No reach (no summary): every month of the range would be read, more than the papers'
+    way reads for common words."""
+    paper_filter = PaperFilter({"q": "model graph"}, queryset=Paper.objects.visible())
+    assert paper_filter.is_valid()
+    with CaptureQueriesContext(connection) as statements:
+        paper_filter.ranking()
+    assert not any("catalogue_wordmonth" in s["sql"] for s in statements.captured_queries)
+
+
+def test_an_empty_array_is_read_as_no_ids():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT array_send('{}'::integer[]), array_send('{3,-1,70000}'::integer[])")
+        empty, some = cursor.fetchone()
+    assert wordmonths._ids_of(empty).tolist() == []
+    assert wordmonths._ids_of(some).tolist() == [3, -1, 70000]
+
+
+@pytest.mark.parametrize(
+    ("query", "lexemes"),
+    [
+        ("model graph", ("model", "graph")),
+        ("Models the graphs", ("model", "graph")),  # a stop word requires nothing
+        ("model graph models", ("model", "graph")),
+        ("model", ("model",)),
+        ("model OR graph", None),
+        ('"model graph"', None),
+        ("model -graph", None),
+        ("title:model graph", None),
+        ("author:smith model", None),
+        ("gpt-4 model", None),
+        ("the", None),
+    ],
+)
+def test_plain_words_are_read_from_their_months(query, lexemes):
+    assert wordmonths.plain_lexemes(search.parse(query)) == lexemes
 
 
 # --- the summary ----------------------------------------------------------------------------
