@@ -10,6 +10,13 @@ matches newest first as parallel arrays of ids, ranks for the word alone (``ts_r
 with the ranking's weights, computed when the month was built: the same value a search
 computes), days of the month and title flags. A range's newest 2,000 are a few rows.
 
+A search for several plain words, each common ("sample physical"), reads the same rows for
+its newest matches: each word's ids in the months where the summary says the newest lie,
+intersected (``newest_with_all``). Their ranks are not in the rows (a paper's rank for the
+words together counts how near they stand), so those 2,000 are ranked by id; at a million
+papers that replaced reading every match's row from the words' index (8,676 for "sample
+physical": 31 ms) with ~5 ms of rows and ~14 ms of ranking.
+
 What is common is decided by ``recount``: the lexemes in at least ``COMMON_SHARE`` of the
 papers (and ``COMMON_MIN`` papers); rarer words are ranked from the summary's pass over
 every match, which costs no more. Kept apart from ingest, like the phrase pairs: triggers log
