@@ -389,12 +389,15 @@ class PaperFilter(django_filters.FilterSet):
         limit = settings.SEMANTIC_NEIGHBOURS
         key = neighbours_key(papers, self._meaning_key)
         exact, published = self._measures_each(limit), self._published_range()
+        years = self._by_year(limit)
 
         def scan():
             vector = self._vector
             if vector is None:
                 return []
-            return hybrid.neighbours(papers, vector, limit, exact=exact, published=published)
+            return hybrid.neighbours(
+                papers, vector, limit, exact=exact, published=published, years=years
+            )
 
         def search():
             nearest = cached_neighbours(key, scan)
@@ -421,6 +424,15 @@ class PaperFilter(django_filters.FilterSet):
             return False  # (in a small catalogue either way is cheap)
         in_range = papers_published_between(*published)
         return hybrid.exact_scan_pays(in_range, catalogue_size(), limit)
+
+    def _by_year(self, limit: int):
+        """The date filters' range's parts, year by year, where finding its nearest papers
+        in each costs less (``hybrid.by_year``); None where not, or the range is open at an
+        end (the sample's months cannot tell where the catalogue's dates end)."""
+        first, last = self._published_range() or (None, None)
+        if first is None or last is None or first > last or not is_large():
+            return None
+        return hybrid.by_year(first, last, papers_published_between, catalogue_size(), limit)
 
     @cached_property
     def _neighbours(self) -> list[tuple[int, float]]:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 # The most index entries an iterative scan hands back before it gives up.
 MAX_SCAN_TUPLES = 20_000
+# The years whose embeddings have an HNSW index of their own (``embedding_hnsw_<year>``,
+# migration 0026): a date range's nearest papers are found year by year (``hybrid.by_year``).
+INDEXED_YEARS = range(1991, 2036)
 # Every connection scans HNSW iteratively (set once when it opens, not per query: a search
 # page pays no extra round trip). Order within a scan is relaxed, so callers sort by distance.
 SESSION_SETTINGS = (

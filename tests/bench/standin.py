@@ -80,11 +80,12 @@ def fill(database_url: str, embed, words: int = WORDS) -> dict:
         vectors = embed(vocabulary)
         index = {word: row for row, word in enumerate(vocabulary)}
         embedded_at = time.perf_counter()
-        definition = _drop_index(conn)
+        definitions = _drop_indexes(conn)
         papers = _copy_vectors(reader, conn, index, vectors)
         copied_at = time.perf_counter()
         conn.execute("SET maintenance_work_mem = '2GB'")
-        conn.execute(definition)
+        for definition in definitions:
+            conn.execute(definition)
         conn.execute("VACUUM ANALYZE catalogue_paperembedding")
     return {
         "papers": papers,
@@ -104,14 +105,18 @@ def _texts(reader):
             yield text
 
 
-def _drop_index(conn) -> str:
-    """Drop the HNSW index (built once after the rows: far faster than row by row) and return
-    how to create it again, as the migration made it."""
-    (definition,) = conn.execute(
-        "SELECT pg_get_indexdef(%s::regclass)", [f"public.{_INDEX}"]
-    ).fetchone()
-    conn.execute(f"DROP INDEX {_INDEX}")
-    return definition
+def _drop_indexes(conn) -> list[str]:
+    """Drop the HNSW indexes, the whole catalogue's and each year's (built once after the
+    rows: far faster than row by row), and return how to create them again, as the
+    migrations made them."""
+    rows = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'catalogue_paperembedding'"
+        " AND (indexname = %s OR indexname LIKE %s) ORDER BY indexname",
+        [_INDEX, f"{_INDEX}\\_%"],
+    ).fetchall()
+    for name, _ in rows:
+        conn.execute(f"DROP INDEX {name}")
+    return [definition for _, definition in rows]
 
 
 def _copy_vectors(reader, conn, index: dict[str, int], vectors: np.ndarray) -> int:

@@ -23,7 +23,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from catalogue import embedder, hybrid, search
+from catalogue import embedder, hybrid, search, semantic
 from catalogue.hybrid import MEANING, WORDS
 from catalogue.models import Paper, PaperEmbedding, PaperTopic, Topic, in_sample
 
@@ -493,3 +493,106 @@ def test_similarities_written_as_sql_are_the_orms(query_vector):
     assert ours == orms and set(ours) == {near.pk, far.pk}
     assert ours[near.pk] == pytest.approx(0.8, abs=0.01)
     assert hybrid.similarities([], query_vector.tolist()) == {}
+
+
+# --- a date range's nearest papers, year by year ------------------------------------------
+
+
+def _spread(per_year: dict[int, int]):
+    """``papers_between`` of a catalogue whose years hold ``per_year`` papers, spread evenly
+    over their days."""
+
+    def papers_between(first: dt.date, last: dt.date) -> int:
+        total = 0.0
+        for year, papers in per_year.items():
+            start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
+            low, high = max(first, start), min(last, end)
+            if low <= high:
+                total += papers * ((high - low).days + 1) / ((end - start).days + 1)
+        return round(total)
+
+    return papers_between
+
+
+MILLION = {year: 20_000 + 4_000 * (year - 2007) for year in range(2007, 2027)}
+
+
+def test_a_few_years_of_a_large_catalogue_are_searched_year_by_year():
+    between = _spread(MILLION)
+    catalogue = between(dt.date(2007, 1, 1), dt.date(2026, 12, 31))
+    parts = hybrid.by_year(dt.date(2011, 8, 21), dt.date(2013, 1, 9), between, catalogue, 100)
+    assert parts == [
+        hybrid.YearPart(dt.date(2011, 8, 21), dt.date(2011, 12, 31), exact=False),
+        hybrid.YearPart(dt.date(2012, 1, 1), dt.date(2012, 12, 31), exact=False),
+        # Nine days of a year: its papers measured, not its index scanned for them.
+        hybrid.YearPart(dt.date(2013, 1, 1), dt.date(2013, 1, 9), exact=True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        (dt.date(2008, 1, 1), dt.date(2026, 12, 31)),  # most of the catalogue: one scan
+        (dt.date(2020, 3, 1), dt.date(2020, 3, 20)),  # a few days: measured each at once
+        (dt.date(1985, 1, 1), dt.date(1992, 12, 31)),  # a year without an index of its own
+    ],
+)
+def test_other_ranges_are_searched_whole(first, last):
+    between = _spread(MILLION | {1985: 10, 1986: 10})
+    catalogue = between(dt.date(1985, 1, 1), dt.date(2026, 12, 31))
+    assert hybrid.by_year(first, last, between, catalogue, 100) is None
+
+
+def test_every_indexed_year_has_its_index():
+    """The migration's years (0026) are the code's (``semantic.INDEXED_YEARS``), each index
+    holding its year's embeddings only."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s"
+            " AND indexname LIKE 'embedding\\_hnsw\\_%%'",
+            ["catalogue_paperembedding"],
+        )
+        indexes = dict(cursor.fetchall())
+    assert set(indexes) == {f"embedding_hnsw_{year}" for year in semantic.INDEXED_YEARS}
+    assert "'2024-01-01'::date" in indexes["embedding_hnsw_2023"]
+    assert "'2025-01-01'::date" in indexes["embedding_hnsw_2024"]
+    assert all("USING hnsw (vector halfvec_cosine_ops)" in d for d in indexes.values())
+
+
+def test_the_nearest_papers_year_by_year_are_the_nearest(query_vector):
+    """Each year's index scanned (or its papers measured), the nearest of all: the same
+    papers as every paper of the range measured, in the same order; the scanned years read
+    through their own indexes."""
+    rng = np.random.default_rng(5)
+    for i in range(240):
+        make_paper(
+            f"2101.{i:05d}",
+            f"Paper {i}",
+            at_cosine(query_vector, rng.uniform(0.1, 0.95), rng),
+            published_on=dt.date(2019, 1, 1) + dt.timedelta(days=int(rng.integers(0, 1800))),
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("REINDEX TABLE catalogue_paperembedding")  # no rolled-back entries
+    first, last = dt.date(2019, 5, 17), dt.date(2022, 2, 3)
+    papers = Paper.objects.visible().filter(published_on__range=(first, last))
+    parts = [
+        hybrid.YearPart(first, dt.date(2019, 12, 31), exact=True),
+        hybrid.YearPart(dt.date(2020, 1, 1), dt.date(2020, 12, 31), exact=False),
+        hybrid.YearPart(dt.date(2021, 1, 1), dt.date(2021, 12, 31), exact=False),
+        hybrid.YearPart(dt.date(2022, 1, 1), last, exact=False),
+    ]
+    vector = query_vector.tolist()
+    measured = hybrid.neighbours(papers, vector, 20, exact=True, published=(first, last))
+    with CaptureQueriesContext(connection) as queries:
+        by_year = hybrid.neighbours(papers, vector, 20, published=(first, last), years=parts)
+    assert [pk for pk, _ in by_year] == [pk for pk, _ in measured]
+    assert [s for _, s in by_year] == pytest.approx([s for _, s in measured], abs=1e-3)
+    (statement,) = [q["sql"] for q in queries.captured_queries if "<=>" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("EXPLAIN " + statement)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    for year in (2020, 2021, 2022):
+        assert f"embedding_hnsw_{year} " in plan, plan
+    assert "embedding_hnsw_2019" not in plan
