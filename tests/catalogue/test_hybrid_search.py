@@ -596,3 +596,36 @@ def test_the_nearest_papers_year_by_year_are_the_nearest(query_vector):
     for year in (2020, 2021, 2022):
         assert f"embedding_hnsw_{year} " in plan, plan
     assert "embedding_hnsw_2019" not in plan
+
+
+@pytest.mark.parametrize("mode", ["semantic", "hybrid"])
+def test_a_large_catalogues_few_years_are_searched_year_by_year(
+    client, settings, decoys_and_targets, monkeypatch, mode
+):
+    """A page of a date range with both ends, in a large catalogue, whose years cost less one
+    by one (``hybrid.by_year``, its estimate made to say so): the same papers, found through
+    the years' own indexes; a range open at an end is searched whole."""
+    settings.SUMMARY_EXACT_BELOW = 1
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalogue_paper")  # reltuples: what says "large"
+        cursor.execute("REINDEX TABLE catalogue_paperembedding")
+    asked = []
+
+    def by_year(first, last, papers_between, catalogue, limit):
+        asked.append((first, last))
+        return [
+            hybrid.YearPart(first, dt.date(2024, 12, 31), exact=True),
+            hybrid.YearPart(dt.date(2025, 1, 1), last, exact=False),
+        ]
+
+    monkeypatch.setattr(hybrid, "by_year", by_year)
+    for narrowing, by_years in [
+        ({"since": "2021-01-01", "until": "2025-12-31"}, True),
+        ({"since": "2021-01-01"}, False),
+    ]:
+        with CaptureQueriesContext(connection) as queries:
+            answer = api(client, q=QUERY, mode=mode, **narrowing)
+        assert titles(answer) == TARGETS
+        nearest = [q["sql"] for q in queries.captured_queries if "<=>" in q["sql"]][0]
+        assert ("UNION ALL" in nearest) is by_years, nearest[:300]
+    assert asked == [(dt.date(2021, 1, 1), dt.date(2025, 12, 31))]
