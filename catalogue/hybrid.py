@@ -163,6 +163,8 @@ def by_year(first: dt.date, last: dt.date, papers_between, catalogue: int, limit
     years = range(first.year, last.year + 1)
     if not all(year in semantic.INDEXED_YEARS for year in years):
         return None
+    in_range = papers_between(first, last)
+    whole = min(in_range * _EXACT_PAPER_US, _scan_us(limit, catalogue, in_range))
     parts, cost = [], 0.0
     for year in years:
         start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
@@ -172,9 +174,9 @@ def by_year(first: dt.date, last: dt.date, papers_between, catalogue: int, limit
         scanned = _scan_us(limit, papers_between(start, end), in_part)
         parts.append(YearPart(low, high, exact=measured <= scanned))
         cost += min(measured, scanned)
-    in_range = papers_between(first, last)
-    whole = min(in_range * _EXACT_PAPER_US, _scan_us(limit, catalogue, in_range))
-    return parts if cost * _BY_YEAR_MARGIN < whole else None
+        if cost * _BY_YEAR_MARGIN >= whole:
+            return None  # (a long range: no need to price its other years)
+    return parts
 
 
 # Year by year only where it costs at most half the whole range's way, as estimated: each
