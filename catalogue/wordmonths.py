@@ -143,6 +143,15 @@ def _month(day: dt.date) -> dt.date:
     return day.replace(day=1)
 
 
+def _month_bounds(first: dt.date | None, last: dt.date | None) -> tuple[dt.date, dt.date]:
+    """The first and last month rows a date range reads (no first day: from the undated on,
+    unless there is a last day, which the undated are not before)."""
+    return (
+        _month(first) if first else (FIRST_DATED if last else UNDATED),
+        _month(last) if last else LAST_MONTH,
+    )
+
+
 # Whether a word's month rows in a range may be read: the word is counted common, no month
 # of the range changed since it was built, and the ranks were computed with the ranking's
 # settings. Read in the statement that reads the rows: one snapshot.
@@ -196,8 +205,7 @@ def _read(statement: str, lexeme: str, first, last, **values) -> list[tuple] | N
     """The month rows a statement reads of a word in a date range, newest first, each
     (month, ids, ranks, days, in_title) with the rows outside the range cut; None where they
     may not be read (``_USABLE``)."""
-    low = _month(first) if first else (FIRST_DATED if last else UNDATED)
-    high = _month(last) if last else LAST_MONTH
+    low, high = _month_bounds(first, last)
     with catalogue_connection().cursor() as cursor:
         cursor.execute(
             statement,
@@ -293,8 +301,7 @@ def newest_with_all(
     matches' rows read)."""
     if not all(is_common(lexeme) for lexeme in lexemes):
         return None
-    low = _month(first) if first else (FIRST_DATED if last else UNDATED)
-    high = _month(last) if last else LAST_MONTH
+    low, high = _month_bounds(first, last)
     start = max(low, min(since, high))  # (a month past the range: the range's last)
     reads = [(start, high)] + ([(low, start - dt.timedelta(days=1))] if start > low else [])
     found: list[int] = []
