@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
-from pgvector import Vector
+from pgvector import HalfVector, Vector
 
 from catalogue import embedder, search, semantic, summary
 from catalogue.models import Paper, PaperEmbedding
@@ -111,6 +111,8 @@ def neighbours(
     (``by_year``), each searched apart."""
     if years:
         rows = _nearest_by_year(papers, vector, limit, years)
+    elif exact and published:
+        rows = nearest_measured(papers, vector, limit, published)
     else:
         nearest = papers.order_by().nearest_to(vector, limit, exact=exact, published=published)
         rows = list(nearest.values_list("pk", "distance"))
@@ -119,11 +121,59 @@ def neighbours(
     return sorted(((pk, 1.0 - distance) for pk, distance in rows), key=lambda r: (-r[1], -r[0]))
 
 
+# The nearest papers measured read this many more than ``limit`` (and a quarter more): the
+# papers' other filters (hidden papers, a topic, an author) drop some of them.
+_MEASURED_SPARE = 10
+
+
+def nearest_measured(papers: QuerySet, vector, limit: int, published) -> list[tuple[int, float]]:
+    """(pk, distance) of the ``limit`` papers of ``papers`` nearest ``vector``, each paper of
+    the date range ``published`` (first, last; either None) measured: the embeddings read by
+    their own copy of the date (``embedding_published_idx``) and the nearest few of them
+    looked up among ``papers`` after. Joining every paper in range first, as a plain
+    ``nearest_to(exact=True)`` does, costs ~2.1 µs a paper; this way ~0.6 (at 100,000 papers,
+    a range of 13,000: 34 ms against 8). Where the papers' other filters drop so many of the
+    nearest that fewer than ``limit`` are left, every paper is joined as before."""
+    wanted = limit + limit // 4 + _MEASURED_SPARE
+    nearest = _nearest_embeddings(papers.db, vector, published, wanted)
+    kept = set(papers.filter(pk__in=[pk for pk, _ in nearest]).values_list("pk", flat=True))
+    found = [(pk, distance) for pk, distance in nearest if pk in kept]
+    if len(found) >= limit or len(nearest) < wanted:
+        return found[:limit]
+    joined = papers.order_by().nearest_to(vector, limit, exact=True, published=published)
+    return list(joined.values_list("pk", "distance"))
+
+
+def _nearest_embeddings(alias: str, vector, published, limit: int) -> list[tuple[int, float]]:
+    """(paper id, distance) of the ``limit`` embeddings dated within ``published`` nearest
+    ``vector``, whatever their papers."""
+    first, last = published
+    conditions, params = ["published_on IS NOT NULL"], [HalfVector(vector).to_text()]
+    if first is not None:
+        conditions.append("published_on >= %s")
+        params.append(first)
+    if last is not None:
+        conditions.append("published_on <= %s")
+        params.append(last)
+    table = PaperEmbedding._meta.db_table
+    # Ordered by an expression of the distance, which the HNSW index cannot answer: its scan
+    # would hand back entries of every date, in about their order, not these exactly.
+    sql = (
+        f'SELECT paper_id, (vector <=> %s::halfvec) + 0.0 AS distance FROM "{table}"'
+        f" WHERE {' AND '.join(conditions)} ORDER BY 2, 1 DESC LIMIT %s"
+    )
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return cursor.fetchall()
+
+
 # What finding a filter's nearest papers costs, measured at 100,000 and 1,000,000 papers:
 # the HNSW index's iterative scan ~30 µs for each entry it hands back (26-41 µs measured),
 # and it hands back about ``limit`` × catalogue / filtered papers of them before ``limit``
-# pass the filter; the distance of each filtered paper, without the index, ~2.1 µs a paper.
+# pass the filter; each filtered paper measured by the embeddings' date (``nearest_measured``)
+# ~0.6 µs a paper; joined to its paper first (a year's part, ``by_year``), ~2.1.
 _HNSW_ENTRY_US = 30.0
+_MEASURED_PAPER_US = 0.6
 _EXACT_PAPER_US = 2.1
 
 
@@ -135,7 +185,7 @@ def exact_scan_pays(papers: int, catalogue: int, limit: int) -> bool:
     if papers <= 0:
         return True
     handed_back = min(limit * catalogue / papers, semantic.MAX_SCAN_TUPLES)
-    return papers * _EXACT_PAPER_US < handed_back * _HNSW_ENTRY_US
+    return papers * _MEASURED_PAPER_US < handed_back * _HNSW_ENTRY_US
 
 
 @dataclass(frozen=True)
@@ -164,7 +214,7 @@ def by_year(first: dt.date, last: dt.date, papers_between, catalogue: int, limit
     if not all(year in semantic.INDEXED_YEARS for year in years):
         return None
     in_range = papers_between(first, last)
-    whole = min(in_range * _EXACT_PAPER_US, _scan_us(limit, catalogue, in_range))
+    whole = min(in_range * _MEASURED_PAPER_US, _scan_us(limit, catalogue, in_range))
     parts, cost = [], 0.0
     for year in years:
         start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)

@@ -393,11 +393,12 @@ def _model_back():
     ("papers", "catalogue", "measured"),
     [
         (10_000, 1_000_000, True),  # a few months of a million papers
-        (24_000, 1_000_000, True),
-        (43_000, 1_000_000, False),  # measured: 47 ms scanned, 94 ms measured each
+        (30_000, 1_000_000, True),  # measured: 24 ms scanned, 17 ms measured each
+        (115_000, 1_000_000, False),  # measured: 9 ms scanned, 59 ms measured each
         (300_000, 1_000_000, False),
         (2_000, 100_000, True),
-        (20_000, 100_000, False),  # measured: 26 ms scanned, 115 ms measured each
+        (13_000, 100_000, True),  # measured: 12-17 ms scanned, 9 ms measured each
+        (25_000, 100_000, False),  # measured: 9-11 ms scanned, 16 ms measured each
         (0, 100_000, True),
     ],
 )
@@ -416,7 +417,8 @@ def test_a_large_catalogues_few_months_are_measured_each(
 ):
     """The same nearest papers either way; with a date range that keeps few of a large
     catalogue's papers, found without the HNSW index (ordered by an expression of the
-    distance, which the index cannot answer)."""
+    distance, which the index cannot answer), the embeddings read by their own dates and
+    their papers looked up after (``hybrid.nearest_measured``)."""
     settings.SUMMARY_EXACT_BELOW = 1
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE catalogue_paper")  # reltuples: what says "large"
@@ -427,10 +429,73 @@ def test_a_large_catalogues_few_months_are_measured_each(
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + nearest)
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    order = nearest.rpartition(" ORDER BY ")[2]
-    assert order.endswith(" + 0.0) ASC LIMIT 100") is measured, order[-200:]
     if measured:
+        assert " + 0.0 AS distance FROM \"catalogue_paperembedding\" WHERE" in nearest, nearest
+        assert "catalogue_paper\"" not in nearest  # no paper joined while measuring
         assert "embedding_hnsw" not in plan, plan
+    else:
+        assert nearest.endswith(" ORDER BY 2 ASC LIMIT 100"), nearest[-200:]  # the index's
+
+
+def _dated_papers(query_vector, count: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        make_paper(
+            f"2102.{i:05d}",
+            f"Dated {i}",
+            at_cosine(query_vector, rng.uniform(0.1, 0.95), rng),
+            published_on=dt.date(2019, 1, 1) + dt.timedelta(days=int(rng.integers(0, 1800))),
+            hidden=i % 11 == 0,
+        )
+
+
+@pytest.mark.parametrize(
+    "published",
+    [
+        (dt.date(2019, 5, 17), dt.date(2022, 2, 3)),
+        (dt.date(2021, 3, 1), None),
+        (None, dt.date(2020, 6, 30)),
+        (dt.date(2030, 1, 1), dt.date(2030, 12, 31)),  # no paper at all
+    ],
+    ids=["both-ends", "since", "until", "empty"],
+)
+def test_the_nearest_measured_by_the_embeddings_dates_are_the_nearest(query_vector, published):
+    """Measured by the embeddings' own dates, then looked up among the papers: the same
+    papers in the same order as every paper of the range joined and measured."""
+    _dated_papers(query_vector, 240, seed=7)
+    first, last = published
+    papers = Paper.objects.visible()
+    if first:
+        papers = papers.filter(published_on__gte=first)
+    if last:
+        papers = papers.filter(published_on__lte=last)
+    vector = query_vector.tolist()
+    joined = papers.order_by().nearest_to(vector, 20, exact=True, published=published)
+    expected = list(joined.values_list("pk", "distance"))
+    measured = hybrid.nearest_measured(papers, vector, 20, published)
+    assert [pk for pk, _ in measured] == [pk for pk, _ in expected]
+    assert [d for _, d in measured] == pytest.approx([d for _, d in expected], abs=1e-3)
+
+
+def test_where_other_filters_drop_the_nearest_every_paper_is_joined(query_vector):
+    """A filter beside the dates that keeps few of the nearest embeddings (a topic's few
+    papers): the nearest of those it keeps, not fewer than asked for."""
+    _dated_papers(query_vector, 240, seed=9)
+    topic = Topic.objects.create(name="Far", slug="far", query="far")
+    far = Paper.objects.filter(title__startswith="Dated").order_by("pk")[::4]
+    PaperTopic.objects.bulk_create(PaperTopic(paper=paper, topic=topic) for paper in far)
+    published = (dt.date(2019, 1, 1), dt.date(2023, 12, 31))
+    papers = Paper.objects.visible().filter(
+        published_on__range=published, topic_links=topic
+    )
+    vector = query_vector.tolist()
+    joined = papers.order_by().nearest_to(vector, 30, exact=True, published=published)
+    expected = [pk for pk, _ in joined.values_list("pk", "distance")]
+    assert len(expected) == 30
+    with CaptureQueriesContext(connection) as queries:
+        measured = hybrid.nearest_measured(papers, vector, 30, published)
+    assert [pk for pk, _ in measured] == expected
+    assert sum("<=>" in q["sql"] for q in queries.captured_queries) == 2  # measured, then joined
 
 
 def _index_scan(statement: str) -> str:
