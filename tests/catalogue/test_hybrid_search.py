@@ -430,8 +430,8 @@ def test_a_large_catalogues_few_months_are_measured_each(
         cursor.execute("EXPLAIN " + nearest)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     if measured:
-        assert " + 0.0 AS distance FROM \"catalogue_paperembedding\" WHERE" in nearest, nearest
-        assert "catalogue_paper\"" not in nearest  # no paper joined while measuring
+        assert ' + 0.0 AS distance FROM "catalogue_paperembedding" WHERE' in nearest, nearest
+        assert 'catalogue_paper"' not in nearest  # no paper joined while measuring
         assert "embedding_hnsw" not in plan, plan
     else:
         assert nearest.endswith(" ORDER BY 2 ASC LIMIT 100"), nearest[-200:]  # the index's
@@ -485,9 +485,7 @@ def test_where_other_filters_drop_the_nearest_every_paper_is_joined(query_vector
     far = Paper.objects.filter(title__startswith="Dated").order_by("pk")[::4]
     PaperTopic.objects.bulk_create(PaperTopic(paper=paper, topic=topic) for paper in far)
     published = (dt.date(2019, 1, 1), dt.date(2023, 12, 31))
-    papers = Paper.objects.visible().filter(
-        published_on__range=published, topic_links=topic
-    )
+    papers = Paper.objects.visible().filter(published_on__range=published, topic_links=topic)
     vector = query_vector.tolist()
     joined = papers.order_by().nearest_to(vector, 30, exact=True, published=published)
     expected = [pk for pk, _ in joined.values_list("pk", "distance")]
