@@ -136,7 +136,9 @@ def nearest_measured(papers: QuerySet, vector, limit: int, published) -> list[tu
     nearest that fewer than ``limit`` are left, every paper is joined as before."""
     wanted = limit + limit // 4 + _MEASURED_SPARE
     nearest = _nearest_embeddings(papers.db, vector, published, wanted)
-    kept = set(papers.filter(pk__in=[pk for pk, _ in nearest]).values_list("pk", flat=True))
+    # The ids as one array (``summary.of_ids``): an IN list of ~135 took 0.8 ms to plan.
+    ids = summary.of_ids([pk for pk, _ in nearest])
+    kept = set(papers.filter(ids).values_list("pk", flat=True))
     found = [(pk, distance) for pk, distance in nearest if pk in kept]
     if len(found) >= limit or len(nearest) < wanted:
         return found[:limit]
