@@ -562,7 +562,11 @@ class PhrasePending(models.Model):
 class Sighting(models.Model):
     """Provenance: which source listed a paper, first and last seen, and on which day."""
 
-    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="sightings")
+    # No index of its own: the unique constraint's index, which starts with the paper, finds a
+    # paper's sightings (one index fewer for every ingested paper to keep).
+    paper = models.ForeignKey(
+        Paper, on_delete=models.CASCADE, related_name="sightings", db_index=False
+    )
     source = models.CharField(max_length=100)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
@@ -585,7 +589,10 @@ class Sighting(models.Model):
 class PopularitySnapshot(models.Model):
     """Upvotes and GitHub stars as observed on a day: the history trending is computed from."""
 
-    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="snapshots")
+    # Found through the unique constraint's index, which starts with the paper (see Sighting).
+    paper = models.ForeignKey(
+        Paper, on_delete=models.CASCADE, related_name="snapshots", db_index=False
+    )
     observed_on = models.DateField()
     upvotes = models.PositiveIntegerField(null=True, blank=True)
     github_stars = models.PositiveIntegerField(null=True, blank=True)

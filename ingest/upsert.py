@@ -62,6 +62,8 @@ _NON_TEXT_COLUMNS = [c for c in COLUMNS if c not in TEXT_COLUMNS]
 # What a new row gets when a listing does not say (the table's NOT NULL columns).
 _INSERT_DEFAULTS = {"upvotes": "0", "comments": "0"}
 CURATABLE = ("title", "abstract", "authors", "code_url", "project_url")
+# The largest a row may grow before PostgreSQL compresses it: the most a page holds.
+_TOAST_TUPLE_TARGET = 8160
 
 
 @dataclass
@@ -164,13 +166,16 @@ def _stage(raw_cursor, records: list[PaperRecord]) -> None:
     """COPY the batch into a temporary table that disappears at commit."""
     columns = ", ".join(f"{name} {sql_type}" for name, (sql_type, _) in COLUMNS.items())
     # Dropped first: two batches may share one outer transaction (and tests do). Beside it,
-    # the keys of the papers the batch's inserts create (see _insert_new). One round trip:
-    # statements without parameters go as one query.
+    # the keys and ids of the papers the batch's inserts create (see _insert_new). One round
+    # trip: statements without parameters go as one query. The staged rows are never
+    # compressed (toast_tuple_target as on the papers): an abstract compressed here would be
+    # copied into its paper compressed, and pglz cost 3.5 µs a paper of the batch's COPY.
     raw_cursor.execute(
         "DROP TABLE IF EXISTS pg_temp.ingest_batch, pg_temp.ingest_created; "
         f"CREATE TEMP TABLE ingest_batch (arxiv_id text, source_key text, source text, "
-        f"{columns}) ON COMMIT DROP; "
-        "CREATE TEMP TABLE ingest_created (key_column text, key text) ON COMMIT DROP"
+        f"{columns}) WITH (toast_tuple_target = {_TOAST_TUPLE_TARGET}) ON COMMIT DROP; "
+        "CREATE TEMP TABLE ingest_created (key_column text, key text, paper_id bigint) "
+        "ON COMMIT DROP"
     )
     names = ["arxiv_id", "source_key", "source", *COLUMNS]
     with raw_cursor.copy(f"COPY ingest_batch ({', '.join(names)}) FROM STDIN") as copy:
@@ -239,8 +244,10 @@ def _upsert_staged(cursor, key_column: str) -> BatchCounts:
 def _insert_new(cursor, key_column: str) -> int:
     """Insert the staged papers not stored yet; how many.
 
-    Their keys go to ``ingest_created``: ``_lock_changed`` then leaves them out instead of
-    reading back each paper just written to compare two dozen columns (~15 µs a paper).
+    Their keys and ids go to ``ingest_created``: ``_lock_changed`` then leaves them out
+    instead of reading back each paper just written to compare two dozen columns (~15 µs a
+    paper), and their sightings and snapshots take the ids from there instead of looking each
+    paper up by its key again (``_BATCH_WITH_PAPER_IDS``).
     """
     values = ", ".join(
         f"COALESCE(new.{c}, {_INSERT_DEFAULTS[c]})" if c in _INSERT_DEFAULTS else f"new.{c}"
@@ -261,9 +268,9 @@ def _insert_new(cursor, key_column: str) -> int:
                 WHERE paper.{key_column} = new.{key_column}
             )
             ON CONFLICT ({key_column}) DO NOTHING
-            RETURNING {key_column} AS key
+            RETURNING {key_column} AS key, id
         ),
-        noted AS (INSERT INTO ingest_created SELECT '{key_column}', key FROM inserted)
+        noted AS (INSERT INTO ingest_created SELECT '{key_column}', key, id FROM inserted)
         SELECT count(*) FROM inserted
         """
     )
@@ -348,14 +355,24 @@ def _record_snapshots(cursor, observed_on: dt.date) -> None:
     )
 
 
-# The staged records with the id of their paper. Two index joins, not one join on "a = b OR
-# c = d", which PostgreSQL cannot answer from the two unique indexes.
+# The staged records with the id of their paper: those the batch created from
+# ``ingest_created`` (one hash join of two small tables), the others looked up by their key.
+# Each record has exactly one of the two keys (``_staged_row``). Per key, an index join, not
+# one join on "a = b OR c = d", which PostgreSQL cannot answer from the two unique indexes.
+# At 20,000 new papers: sightings 10.1 -> 8.3 µs a paper, snapshots 8.3 -> 6.7.
 _BATCH_WITH_PAPER_IDS = """
+    SELECT created.paper_id, new.* FROM ingest_batch AS new
+    JOIN ingest_created AS created
+        ON created.key_column = CASE WHEN new.arxiv_id IS NULL THEN 'source_key' ELSE 'arxiv_id' END
+        AND created.key = coalesce(new.arxiv_id, new.source_key)
+    UNION ALL
     SELECT paper.id AS paper_id, new.* FROM ingest_batch AS new
     JOIN catalogue_paper AS paper ON paper.arxiv_id = new.arxiv_id
+    WHERE new.arxiv_id NOT IN (SELECT key FROM ingest_created WHERE key_column = 'arxiv_id')
     UNION ALL
     SELECT paper.id AS paper_id, new.* FROM ingest_batch AS new
     JOIN catalogue_paper AS paper ON paper.source_key = new.source_key
+    WHERE new.source_key NOT IN (SELECT key FROM ingest_created WHERE key_column = 'source_key')
 """
 
 

@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -203,7 +204,71 @@ def test_a_paper_another_writer_inserts_meanwhile_is_merged_not_lost():
         assert b.is_alive()
     b.join(timeout=10)
     assert (b_result["counts"].created, b_result["counts"].updated) == (0, 1)
-    assert Paper.objects.get().upvotes == 40
+    paper = Paper.objects.get()
+    assert paper.upvotes == 40
+    # B did not create the paper: its sighting and snapshot find it by its key.
+    assert paper.sightings.count() == 1
+    assert list(paper.snapshots.values_list("upvotes", flat=True)) == [40]
+
+
+def test_one_batch_of_new_and_stored_papers_of_either_key_sees_each_paper_once():
+    """The papers a batch creates take their sightings and snapshots from the ids its insert
+    returned; the stored ones are looked up by arXiv id or source key. Each paper gets its own
+    record's, whichever way it was found."""
+    day = dt.date(2025, 3, 3)
+    stored = [
+        record(arxiv_id="2401.00001", source_key="2401.00001", upvotes=1),
+        record(arxiv_id=None, source="hf_page", source_key="stored-page", upvotes=2),
+    ]
+    upsert_papers(stored, observed_on=day)
+    counts = upsert_papers(
+        [
+            record(arxiv_id="2401.00001", source_key="2401.00001", upvotes=11),
+            record(arxiv_id="2401.00002", source_key="2401.00002", upvotes=12),
+            record(arxiv_id=None, source="hf_page", source_key="stored-page", upvotes=13),
+            record(arxiv_id=None, source="hf_page", source_key="new-page", upvotes=14),
+            # A key kind's value equal to the other kind's: still two papers.
+            record(arxiv_id=None, source="hf_page", source_key="2401.00002", upvotes=15),
+        ],
+        observed_on=day,
+    )
+    assert (counts.created, counts.updated) == (3, 2)
+    seen = {
+        paper.arxiv_id or paper.source_key: (
+            list(paper.sightings.values_list("source", flat=True)),
+            list(paper.snapshots.values_list("observed_on", "upvotes")),
+        )
+        for paper in Paper.objects.all()
+    }
+    assert seen == {
+        "2401.00001": (["hf_daily"], [(day, 11)]),
+        "2401.00002": (["hf_daily"], [(day, 12)]),
+        "hf_page:stored-page": (["hf_page"], [(day, 13)]),
+        "hf_page:new-page": (["hf_page"], [(day, 14)]),
+        "hf_page:2401.00002": (["hf_page"], [(day, 15)]),
+    }
+
+
+def test_a_papers_sightings_and_snapshots_are_found_by_their_unique_indexes():
+    """Neither table keeps an index of its own on the paper (migration 0028): each unique
+    constraint's index starts with the paper and finds a paper's rows."""
+    upsert_papers([record()])
+    paper_id = Paper.objects.get().pk
+    expected = {
+        "catalogue_sighting": "sighting_once_per_source",
+        "catalogue_popularitysnapshot": "snapshot_once_per_paper_and_day",
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for table, index in expected.items():
+            cursor.execute(f"EXPLAIN SELECT * FROM {table} WHERE paper_id = %s", [paper_id])
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            assert re.search(rf"Index Scan (using|on) {index}\b", plan), plan
+            cursor.execute(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",
+                [table, "%(paper_id)"],
+            )
+            assert cursor.fetchone()[0] == 0, f"{table} keeps an index on paper_id alone"
 
 
 def test_a_long_abstract_and_its_search_vector_stay_in_the_papers_row():
@@ -221,10 +286,28 @@ def test_a_long_abstract_and_its_search_vector_stay_in_the_papers_row():
     assert vector_bytes > 100
 
 
+def test_a_long_abstract_is_stored_as_it_came_not_compressed():
+    """The staging table compressed rows over 2 KB, and its compressed abstracts went into
+    the papers as they were (pglz, ~3.5 µs a paper of ingest, and a decompression for each
+    read): the papers' own rows are never compressed below a page (toast_tuple_target)."""
+    # Two real abstracts as two paragraphs: ~3.5 KB, well over the staging table's default
+    # threshold (~2 KB a row) and under a page with its search vector.
+    abstract = "\n\n".join(_longest_real_abstracts(2))
+    upsert_papers([record(abstract=abstract)])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_column_compression(abstract) FROM catalogue_paper")
+        assert cursor.fetchone()[0] is None
+
+
 def _longest_real_abstract() -> str:
+    return _longest_real_abstracts(1)[0]
+
+
+def _longest_real_abstracts(count: int) -> list[str]:
     path = next(Path(settings.BASE_DIR, "tests/data/formats/kaggle_arxiv_snapshot").glob("*"))
     lines = path.read_text().splitlines()
-    return max((json.loads(line)["abstract"] for line in lines), key=len)
+    abstracts = sorted((json.loads(line)["abstract"].strip() for line in lines), key=len)
+    return abstracts[-count:]
 
 
 def test_lists_reach_the_database_exactly_whatever_their_characters():
