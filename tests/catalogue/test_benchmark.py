@@ -151,6 +151,9 @@ def test_a_small_benchmark_times_new_queries_then_reuses_its_database(tmp_path):
     assert re.search(r"estimate of the papers: [\d,]+ rows, so every count and facet is", text)
     # Each run read the database into memory before measuring.
     assert all(re.search(r"OS cache \(`pg_prewarm`, [\d,]+ MB in", run) for run in (built, reused))
+    assert all(
+        re.search(r"and [\d,]+ MB of them .* into PostgreSQL's buffers", r) for r in (built, reused)
+    )
 
 
 def test_prewarming_reads_every_table_and_index_of_the_database():
@@ -162,8 +165,20 @@ def test_prewarming_reads_every_table_and_index_of_the_database():
             " WHERE c.relkind IN ('r', 'i', 't', 'm') AND c.relpersistence = 'p'"
             " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         ).fetchone()
-    blocks, seconds = benchmark.prewarm(database_url)
+    blocks, seconds, buffered = benchmark.prewarm(database_url)
     assert blocks == pages and blocks > 0 and seconds >= 0
+    # The test database fits in the buffers whole: all of it is loaded there too.
+    assert buffered == pages
+
+
+def test_prewarming_loads_the_buffers_with_what_fits_in_its_order():
+    """Where the database exceeds the buffers, the relations go in their order (indexes
+    first, then the smallest tables), each whole, while they fit; one too large for the room
+    left is skipped for smaller ones after it, and empty ones are not asked for."""
+    relations = [(1, 30), (2, 50), (3, 20), (4, 5), (5, 0)]
+    assert benchmark.buffer_plan(relations, 90) == [1, 2, 4]
+    assert benchmark.buffer_plan(relations, 200) == [1, 2, 3, 4]
+    assert benchmark.buffer_plan(relations, 10) == [4]
 
 
 def test_a_benchmark_refuses_to_rebuild_a_database_of_another_size(tmp_path):
