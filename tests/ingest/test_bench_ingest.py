@@ -2,6 +2,7 @@
 
 import re
 from io import StringIO
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -26,6 +27,26 @@ def test_bench_ingest_prints_a_row_per_size_and_run_kind():
     )
     assert reference, table
     assert re.search(r"300 new papers: [\d.]+x the reference", table), table
+
+
+@pytest.mark.django_db
+def test_bench_ingest_of_a_corpus_file_loads_it_into_an_empty_catalogue():
+    """``--corpus``: the file's papers (a real snapshot's 200 lines here) are the size, and the
+    reference is taken on them; with ``--into`` or without the file it is refused."""
+    corpus = Path(settings.BASE_DIR, SNAPSHOT)
+    out = StringIO()
+    call_command(command("bench_ingest"), corpus=corpus, runs=1, stdout=out)
+    table = out.getvalue()
+    assert re.search(r"\| 200 \| new papers \| [\d.]+ \| [\d,]+ \| \d+ \|", table), table
+    assert re.search(r"\| 200 \| reference: COPY \+ vector, 1 connection \|", table), table
+    assert re.search(r"200 new papers: [\d.]+x the reference", table), table
+    with pytest.raises(CommandError, match="give it without --into"):
+        call_command(command("bench_ingest"), corpus=corpus, into="any", stdout=StringIO())
+    with pytest.raises(CommandError, match="no such file"):
+        call_command(command("bench_ingest"), corpus=corpus.with_name("none.jsonl"))
+
+
+SNAPSHOT = "tests/data/formats/kaggle_arxiv_snapshot/arxiv-metadata-oai-snapshot_head200.jsonl"
 
 
 @pytest.mark.django_db
