@@ -62,7 +62,8 @@ _NON_TEXT_COLUMNS = [c for c in COLUMNS if c not in TEXT_COLUMNS]
 # What a new row gets when a listing does not say (the table's NOT NULL columns).
 _INSERT_DEFAULTS = {"upvotes": "0", "comments": "0"}
 CURATABLE = ("title", "abstract", "authors", "code_url", "project_url")
-# The largest a row may grow before PostgreSQL compresses it: the most a page holds.
+# The largest a row may grow before PostgreSQL compresses it: the most a page holds, as
+# migration 0014 set for the papers (keep the two equal).
 _TOAST_TUPLE_TARGET = 8160
 
 
