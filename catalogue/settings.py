@@ -5,6 +5,7 @@ of ``catalogue.embedded`` are used. Production sets DEBUG=0, SECRET_KEY, ALLOWED
 DATABASE_URL and REDIS_URL.
 """
 
+import os
 from pathlib import Path
 
 from catalogue import embedded
@@ -323,6 +324,12 @@ INGEST_WRITERS = env_int("INGEST_WRITERS", 3)
 # A run of at least this many records, and at least as many as the catalogue holds, loads the
 # papers without their secondary indexes and builds them at its end (ingest.deferral); 0: never.
 INGEST_DEFER_INDEXES_FROM = env_int("INGEST_DEFER_INDEXES_FROM", 250_000)
+# PostgreSQL's parallel workers for each deferred index's build, beside the building
+# connection's own process: the cores but one (on the database's host, which is this one by
+# default; PostgreSQL caps it at its max_parallel_workers). 0: each built by one process.
+INGEST_INDEX_BUILD_WORKERS = env_int(
+    "INGEST_INDEX_BUILD_WORKERS", max(len(os.sched_getaffinity(0)) - 1, 0)
+)
 # Fetching: seconds before a read gives up, attempts per request, and the first backoff step
 # (requests back off 1, 2, 4 … s; a failed task retries after 30, 60, 120 … s).
 INGEST_FETCH_TIMEOUT = env_int("INGEST_FETCH_TIMEOUT", 60)

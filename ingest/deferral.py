@@ -6,7 +6,7 @@ snapshot into an empty catalogue took 182-187 s with them kept, 158-170 s withou
 build included (docs/benchmarks.md, fifteenth pass). So a run that brings at least
 ``INGEST_DEFER_INDEXES_FROM`` records, and at least as many as the catalogue holds (a first
 load, or one that doubles it), drops them first and builds them when its records are
-written, largest first, ``INGEST_WRITERS`` at a time: what pg_restore does.
+written, largest first, one at a time, each by PostgreSQL's parallel build.
 
 Unique indexes stay: they keep the natural keys unique while several writers insert. While
 the others are away, pages still answer (by scanning: slower) and other runs still write.
@@ -21,10 +21,9 @@ first builds those left by a run that is finished or gone (``restore_abandoned``
 from __future__ import annotations
 
 import logging
-import threading
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, connection, connections, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 
 from ingest.models import DeferredIndex, IngestRun
 
@@ -109,53 +108,22 @@ def restore_quietly(run: IngestRun) -> None:
 
 
 def _build(deferred) -> list[str]:
-    """Build the ``deferred`` indexes, largest first, on ``INGEST_WRITERS`` connections (in
-    a caller's transaction, on its own: other connections would not see its records). One
-    that fails keeps its record, with the error (the admin lists it), for the next run to
-    try again; the others are built.
+    """Build the ``deferred`` indexes one at a time, largest first, each by PostgreSQL's
+    parallel build (``INGEST_INDEX_BUILD_WORKERS`` workers beside the connection's own
+    process). One that fails keeps its record, with the error (the admin lists it), for the
+    next run to try again; the others are built.
 
     "Largest" is their size when dropped: a first load's were all empty, so they go by name.
-    On two cores the build is CPU-bound and the order did not matter: at 1M, the search
-    index (38.8 of the 64 core-seconds) taken first, the build took 47.7 s against 41-44
-    (docs/benchmarks.md, thirty-fifth pass)."""
+    One at a time because the build is CPU-bound and PostgreSQL spreads one index over the
+    cores better than several builders do: at 1M on two cores, the 13 indexes in 39.1-39.9 s
+    and 74-75 core-s one at a time with one worker each, against 45.0-47.3 s and 86-91 core-s
+    three at a time with PostgreSQL's default two workers each, as before (the search GIN's
+    final merge is the leader's alone; docs/benchmarks.md, thirty-seventh pass)."""
     names = list(deferred.order_by("-size", "name").values_list("name", flat=True))
-    if not names:
-        return []
-    built: list[str] = []
-    if transaction.get_connection().in_atomic_block or settings.INGEST_WRITERS <= 1:
-        built = [name for name in names if _build_one(name)]
-    else:
-        _in_threads(names, built, min(settings.INGEST_WRITERS, len(names)))
-    log.info("built %d of %d deferred indexes: %s", len(built), len(names), ", ".join(built))
+    built = [name for name in names if _build_one(name)]
+    if names:
+        log.info("built %d of %d deferred indexes: %s", len(built), len(names), ", ".join(built))
     return built
-
-
-def _in_threads(names: list[str], built: list[str], threads: int) -> None:
-    todo = iter(names)
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-
-    def builder() -> None:
-        try:
-            while True:
-                with lock:
-                    name = next(todo, None)
-                if name is None:
-                    return
-                if _build_one(name):
-                    built.append(name)
-        except BaseException as error:  # raised in the caller's thread
-            errors.append(error)
-        finally:
-            connections.close_all()  # this thread's connection
-
-    workers = [threading.Thread(target=builder, name=f"index-builder-{n}") for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise errors[0]
 
 
 def _build_one(name: str) -> bool:
@@ -169,6 +137,10 @@ def _build_one(name: str) -> bool:
                 return False
             statement = index.definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
             with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('max_parallel_maintenance_workers', %s, true)",
+                    [str(settings.INGEST_INDEX_BUILD_WORKERS)],
+                )
                 cursor.execute(statement)
             index.delete()
             return True
