@@ -42,6 +42,8 @@ from concurrent.futures import Future
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from catalogue.env import usable_cores
+
 
 class Inline:
     """Work already done on the caller's connection: ``result()`` as a future's."""
@@ -73,11 +75,11 @@ def cores_busy() -> bool:
     Linux counts them in /proc/loadavg (a read of microseconds); elsewhere the one-minute load
     average stands in. In a container the count is the host's: busier, so inline more often,
     which is the one-connection way, never worse than it."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     runnable = _runnable()
     if runnable is None:
-        return os.getloadavg()[0] >= (cores or 1)
-    return runnable > (cores or 1)
+        return os.getloadavg()[0] >= cores
+    return runnable > cores
 
 
 def _runnable() -> int | None:

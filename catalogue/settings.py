@@ -5,12 +5,20 @@ of ``catalogue.embedded`` are used. Production sets DEBUG=0, SECRET_KEY, ALLOWED
 DATABASE_URL and REDIS_URL.
 """
 
-import os
 from pathlib import Path
 
 from catalogue import embedded
 from catalogue.dburl import database_from_url
-from catalogue.env import ConfigError, env_bool, env_float, env_int, env_list, env_str, env_url
+from catalogue.env import (
+    ConfigError,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+    usable_cores,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -327,9 +335,7 @@ INGEST_DEFER_INDEXES_FROM = env_int("INGEST_DEFER_INDEXES_FROM", 250_000)
 # PostgreSQL's parallel workers for each deferred index's build, beside the building
 # connection's own process: the cores but one (on the database's host, which is this one by
 # default; PostgreSQL caps it at its max_parallel_workers). 0: each built by one process.
-INGEST_INDEX_BUILD_WORKERS = env_int(
-    "INGEST_INDEX_BUILD_WORKERS", max(len(os.sched_getaffinity(0)) - 1, 0)
-)
+INGEST_INDEX_BUILD_WORKERS = env_int("INGEST_INDEX_BUILD_WORKERS", usable_cores() - 1)
 # Fetching: seconds before a read gives up, attempts per request, and the first backoff step
 # (requests back off 1, 2, 4 … s; a failed task retries after 30, 60, 120 … s).
 INGEST_FETCH_TIMEOUT = env_int("INGEST_FETCH_TIMEOUT", 60)

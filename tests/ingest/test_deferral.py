@@ -323,6 +323,7 @@ def test_deferred_indexes_are_built_one_at_a_time_each_by_a_parallel_build(
     workers (three builders at once, two workers each, took 13-16 % longer at 1M), which
     apply to that build alone."""
     settings.INGEST_INDEX_BUILD_WORKERS = 3
+    session_workers = _session_setting("max_parallel_maintenance_workers")
     run = create_run("parallel.jsonl")
     dropped = deferral.defer(run)
     workers_seen = {}
@@ -340,6 +341,11 @@ def test_deferred_indexes_are_built_one_at_a_time_each_by_a_parallel_build(
     assert sorted(built) == sorted(dropped) == sorted(workers_seen)
     assert set(workers_seen.values()) == {"3"}
     assert paper_indexes() == indexes_as_migrated
+    # the build's setting was its transaction's alone
+    assert _session_setting("max_parallel_maintenance_workers") == session_workers != "3"
+
+
+def _session_setting(name: str) -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('max_parallel_maintenance_workers')")
-        assert cursor.fetchone()[0] == "2"  # PostgreSQL's default: the build's was local
+        cursor.execute("SELECT current_setting(%s)", [name])
+        return cursor.fetchone()[0]
